@@ -1,0 +1,169 @@
+"""The open-world benchmark: class-incremental + open-set + discovery, scored like NCD papers.
+
+Protocol (per seed): pick ``known_ratio`` of the classes as known; feed
+``labeled_ratio`` of their training items as feedback; stream the rest of the
+training items (all of the unknown classes' included), then the test items,
+through the Engine in batches; let background discovery run twice more once the
+stream ends; score the FINAL label (latest revision) of every test item, and the
+first-emitted label too. The Engine is never told how many classes exist.
+
+Texts are embedded once per run (the same texts recur in every seed) and the
+items then carry their vectors; ``items_per_s`` charges each item its share of
+that embedding time plus the Engine's own time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamlabel.bench.data import LabelledTexts
+from streamlabel.bench.metrics import open_world_scores
+from streamlabel.core.embedder import Embedder
+from streamlabel.pipeline import Engine, EngineSettings
+from streamlabel.schemas import Feedback, Item, LabelRecord
+
+METRIC_KEYS = ("acc", "nmi", "ari", "known_acc", "novel_acc")
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """Scores of one seed (percentages) and counts."""
+
+    seed: int
+    final: dict[str, float]
+    first: dict[str, float]
+    novel_found: int
+    novel_true: int
+    items: int
+    seconds: float
+    discovered: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which classes are known and which training items are labelled."""
+
+    known: list[str]
+    labelled: np.ndarray
+    stream: np.ndarray
+
+
+def split_protocol(labels: list[str], *, known_ratio: float, labeled_ratio: float, seed: int) -> Split:
+    """Chooses known classes, the labelled training items, and the stream order."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(labels, dtype=object)
+    classes = sorted(set(labels))
+    n_known = max(1, min(len(classes), int(round(len(classes) * known_ratio))))
+    known = sorted(str(c) for c in rng.choice(np.asarray(classes, dtype=object), n_known, replace=False))
+    labelled = np.zeros(len(y), bool)
+    for c in known:
+        idx = np.flatnonzero(y == c)
+        k = max(1, int(round(len(idx) * labeled_ratio)))
+        labelled[rng.choice(idx, k, replace=False)] = True
+    stream = rng.permutation(np.flatnonzero(~labelled))
+    return Split(known, np.flatnonzero(labelled), stream)
+
+
+def run_seed(
+    train: LabelledTexts,
+    test: LabelledTexts,
+    train_vectors: np.ndarray,
+    test_vectors: np.ndarray,
+    *,
+    settings: EngineSettings,
+    embedder: Embedder,
+    seed: int,
+    known_ratio: float,
+    labeled_ratio: float,
+    batch_size: int = 64,
+    progress: Callable[[str], None] | None = None,
+) -> SeedResult:
+    """Runs the protocol for one seed and scores it."""
+    split = split_protocol(train.labels, known_ratio=known_ratio, labeled_ratio=labeled_ratio, seed=seed)
+    engine = Engine(settings.model_copy(update={"seed": seed}), embedder)
+    started = time.perf_counter()
+    feedback = [
+        Feedback(item_id=f"train-{i}", text=train.texts[i], vector=train_vectors[i], label=train.labels[i], source="bench")
+        for i in split.labelled
+    ]
+    for lo in range(0, len(feedback), 512):
+        engine.learn(feedback[lo : lo + 512])
+    rng = np.random.default_rng(seed + 1)
+    order = [("train", int(i)) for i in split.stream] + [("test", int(i)) for i in rng.permutation(len(test))]
+    first: dict[str, LabelRecord] = {}
+    final: dict[str, LabelRecord] = {}
+
+    def collect(records: list[LabelRecord]) -> None:
+        for r in records:
+            first.setdefault(r.item_id, r)
+            prev = final.get(r.item_id)
+            if prev is None or r.revision >= prev.revision:
+                final[r.item_id] = r
+
+    for lo in range(0, len(order), batch_size):
+        batch = []
+        for part, i in order[lo : lo + batch_size]:
+            data, vecs = (train, train_vectors) if part == "train" else (test, test_vectors)
+            batch.append(Item(id=f"{part}-{i}", text=data.texts[i], vector=vecs[i]))
+        collect(engine.process(batch).labels)
+        if progress and (lo // batch_size) % 50 == 0:
+            progress(f"seed {seed}: {lo + len(batch)}/{len(order)} items, {len(engine.store.active_ids())} classes")
+    for _ in range(2):  # background discovery keeps running after the stream ends
+        collect(engine.discover().labels)
+    seconds = time.perf_counter() - started
+    ids = [f"test-{i}" for i in range(len(test))]
+    known = set(split.known)
+    discovered = [
+        (cid, s.name, s.count)
+        for cid, s in engine.store.states().items()
+        if s.origin == "discovery" and s.status != "retired"
+    ]
+    return SeedResult(
+        seed=seed,
+        final=open_world_scores(test.labels, [final[i].label for i in ids], known),
+        first=open_world_scores(test.labels, [first[i].label for i in ids], known),
+        novel_found=len(discovered),
+        novel_true=len(set(train.labels) - known),
+        items=len(order),
+        seconds=seconds,
+        discovered=discovered,
+    )
+
+
+def summarize(results: list[SeedResult], embed_seconds_per_item: float) -> dict[str, float]:
+    """Means over seeds, in the JSON shape of ``bench openworld --json``."""
+    mean = {k: float(np.mean([r.final[k] for r in results])) for k in METRIC_KEYS}
+    items = float(np.mean([r.items for r in results]))
+    per_item = float(np.mean([r.seconds / r.items for r in results])) + embed_seconds_per_item
+    return {
+        **{k: round(v, 2) for k, v in mean.items()},
+        "novel_found": round(float(np.mean([r.novel_found for r in results])), 2),
+        "novel_true": round(float(np.mean([r.novel_true for r in results])), 2),
+        "first_acc": round(float(np.mean([r.first["acc"] for r in results])), 2),
+        "items": int(items),
+        "items_per_s": round(1.0 / per_item, 1),
+    }
+
+
+def format_table(results: list[SeedResult], summary: dict[str, float]) -> str:
+    """A readable table: one row per seed plus the mean."""
+    head = f"{'seed':>6} {'ACC':>6} {'NMI':>6} {'ARI':>6} {'known':>6} {'novel':>6} {'found':>5} {'true':>4} {'1stACC':>6} {'sec':>6}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        f = r.final
+        lines.append(
+            f"{r.seed:>6} {f['acc']:6.2f} {f['nmi']:6.2f} {f['ari']:6.2f} {f['known_acc']:6.2f} "
+            f"{f['novel_acc']:6.2f} {r.novel_found:>5} {r.novel_true:>4} {r.first['acc']:6.2f} {r.seconds:6.1f}"
+        )
+    s = summary
+    lines.append("-" * len(head))
+    lines.append(
+        f"{'mean':>6} {s['acc']:6.2f} {s['nmi']:6.2f} {s['ari']:6.2f} {s['known_acc']:6.2f} "
+        f"{s['novel_acc']:6.2f} {s['novel_found']:>5} {s['novel_true']:>4} {s['first_acc']:6.2f}"
+    )
+    lines.append(f"{s['items']} items per seed, {s['items_per_s']} items/s end to end (embedding included)")
+    return "\n".join(lines)

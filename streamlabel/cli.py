@@ -1,0 +1,106 @@
+"""The ``streamlabel`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from streamlabel.errors import StreamlabelError
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        return [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers, got {value!r}") from None
+
+
+def _ratio(value: str) -> float:
+    x = float(value)
+    if not 0.0 < x <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return x
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="streamlabel", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
+    ow = bench.add_parser("openworld", help="open-world accuracy on a labelled TSV dataset")
+    ow.add_argument("--train", required=True, help="TSV with header text<TAB>label")
+    ow.add_argument("--test", required=True, help="TSV with header text<TAB>label")
+    ow.add_argument("--known-ratio", type=_ratio, default=0.75)
+    ow.add_argument("--labeled-ratio", type=_ratio, default=0.1)
+    ow.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
+    ow.add_argument("--batch-size", type=int, default=64)
+    ow.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    ow.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``streamlabel`` console script."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "bench" and args.bench == "openworld":
+            return _bench_openworld(args)
+    except StreamlabelError as exc:
+        print(f"streamlabel: error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def _bench_openworld(args: argparse.Namespace) -> int:
+    from streamlabel.bench.data import read_tsv
+    from streamlabel.bench.openworld import format_table, run_seed, summarize
+    from streamlabel.core.embedder import SentenceTransformerEmbedder
+    from streamlabel.logging import configure_logging
+    from streamlabel.pipeline import load_settings
+
+    configure_logging(json_logs=False, level="warning")
+    settings = load_settings()
+    train, test = read_tsv(args.train), read_tsv(args.test)
+
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    m = settings.model
+    embedder = SentenceTransformerEmbedder(
+        m.path, device=m.device, batch_size=m.batch_size, max_seq_length=m.max_seq_length
+    )
+    say(f"embedding {len(train) + len(test)} texts with {embedder.model_id} ...")
+    t0 = time.perf_counter()
+    train_vectors = embedder.embed(train.texts)
+    test_vectors = embedder.embed(test.texts)
+    embed_seconds = time.perf_counter() - t0
+    say(f"embedded at {(len(train) + len(test)) / embed_seconds:.0f} texts/s")
+    results = []
+    for seed in args.seeds:
+        results.append(
+            run_seed(
+                train, test, train_vectors, test_vectors,
+                settings=settings, embedder=embedder, seed=seed,
+                known_ratio=args.known_ratio, labeled_ratio=args.labeled_ratio,
+                batch_size=args.batch_size, progress=say,
+            )
+        )
+        for cid, name, count in sorted(results[-1].discovered, key=lambda d: -d[2]):
+            say(f"  discovered {cid} {name!r} ({count} examples)")
+    summary = summarize(results, embed_seconds / (len(train) + len(test)))
+    print(format_table(results, summary))
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Clustering strategies for novel-class discovery; none needs the number of clusters.
+
+A strategy maps points (unit vectors in the store's metric space) to cluster
+labels, ``-1`` meaning noise. Every strategy passes the same contract suite
+(tests/unit/core/test_clustering_contract.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+class ClusteringStrategy(Protocol):
+    """Finds clusters without being told how many there are."""
+
+    def fit_predict(self, points: np.ndarray) -> np.ndarray:
+        """Cluster labels ``(n,)``: ``0..k-1`` for clusters, ``-1`` for noise."""
+        ...
+
+
+@dataclass(frozen=True)
+class HDBSCANClustering:
+    """Density-based clustering (HDBSCAN): clusters of any number and shape, noise left out.
+
+    Points are first projected on their top principal components (``n_components``),
+    which keeps HDBSCAN fast on hundreds of dimensions and removes noise directions.
+
+    Args:
+        min_cluster_size: smallest group HDBSCAN reports as a cluster.
+        min_samples: density smoothing (``None`` = ``min_cluster_size``).
+        n_components: PCA dimensions before clustering (0 = none).
+        selection: ``eom`` (excess of mass, favours stable large clusters) or ``leaf``.
+        seed: seed of the randomised PCA solver.
+    """
+
+    min_cluster_size: int = 20
+    min_samples: int | None = 5
+    n_components: int = 32
+    selection: str = "eom"
+    seed: int = 0
+
+    def fit_predict(self, points: np.ndarray) -> np.ndarray:
+        from sklearn.cluster import HDBSCAN
+
+        x = np.asarray(points, dtype=np.float64)
+        if len(x) < max(self.min_cluster_size, 2):
+            return np.full(len(x), -1, np.int64)
+        x = _project(x, self.n_components, self.seed)
+        model = HDBSCAN(
+            min_cluster_size=self.min_cluster_size,
+            min_samples=self.min_samples,
+            cluster_selection_method=self.selection,
+            copy=True,
+        )
+        return _canonical(model.fit_predict(x))
+
+
+@dataclass(frozen=True)
+class AgglomerativeClustering:
+    """Average-linkage agglomerative clustering cut at a cosine-distance threshold.
+
+    Clusters smaller than ``min_cluster_size`` become noise.
+
+    Args:
+        distance_threshold: cosine distance at which merging stops.
+        min_cluster_size: smaller groups are reported as noise.
+    """
+
+    distance_threshold: float = 0.6
+    min_cluster_size: int = 20
+
+    def fit_predict(self, points: np.ndarray) -> np.ndarray:
+        from sklearn.cluster import AgglomerativeClustering as Agglo
+
+        x = np.asarray(points, dtype=np.float64)
+        if len(x) < 2:
+            return np.full(len(x), -1, np.int64)
+        labels = Agglo(
+            n_clusters=None,
+            metric="cosine",
+            linkage="average",
+            distance_threshold=self.distance_threshold,
+        ).fit_predict(x)
+        sizes = np.bincount(labels)
+        labels = np.where(sizes[labels] >= self.min_cluster_size, labels, -1)
+        return _canonical(labels)
+
+
+def _project(x: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+    if not n_components or x.shape[1] <= n_components or len(x) <= n_components:
+        return x
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=n_components, random_state=seed).fit_transform(x)
+
+
+def _canonical(labels: np.ndarray) -> np.ndarray:
+    """Renumbers clusters by first appearance so equal partitions give equal labels."""
+    out = np.full(len(labels), -1, np.int64)
+    mapping: dict[int, int] = {}
+    for i, lab in enumerate(labels.tolist()):
+        if lab < 0:
+            continue
+        out[i] = mapping.setdefault(lab, len(mapping))
+    return out

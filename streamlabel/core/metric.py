@@ -1,0 +1,96 @@
+"""The learned metric: whitening by the labelled classes' within-class scatter.
+
+A frozen sentence embedder puts texts of one class in a cloud whose spread is
+dominated by directions that do not separate classes (phrasing, length,
+shared vocabulary). The labelled feedback tells us those directions: the
+pooled within-class covariance ``Sw`` of the labelled examples. Mapping
+``x -> normalize(Sw^{-1/2} (x - c))`` shrinks them and stretches the
+directions that separate classes, for the known classes and, because the
+nuisance directions are shared, for classes not seen yet. This is the classic
+whitening / LDA idea without the projection to ``C - 1`` dimensions (which would
+discard exactly the directions novel classes live in).
+
+``Sw`` is shrunk toward a multiple of the identity (Ledoit–Wolf-style fixed
+shrinkage) so a handful of examples cannot produce a degenerate transform.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.normal(size=(50, 8)) * [5, 1, 1, 1, 1, 1, 1, 1] + [0, 3, 0, 0, 0, 0, 0, 0]
+    >>> b = rng.normal(size=(50, 8)) * [5, 1, 1, 1, 1, 1, 1, 1] - [0, 3, 0, 0, 0, 0, 0, 0]
+    >>> m = Metric.fit([a, b], shrinkage=0.1)
+    >>> m.apply(a).shape
+    (50, 8)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamlabel.core.embedder import l2_normalize
+
+
+@dataclass(frozen=True, eq=False)
+class Metric:
+    """An affine map followed by L2 normalisation; identity when nothing is learned.
+
+    Attributes:
+        center: subtracted before the transform, shape ``(d,)``.
+        transform: right-multiplied, shape ``(d, d)``.
+        n_examples: labelled examples it was fitted on (0 for the identity).
+    """
+
+    center: np.ndarray
+    transform: np.ndarray
+    n_examples: int = 0
+
+    @classmethod
+    def identity(cls, dim: int) -> Metric:
+        """The metric that only re-normalises (plain cosine similarity)."""
+        return cls(np.zeros(dim, np.float32), np.eye(dim, dtype=np.float32), 0)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when nothing was learned."""
+        return self.n_examples == 0
+
+    @classmethod
+    def fit(
+        cls, groups: Sequence[np.ndarray], *, shrinkage: float = 0.3, min_examples: int = 20
+    ) -> Metric:
+        """Fits the whitening transform on groups of examples, one group per class.
+
+        Args:
+            groups: ``(n_i, d)`` arrays of unit vectors; groups with fewer than 2 rows
+                carry no within-class information and are ignored.
+            shrinkage: weight of the identity target in ``(1-s) Sw + s (tr(Sw)/d) I``.
+            min_examples: below this many usable examples the identity is returned.
+        """
+        if not groups:
+            raise ValueError("Metric.fit needs at least one group")
+        dim = int(np.asarray(groups[0]).shape[1])
+        usable = [np.asarray(g, dtype=np.float64) for g in groups if len(g) >= 2]
+        n = sum(len(g) for g in usable)
+        if n < min_examples or len(usable) < 2:
+            return cls.identity(dim)
+        centered = np.concatenate([g - g.mean(axis=0) for g in usable])
+        sw = centered.T @ centered / max(n - len(usable), 1)
+        target = np.trace(sw) / dim
+        sw = (1.0 - shrinkage) * sw + shrinkage * target * np.eye(dim)
+        evals, evecs = np.linalg.eigh(sw)
+        evals = np.maximum(evals, 1e-12)
+        # Scale so the transform keeps unit-norm inputs at about unit norm; cosine
+        # similarity is scale-free, this only keeps numbers readable.
+        inv_sqrt = (evecs / np.sqrt(evals / target)) @ evecs.T
+        center = np.concatenate(usable).mean(axis=0)
+        return cls(center.astype(np.float32), inv_sqrt.astype(np.float32), n)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Maps raw unit vectors ``(n, d)`` (or one ``(d,)``) into the metric space (unit norm)."""
+        x = np.asarray(x, dtype=np.float32)
+        if self.is_identity:
+            return l2_normalize(x)
+        return l2_normalize((x - self.center) @ self.transform)

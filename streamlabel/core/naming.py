@@ -1,0 +1,64 @@
+"""Readable names for discovered classes: class-based TF-IDF keywords of member texts.
+
+Each cluster's texts form one document; a term scores high when it is frequent
+in the cluster and rare across all clusters and the background (the rest of
+the unknown buffer): ``tf(t, c) * log(1 + A / f(t))`` with ``A`` the average
+number of words per document and ``f(t)`` the term's total frequency (the
+c-TF-IDF of BERTopic).
+
+Example:
+    >>> docs = [["plot a matrix in matlab", "matlab figure legend"],
+    ...         ["oracle sql join", "oracle index slow"]]
+    >>> class_keywords(docs, n=2)
+    [('matlab', 'figure'), ('oracle', 'index')]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.feature_extraction.text import CountVectorizer
+
+TOKEN_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9+#]*"
+
+
+def class_keywords(
+    clusters: Sequence[Sequence[str]],
+    *,
+    background: Sequence[str] = (),
+    n: int = 3,
+) -> list[tuple[str, ...]]:
+    """The ``n`` most distinctive keywords of each cluster of texts (ties broken alphabetically).
+
+    Args:
+        clusters: texts of each cluster.
+        background: other texts, counted as one more document so common words score low.
+        n: keywords per cluster.
+    """
+    docs = [" ".join(c) for c in clusters]
+    if background:
+        docs.append(" ".join(background))
+    if not any(d.strip() for d in docs):
+        return [() for _ in clusters]
+    vec = CountVectorizer(token_pattern=TOKEN_PATTERN, stop_words="english", lowercase=True)
+    try:
+        counts = vec.fit_transform(docs).toarray().astype(np.float64)
+    except ValueError:  # only stop words
+        return [() for _ in clusters]
+    vocab = np.asarray(vec.get_feature_names_out())
+    words_per_doc = counts.sum(axis=1, keepdims=True)
+    tf = counts / np.maximum(words_per_doc, 1.0)
+    avg_words = float(words_per_doc.mean())
+    idf = np.log1p(avg_words / np.maximum(counts.sum(axis=0), 1.0))
+    scores = tf * idf
+    out: list[tuple[str, ...]] = []
+    for row in scores[: len(clusters)]:
+        order = np.lexsort((vocab, -row))
+        out.append(tuple(str(vocab[i]) for i in order[:n] if row[i] > 0))
+    return out
+
+
+def name_from_keywords(keywords: Sequence[str], fallback: str) -> str:
+    """A readable class name: keywords joined by ``-`` (``fallback`` when there are none)."""
+    return "-".join(keywords) if keywords else fallback

@@ -1,0 +1,42 @@
+"""The exception hierarchy: one root, small specific subclasses.
+
+Every error streamlabel raises on purpose derives from :class:`StreamlabelError`,
+so callers can catch the whole family at a boundary (a worker's poll loop, the
+CLI) and route it (dead-letter topic, exit code) without catching bugs.
+"""
+
+from __future__ import annotations
+
+
+class StreamlabelError(Exception):
+    """Root of every error streamlabel raises on purpose."""
+
+
+class SettingsError(StreamlabelError):
+    """A setting is invalid; the message names the setting."""
+
+
+class DecodeError(StreamlabelError):
+    """A wire record could not be decoded.
+
+    Attributes:
+        reason: a short machine-readable reason (``not_msgpack``, ``schema_version``,
+            ``invalid``, ``empty``, ``oversized``, ``bad_vector``).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class EmbeddingError(StreamlabelError):
+    """The embedding model failed on an input."""
+
+
+class StoreError(StreamlabelError):
+    """An operation on the prototype store is invalid (unknown class, bad dimension...)."""
+
+
+class SnapshotError(StoreError):
+    """A store snapshot could not be restored."""

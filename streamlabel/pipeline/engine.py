@@ -1,0 +1,553 @@
+"""The Engine: one batch of raw items in -> labels, unknowns, class events, alerts, dead letters out.
+
+The Engine is the whole open-world classifier without any I/O: the stream
+workers and the learner of :mod:`streamlabel.workers` wrap it with Kafka and
+Ray, and the benchmark drives it directly. It owns
+
+* the embedder (items that carry a vector skip it),
+* the :class:`~streamlabel.core.store.PrototypeStore` (class-incremental: a label
+  never seen before becomes a class at once),
+* the unknown buffer and the :class:`~streamlabel.core.discovery.Discoverer`
+  (novel classes found in the background relabel the items they explain),
+* the drift detectors.
+
+Example:
+    >>> from streamlabel.schemas import Feedback, Item
+    >>> from streamlabel.testing import HashEmbedder, ManualClock
+    >>> engine = Engine(load_settings(), HashEmbedder(), clock=ManualClock(0))
+    >>> _ = engine.learn([Feedback(text="python list sort", label="python"),
+    ...                   Feedback(text="java string split", label="java")])
+    >>> out = engine.process([Item(id="1", text="sort a python list")])
+    >>> out.labels[0].label
+    'python'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import structlog
+
+from streamlabel.core.discovery import ClusterFinding, Discoverer, UnknownBuffer
+from streamlabel.core.drift import DriftDetector, DriftObservation, DriftSignal, default_detectors
+from streamlabel.core.embedder import Embedder, l2_normalize
+from streamlabel.core.store import Classification, PrototypeStore
+from streamlabel.errors import DecodeError, EmbeddingError, StoreError
+from streamlabel.pipeline.inputs import RawRecord
+from streamlabel.pipeline.output import EngineOutput
+from streamlabel.pipeline.settings import EngineSettings, load_settings
+from streamlabel.schemas import (
+    UNKNOWN,
+    ClassEvent,
+    DeadLetter,
+    DriftAlert,
+    Feedback,
+    Item,
+    LabelRecord,
+    ScoredClass,
+    SourceRef,
+    UnknownRecord,
+    decode,
+    encode,
+)
+
+__all__ = ["Engine", "load_settings"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    item: Item
+    source: SourceRef | None
+
+
+@dataclass
+class _Cached:
+    vector: np.ndarray
+    text: str | None
+    label: str
+    revision: int
+
+
+class Engine:
+    """The open-world classifier, batch in, records out.
+
+    Args:
+        settings: validated settings (see :func:`load_settings`).
+        embedder: text embedder; its ``dim`` fixes the store's dimension.
+        clock: epoch seconds; inject a settable clock in tests.
+        store: an existing store (e.g. restored from a snapshot); a new one otherwise.
+    """
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        embedder: Embedder,
+        *,
+        clock: Callable[[], float] = time.time,
+        store: PrototypeStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self._clock = clock
+        dim = embedder.dim
+        self.store = store or PrototypeStore(
+            dim,
+            settings.store.to_config(settings.seed),
+            clock=clock,
+            use_gpu=settings.store.use_gpu,
+        )
+        if self.store.dim != dim:
+            raise StoreError(f"store dimension {self.store.dim} != embedder dimension {dim}")
+        disc = settings.discovery
+        self.buffer = UnknownBuffer(disc.buffer_capacity, dim)
+        self.discoverer = Discoverer(disc.to_config(settings.seed))
+        self.detectors: list[DriftDetector] = (
+            default_detectors(seed=settings.seed) if settings.drift.enabled else []
+        )
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._unknowns_since_run = 0
+        self._items_seen = 0
+
+    # ------------------------------------------------------------- the stream
+    def process(self, batch: Sequence[RawRecord | Item]) -> EngineOutput:
+        """Labels one batch. Raw records are decoded; bad ones become dead letters.
+
+        Runs discovery afterwards when ``discovery.run_every`` new unknowns have
+        accumulated (the Ray learner runs it in the background instead).
+        """
+        out = EngineOutput()
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        decoded = self._decode(batch, out)
+        t1 = time.perf_counter()
+        vectors, decoded = self._embed(decoded, out)
+        t2 = time.perf_counter()
+        result = self.store.classify(vectors)
+        t3 = time.perf_counter()
+        n = max(len(decoded), 1)
+        timings = {
+            "decode": (t1 - t0) * 1e3 / n,
+            "embed": (t2 - t1) * 1e3 / n,
+            "classify": (t3 - t2) * 1e3 / n,
+        }
+        self._emit_labels(decoded, vectors, result, timings, out)
+        if self.detectors and decoded:
+            out.alerts.extend(self._detect(vectors, result))
+        if (
+            self.settings.discovery.enabled
+            and self._unknowns_since_run >= self.settings.discovery.run_every
+        ):
+            out.extend(self.discover())
+        return out
+
+    def learn(self, feedback: Iterable[Feedback | RawRecord]) -> EngineOutput:
+        """Class-incremental update from labelled examples.
+
+        Examples are grouped by label; each label yields one class event (a new
+        label creates its class at once). Feedback naming a buffered unknown item
+        relabels it (a revision with reason ``feedback``).
+        """
+        out = EngineOutput()
+        by_label: dict[str, list[tuple[np.ndarray, str, str | None]]] = {}
+        to_embed: list[tuple[Feedback, RawRecord | None]] = []
+        for entry in feedback:
+            fb, raw = self._decode_feedback(entry, out)
+            if fb is None:
+                continue
+            if fb.vector is not None:
+                vec = self._check_dim(np.asarray(fb.vector, np.float32))
+                if vec is None:
+                    self._dead(out, raw, fb, "bad_vector", "feedback vector has the wrong dimension")
+                    continue
+                by_label.setdefault(fb.label, []).append((vec, fb.text or "", fb.item_id))
+            elif fb.text is not None:
+                to_embed.append((fb, raw))
+            elif fb.item_id in self._cache:
+                cached = self._cache[fb.item_id]
+                by_label.setdefault(fb.label, []).append(
+                    (cached.vector, cached.text or "", fb.item_id)
+                )
+            else:
+                self._dead(out, raw, fb, "unresolvable", f"item {fb.item_id!r} is not in the cache")
+        if to_embed:
+            vecs = self._embed_texts([fb.text or "" for fb, _ in to_embed])
+            for (fb, raw), vec in zip(to_embed, vecs, strict=True):
+                if vec is None:
+                    self._dead(out, raw, fb, "embedding", "the model failed on this text")
+                    continue
+                by_label.setdefault(fb.label, []).append((vec, fb.text or "", fb.item_id))
+        for label, examples in by_label.items():
+            event = self.store.learn(
+                label, np.stack([e[0] for e in examples]), [e[1] for e in examples]
+            )
+            out.class_events.append(event)
+            ids = [e[2] for e in examples if e[2] is not None]
+            out.labels.extend(self._relabel_feedback(ids, event.class_id))
+        return out
+
+    def discover(self) -> EngineOutput:
+        """One discovery run: new classes and extended ones, then relabel the buffer."""
+        out = EngineOutput()
+        self._unknowns_since_run = 0
+        report = self.discoverer.run(self.buffer, self.store)
+        log.debug(
+            "discovery_run",
+            run=report.run,
+            clusters=report.clusters,
+            accepted=len(report.findings),
+            rejected=report.rejected,
+            buffered=len(self.buffer),
+        )
+        assigned: dict[str, str] = {}
+        for finding in report.findings:
+            out.class_events.append(self._adopt(finding))
+            assigned.update(dict.fromkeys(finding.item_ids, finding.class_id))
+        if report.findings:
+            out.labels.extend(self._relabel_buffer(assigned))
+            adopted = {f.class_id for f in report.findings}
+            out.labels.extend(self._relabel_recent(adopted))
+        return out
+
+    def apply(self, events: Iterable[ClassEvent]) -> int:
+        """Applies class events from the changelog (a read replica); returns how many changed it."""
+        return sum(self.store.apply(e) for e in events)
+
+    # ------------------------------------------------------------- internals
+    def _decode(self, batch: Sequence[RawRecord | Item], out: EngineOutput) -> list[_Decoded]:
+        limits = self.settings.limits
+        decoded: list[_Decoded] = []
+        for entry in batch:
+            if isinstance(entry, Item):
+                item, source = entry, None
+            else:
+                try:
+                    item = decode(entry.value, Item, max_bytes=limits.max_message_bytes)
+                except DecodeError as exc:
+                    out.dead_letters.append(
+                        DeadLetter(
+                            source=entry.source,
+                            key=entry.key,
+                            value=entry.value or b"",
+                            reason=exc.reason,
+                            error=str(exc),
+                        )
+                    )
+                    continue
+                source = entry.source
+            if item.text is not None and len(item.text) > limits.max_text_chars:
+                self._dead_item(out, item, source, entry, "oversized",
+                                f"text has {len(item.text)} characters, limit {limits.max_text_chars}")
+                continue
+            if item.vector is not None and len(item.vector) != self.embedder.dim:
+                self._dead_item(out, item, source, entry, "bad_vector",
+                                f"vector has {len(item.vector)} dimensions, the model {self.embedder.dim}")
+                continue
+            decoded.append(_Decoded(item, source))
+        return decoded
+
+    def _embed(self, decoded: list[_Decoded], out: EngineOutput) -> tuple[np.ndarray, list[_Decoded]]:
+        dim = self.embedder.dim
+        vectors = np.zeros((len(decoded), dim), np.float32)
+        need = [i for i, d in enumerate(decoded) if d.item.vector is None]
+        have = [i for i, d in enumerate(decoded) if d.item.vector is not None]
+        if have:
+            vectors[have] = l2_normalize(np.asarray([decoded[i].item.vector for i in have], np.float32))
+        ok = np.ones(len(decoded), bool)
+        if need:
+            embedded = self._embed_texts([decoded[i].item.text or "" for i in need])
+            for i, vec in zip(need, embedded, strict=True):
+                if vec is None:
+                    ok[i] = False
+                    d = decoded[i]
+                    self._dead_item(out, d.item, d.source, None, "embedding", "the model failed on this text")
+                else:
+                    vectors[i] = vec
+        if ok.all():
+            return vectors, decoded
+        return vectors[ok], [d for d, keep in zip(decoded, ok, strict=True) if keep]
+
+    def _embed_texts(self, texts: list[str]) -> list[np.ndarray | None]:
+        """Embeds texts; on failure bisects to isolate the texts the model raises on."""
+        try:
+            return list(self.embedder.embed(texts))
+        except EmbeddingError:
+            if len(texts) == 1:
+                return [None]
+            mid = len(texts) // 2
+            return self._embed_texts(texts[:mid]) + self._embed_texts(texts[mid:])
+
+    def _emit_labels(
+        self,
+        decoded: list[_Decoded],
+        vectors: np.ndarray,
+        result: Classification,
+        timings: dict[str, float],
+        out: EngineOutput,
+    ) -> None:
+        now = self._clock()
+        version = self.store.version
+        model_id = self.embedder.model_id
+        unknown_ids: list[str] = []
+        unknown_rows: list[int] = []
+        for i, d in enumerate(decoded):
+            record = self._label_record(result, i, d.item.id, now, version, model_id, 0)
+            out.labels.append(
+                record.model_copy(update={"source": d.source, "timings_ms": timings})
+            )
+            self._remember(d.item.id, vectors[i], d.item.text, record.label)
+            if record.is_unknown:
+                unknown_ids.append(d.item.id)
+                unknown_rows.append(i)
+                nearest = int(result.best[i])
+                out.unknowns.append(
+                    UnknownRecord(
+                        item_id=d.item.id,
+                        text=d.item.text,
+                        vector=vectors[i],
+                        score=float(result.scores[i]),
+                        nearest_class=result.class_ids[nearest] if nearest >= 0 else None,
+                        store_version=version,
+                        source=d.source,
+                        event_time=d.item.event_time,
+                    )
+                )
+        self._items_seen += len(decoded)
+        if unknown_rows and self.settings.discovery.enabled:
+            self.buffer.add(
+                unknown_ids, vectors[unknown_rows], [decoded[i].item.text for i in unknown_rows]
+            )
+            self._unknowns_since_run += len(unknown_rows)
+
+    def _label_record(
+        self,
+        result: Classification,
+        i: int,
+        item_id: str,
+        now: float,
+        version: int,
+        model_id: str,
+        revision: int,
+        *,
+        forced: str | None = None,
+        reason: str | None = None,
+    ) -> LabelRecord:
+        label = forced or result.label(i)
+        best = int(result.best[i])
+        top = tuple(
+            ScoredClass(class_id=result.class_ids[int(c)], score=float(s))
+            for c, s in zip(result.top_idx[i], result.top_scores[i], strict=True)
+            if c >= 0
+        )
+        name = None
+        novel = False
+        score = float(result.scores[i])
+        if label != UNKNOWN:
+            state = self.store.get(label)
+            name, novel = state.name, state.origin == "discovery"
+            score = next((t.score for t in top if t.class_id == label), score)
+        return LabelRecord(
+            item_id=item_id,
+            label=label,
+            class_name=name,
+            score=score,
+            margin=float(result.margins[i]),
+            threshold=float(result.thresholds[i]) if best >= 0 else None,
+            top_k=top,
+            is_unknown=label == UNKNOWN,
+            is_novel=novel,
+            revision=revision,
+            store_version=version,
+            model_id=model_id,
+            reason=reason,
+            emitted_at=now,
+        )
+
+    def _adopt(self, finding: ClusterFinding) -> ClassEvent:
+        if finding.extends or finding.class_id in self.store.states():
+            return self.store.extend(
+                finding.class_id, finding.vectors, finding.texts, cause="discovery"
+            )
+        return self.store.add_class(
+            finding.class_id,
+            finding.name,
+            finding.vectors,
+            finding.texts,
+            status="provisional",
+            origin="discovery",
+            keywords=finding.keywords,
+        )
+
+    def _relabel_buffer(self, assigned: dict[str, str]) -> list[LabelRecord]:
+        """Revises the labels of buffered unknowns that a class now explains."""
+        if not len(self.buffer):
+            return []
+        ids = self.buffer.ids
+        result = self.store.classify(np.asarray(self.buffer.vectors))
+        now, version, model_id = self._clock(), self.store.version, self.embedder.model_id
+        records: list[LabelRecord] = []
+        for i, item_id in enumerate(ids):
+            forced = assigned.get(item_id)
+            if forced is None and not result.accepted[i]:
+                continue
+            revision = self.buffer.revision(i) + 1
+            records.append(
+                self._label_record(
+                    result, i, item_id, now, version, model_id, revision,
+                    forced=forced, reason="discovered",
+                )
+            )
+            cached = self._cache.get(item_id)
+            if cached is not None:
+                cached.revision, cached.label = revision, records[-1].label
+        self.buffer.remove({r.item_id for r in records})
+        return records
+
+    def _relabel_recent(self, adopted: set[str]) -> list[LabelRecord]:
+        """Revises recent labelled items that a newly adopted class now explains better.
+
+        An open-set threshold cannot separate a new class's items from a
+        neighbouring known class perfectly; once the new class exists, recent
+        items it now wins (and accepts) move to it.
+        """
+        ids = [k for k, c in self._cache.items() if c.label != UNKNOWN and c.label not in adopted]
+        if not ids:
+            return []
+        result = self.store.classify(np.stack([self._cache[k].vector for k in ids]))
+        now, version, model_id = self._clock(), self.store.version, self.embedder.model_id
+        records: list[LabelRecord] = []
+        for i in np.flatnonzero(result.accepted):
+            new = result.class_ids[int(result.best[i])]
+            if new not in adopted:
+                continue
+            cached = self._cache[ids[i]]
+            cached.revision += 1
+            cached.label = new
+            records.append(
+                self._label_record(
+                    result, int(i), ids[i], now, version, model_id, cached.revision,
+                    reason="discovered",
+                )
+            )
+        return records
+
+    def _relabel_feedback(self, item_ids: list[str], class_id: str) -> list[LabelRecord]:
+        known = [i for i in item_ids if i in self._cache]
+        if not known:
+            return []
+        vectors = np.stack([self._cache[i].vector for i in known])
+        result = self.store.classify(vectors)
+        now, version, model_id = self._clock(), self.store.version, self.embedder.model_id
+        records = []
+        for row, item_id in enumerate(known):
+            cached = self._cache[item_id]
+            cached.revision += 1
+            cached.label = class_id
+            records.append(
+                self._label_record(
+                    result, row, item_id, now, version, model_id, cached.revision,
+                    forced=class_id, reason="feedback",
+                )
+            )
+        self.buffer.remove(set(known))
+        return records
+
+    def _detect(self, vectors: np.ndarray, result: Classification) -> list[DriftAlert]:
+        labels = np.array(
+            [result.label(i) for i in range(len(vectors))], dtype=object
+        )
+        obs = DriftObservation(
+            vectors=vectors,
+            labels=labels,
+            is_unknown=~result.accepted,
+            scores=result.scores.astype(np.float32),
+        )
+        alerts = []
+        for detector in self.detectors:
+            for signal in detector.update(obs):
+                alerts.append(self._alert(signal))
+        return alerts
+
+    def _alert(self, signal: DriftSignal) -> DriftAlert:
+        digest = hashlib.blake2b(
+            f"{self.settings.seed}:{signal.kind}:{signal.at_item}".encode(), digest_size=6
+        ).hexdigest()
+        alert = DriftAlert(
+            alert_id=f"{signal.kind}-{digest}",
+            kind=signal.kind,
+            statistic=float(signal.statistic),
+            threshold=float(signal.threshold),
+            p_value=signal.p_value,
+            window=signal.window,
+            reference=signal.reference,
+            at_item=signal.at_item,
+            severity=signal.severity,
+            affected_classes=tuple(signal.affected_classes),
+            detail=signal.detail,
+            store_version=self.store.version,
+            emitted_at=self._clock(),
+        )
+        log.info("drift_alert", kind=alert.kind, at_item=alert.at_item, severity=alert.severity)
+        return alert
+
+    def _remember(self, item_id: str, vector: np.ndarray, text: str | None, label: str) -> None:
+        cap = self.settings.limits.max_item_cache
+        if cap == 0:
+            return
+        self._cache[item_id] = _Cached(vector, text, label, 0)
+        self._cache.move_to_end(item_id)
+        while len(self._cache) > cap:
+            self._cache.popitem(last=False)
+
+    def _check_dim(self, vec: np.ndarray) -> np.ndarray | None:
+        if vec.shape != (self.embedder.dim,):
+            return None
+        return l2_normalize(vec)
+
+    def _decode_feedback(
+        self, entry: Feedback | RawRecord, out: EngineOutput
+    ) -> tuple[Feedback | None, RawRecord | None]:
+        if isinstance(entry, Feedback):
+            return entry, None
+        try:
+            return decode(entry.value, Feedback, max_bytes=self.settings.limits.max_message_bytes), entry
+        except DecodeError as exc:
+            out.dead_letters.append(
+                DeadLetter(source=entry.source, key=entry.key, value=entry.value or b"",
+                           reason=exc.reason, error=str(exc))
+            )
+            return None, entry
+
+    def _dead(
+        self, out: EngineOutput, raw: RawRecord | None, fb: Feedback, reason: str, error: str
+    ) -> None:
+        out.dead_letters.append(
+            DeadLetter(
+                source=raw.source if raw else None,
+                key=raw.key if raw else None,
+                value=raw.value if raw and raw.value else encode(fb),
+                reason=reason,
+                error=error,
+            )
+        )
+
+    def _dead_item(
+        self,
+        out: EngineOutput,
+        item: Item,
+        source: SourceRef | None,
+        raw: RawRecord | Item | None,
+        reason: str,
+        error: str,
+    ) -> None:
+        value = raw.value if isinstance(raw, RawRecord) and raw.value else encode(item)
+        key = raw.key if isinstance(raw, RawRecord) else item.id.encode()
+        out.dead_letters.append(
+            DeadLetter(source=source, key=key, value=value, reason=reason, error=error)
+        )

@@ -1,0 +1,150 @@
+"""Settings: pydantic-settings models, validated once at start-up.
+
+Environment variables use the prefix ``STREAMLABEL_`` and ``__`` for nesting,
+e.g. ``STREAMLABEL_STORE__THRESHOLD_QUANTILE=0.1``. :func:`load_settings` turns
+any validation failure into a :class:`~streamlabel.errors.SettingsError` whose
+message names the setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streamlabel.core.clustering import HDBSCANClustering
+from streamlabel.core.discovery import DiscoveryConfig
+from streamlabel.core.store import StoreConfig
+from streamlabel.errors import SettingsError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSettings(_Section):
+    """The embedding model."""
+
+    path: str | None = Field(default=None, description="Local model dir; None = bundled MiniLM.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    max_seq_length: int = Field(default=128, ge=8, le=8192)
+
+
+class StoreSettings(_Section):
+    """The prototype store and open-set calibration (see :class:`StoreConfig`)."""
+
+    max_sub_prototypes: int = Field(default=0, ge=0, le=64)
+    exemplar_capacity: int = Field(default=64, ge=2, le=4096)
+    threshold_quantile: float = Field(default=0.05, gt=0.0, lt=0.5)
+    threshold_offset: float = Field(default=0.0, ge=-1.0, le=1.0)
+    default_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
+    min_calibration_examples: int = Field(default=8, ge=1)
+    metric_shrinkage: float = Field(default=0.3, ge=0.0, le=1.0)
+    metric_min_examples: int = Field(default=20, ge=2)
+    calibration_folds: int = Field(default=2, ge=1, le=10)
+    top_k: int = Field(default=5, ge=1, le=100)
+    use_gpu: bool = Field(default=True, description="Use a FAISS GPU index when available.")
+
+    def to_config(self, seed: int) -> StoreConfig:
+        """The core's config."""
+        return StoreConfig(
+            max_sub_prototypes=self.max_sub_prototypes,
+            exemplar_capacity=self.exemplar_capacity,
+            threshold_quantile=self.threshold_quantile,
+            threshold_offset=self.threshold_offset,
+            default_threshold=self.default_threshold,
+            min_calibration_examples=self.min_calibration_examples,
+            metric_shrinkage=self.metric_shrinkage,
+            metric_min_examples=self.metric_min_examples,
+            calibration_folds=self.calibration_folds,
+            top_k=self.top_k,
+            seed=seed,
+        )
+
+
+class DiscoverySettings(_Section):
+    """Novel-class discovery (see :class:`DiscoveryConfig`)."""
+
+    enabled: bool = True
+    buffer_capacity: int = Field(default=5000, ge=10)
+    run_every: int = Field(default=500, ge=1, description="New unknowns between runs.")
+    min_cluster_size: int = Field(default=25, ge=2)
+    min_samples: int | None = Field(default=5, ge=1)
+    n_components: int = Field(default=32, ge=0)
+    min_cohesion_ratio: float = Field(default=0.6, ge=0.0, le=2.0)
+    min_cohesion: float = Field(default=0.2, ge=-1.0, le=1.0)
+    separation_quantile: float = Field(default=0.5, ge=0.0, le=1.0)
+    persistence: int = Field(default=2, ge=1)
+    match_overlap: float = Field(default=0.5, gt=0.0, le=1.0)
+    n_keywords: int = Field(default=3, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _cluster_fits_buffer(self) -> DiscoverySettings:
+        if self.min_cluster_size > self.buffer_capacity:
+            raise ValueError("min_cluster_size cannot exceed buffer_capacity")
+        return self
+
+    def to_config(self, seed: int) -> DiscoveryConfig:
+        """The core's config."""
+        return DiscoveryConfig(
+            buffer_capacity=self.buffer_capacity,
+            min_cohesion_ratio=self.min_cohesion_ratio,
+            min_cohesion=self.min_cohesion,
+            separation_quantile=self.separation_quantile,
+            persistence=self.persistence,
+            match_overlap=self.match_overlap,
+            n_keywords=self.n_keywords,
+            clustering=HDBSCANClustering(
+                min_cluster_size=self.min_cluster_size,
+                min_samples=self.min_samples,
+                n_components=self.n_components,
+                seed=seed,
+            ),
+        )
+
+
+class DriftSettings(_Section):
+    """Drift detection."""
+
+    enabled: bool = True
+
+
+class LimitSettings(_Section):
+    """Input limits; larger inputs are dead-lettered."""
+
+    max_message_bytes: int = Field(default=1_000_000, ge=1024)
+    max_text_chars: int = Field(default=20_000, ge=1)
+    max_item_cache: int = Field(default=20_000, ge=0, description="Recent items kept for feedback by id.")
+
+
+class EngineSettings(BaseSettings):
+    """Everything the Engine needs; env vars ``STREAMLABEL_<SECTION>__<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMLABEL_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    seed: int = 0
+    model: ModelSettings = ModelSettings()
+    store: StoreSettings = StoreSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
+    drift: DriftSettings = DriftSettings()
+    limits: LimitSettings = LimitSettings()
+
+
+def load_settings(**overrides: Any) -> EngineSettings:
+    """Builds settings from env vars plus ``overrides``.
+
+    Raises:
+        SettingsError: naming every invalid setting, e.g. ``store.threshold_quantile``.
+    """
+    try:
+        return EngineSettings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+            for e in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
