@@ -9,8 +9,6 @@ import sys
 import time
 from collections.abc import Sequence
 
-import numpy as np
-
 from streamlabel.errors import StreamlabelError
 
 
@@ -18,7 +16,9 @@ def _seeds(value: str) -> list[int]:
     try:
         return [int(s) for s in value.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds must be comma-separated integers, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"--seeds must be comma-separated integers, got {value!r}"
+        ) from None
 
 
 def _ratio(value: str) -> float:
@@ -87,10 +87,17 @@ def _bench_openworld(args: argparse.Namespace) -> int:
     for seed in args.seeds:
         results.append(
             run_seed(
-                train, test, train_vectors, test_vectors,
-                settings=settings, embedder=embedder, seed=seed,
-                known_ratio=args.known_ratio, labeled_ratio=args.labeled_ratio,
-                batch_size=args.batch_size, progress=say,
+                train,
+                test,
+                train_vectors,
+                test_vectors,
+                settings=settings,
+                embedder=embedder,
+                seed=seed,
+                known_ratio=args.known_ratio,
+                labeled_ratio=args.labeled_ratio,
+                batch_size=args.batch_size,
+                progress=say,
             )
         )
         for cid, name, count in sorted(results[-1].discovered, key=lambda d: -d[2]):

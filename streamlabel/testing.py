@@ -103,7 +103,9 @@ class MemorySource:
     position: int = 0
 
     @classmethod
-    def of_items(cls, items: Iterable[Item], topic: str = "items", partition: int = 0) -> MemorySource:
+    def of_items(
+        cls, items: Iterable[Item], topic: str = "items", partition: int = 0
+    ) -> MemorySource:
         """A source holding encoded items at offsets 0, 1, 2..."""
         src = cls()
         for item in items:
@@ -111,11 +113,17 @@ class MemorySource:
         return src
 
     def append(
-        self, value: bytes | None, topic: str = "items", partition: int = 0, key: bytes | None = None
+        self,
+        value: bytes | None,
+        topic: str = "items",
+        partition: int = 0,
+        key: bytes | None = None,
     ) -> None:
         """Adds a raw message at the next offset."""
         offset = len(self.records)
-        self.records.append(RawRecord(value, SourceRef(topic=topic, partition=partition, offset=offset), key))
+        self.records.append(
+            RawRecord(value, SourceRef(topic=topic, partition=partition, offset=offset), key)
+        )
 
     def next_batch(self, max_records: int) -> list[RawRecord]:
         """Up to ``max_records`` records; an empty list when drained."""

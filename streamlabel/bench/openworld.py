@@ -52,17 +52,21 @@ class Split:
     stream: np.ndarray
 
 
-def split_protocol(labels: list[str], *, known_ratio: float, labeled_ratio: float, seed: int) -> Split:
+def split_protocol(
+    labels: list[str], *, known_ratio: float, labeled_ratio: float, seed: int
+) -> Split:
     """Chooses known classes, the labelled training items, and the stream order."""
     rng = np.random.default_rng(seed)
     y = np.asarray(labels, dtype=object)
     classes = sorted(set(labels))
-    n_known = max(1, min(len(classes), int(round(len(classes) * known_ratio))))
-    known = sorted(str(c) for c in rng.choice(np.asarray(classes, dtype=object), n_known, replace=False))
+    n_known = max(1, min(len(classes), round(len(classes) * known_ratio)))
+    known = sorted(
+        str(c) for c in rng.choice(np.asarray(classes, dtype=object), n_known, replace=False)
+    )
     labelled = np.zeros(len(y), bool)
     for c in known:
         idx = np.flatnonzero(y == c)
-        k = max(1, int(round(len(idx) * labeled_ratio)))
+        k = max(1, round(len(idx) * labeled_ratio))
         labelled[rng.choice(idx, k, replace=False)] = True
     stream = rng.permutation(np.flatnonzero(~labelled))
     return Split(known, np.flatnonzero(labelled), stream)
@@ -83,17 +87,27 @@ def run_seed(
     progress: Callable[[str], None] | None = None,
 ) -> SeedResult:
     """Runs the protocol for one seed and scores it."""
-    split = split_protocol(train.labels, known_ratio=known_ratio, labeled_ratio=labeled_ratio, seed=seed)
+    split = split_protocol(
+        train.labels, known_ratio=known_ratio, labeled_ratio=labeled_ratio, seed=seed
+    )
     engine = Engine(settings.model_copy(update={"seed": seed}), embedder)
     started = time.perf_counter()
     feedback = [
-        Feedback(item_id=f"train-{i}", text=train.texts[i], vector=train_vectors[i], label=train.labels[i], source="bench")
+        Feedback(
+            item_id=f"train-{i}",
+            text=train.texts[i],
+            vector=train_vectors[i],
+            label=train.labels[i],
+            source="bench",
+        )
         for i in split.labelled
     ]
     for lo in range(0, len(feedback), 512):
         engine.learn(feedback[lo : lo + 512])
     rng = np.random.default_rng(seed + 1)
-    order = [("train", int(i)) for i in split.stream] + [("test", int(i)) for i in rng.permutation(len(test))]
+    order = [("train", int(i)) for i in split.stream] + [
+        ("test", int(i)) for i in rng.permutation(len(test))
+    ]
     first: dict[str, LabelRecord] = {}
     final: dict[str, LabelRecord] = {}
 
@@ -111,7 +125,8 @@ def run_seed(
             batch.append(Item(id=f"{part}-{i}", text=data.texts[i], vector=vecs[i]))
         collect(engine.process(batch).labels)
         if progress and (lo // batch_size) % 50 == 0:
-            progress(f"seed {seed}: {lo + len(batch)}/{len(order)} items, {len(engine.store.active_ids())} classes")
+            n_classes = len(engine.store.active_ids())
+            progress(f"seed {seed}: {lo + len(batch)}/{len(order)} items, {n_classes} classes")
     for _ in range(2):  # background discovery keeps running after the stream ends
         collect(engine.discover().labels)
     seconds = time.perf_counter() - started
@@ -151,13 +166,16 @@ def summarize(results: list[SeedResult], embed_seconds_per_item: float) -> dict[
 
 def format_table(results: list[SeedResult], summary: dict[str, float]) -> str:
     """A readable table: one row per seed plus the mean."""
-    head = f"{'seed':>6} {'ACC':>6} {'NMI':>6} {'ARI':>6} {'known':>6} {'novel':>6} {'found':>5} {'true':>4} {'1stACC':>6} {'sec':>6}"
+    cols = ("seed", "ACC", "NMI", "ARI", "known", "novel", "found", "true", "1stACC", "sec")
+    widths = (6, 6, 6, 6, 6, 6, 5, 4, 6, 6)
+    head = " ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))
     lines = [head, "-" * len(head)]
     for r in results:
         f = r.final
         lines.append(
             f"{r.seed:>6} {f['acc']:6.2f} {f['nmi']:6.2f} {f['ari']:6.2f} {f['known_acc']:6.2f} "
-            f"{f['novel_acc']:6.2f} {r.novel_found:>5} {r.novel_true:>4} {r.first['acc']:6.2f} {r.seconds:6.1f}"
+            f"{f['novel_acc']:6.2f} {r.novel_found:>5} {r.novel_true:>4} {r.first['acc']:6.2f} "
+            f"{r.seconds:6.1f}"
         )
     s = summary
     lines.append("-" * len(head))
@@ -165,5 +183,7 @@ def format_table(results: list[SeedResult], summary: dict[str, float]) -> str:
         f"{'mean':>6} {s['acc']:6.2f} {s['nmi']:6.2f} {s['ari']:6.2f} {s['known_acc']:6.2f} "
         f"{s['novel_acc']:6.2f} {s['novel_found']:>5} {s['novel_true']:>4} {s['first_acc']:6.2f}"
     )
-    lines.append(f"{s['items']} items per seed, {s['items_per_s']} items/s end to end (embedding included)")
+    lines.append(
+        f"{s['items']} items per seed, {s['items_per_s']} items/s end to end (embedding included)"
+    )
     return "\n".join(lines)

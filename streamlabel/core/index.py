@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import faiss  # type: ignore[import-untyped]
+import faiss
 import numpy as np
 
 

@@ -48,19 +48,22 @@ class StoreConfig:
         metric_shrinkage: shrinkage of the within-class scatter toward the identity.
         metric_min_examples: labelled examples needed before the metric is learned.
         calibration_folds: folds for cross-fitted thresholds of labelled classes (1 = in-sample).
+        discovered_threshold_cap: a discovered class's threshold is at most this quantile of
+            the labelled classes' thresholds (``None`` = its own calibration only).
         top_k: candidate classes reported per item.
         seed: seed of every random choice (reservoirs, sub-prototype clustering).
     """
 
     max_sub_prototypes: int = 0
     exemplar_capacity: int = 64
-    threshold_quantile: float = 0.05
+    threshold_quantile: float = 0.1
     threshold_offset: float = 0.0
     default_threshold: float = 0.3
     min_calibration_examples: int = 8
     metric_shrinkage: float = 0.3
     metric_min_examples: int = 20
     calibration_folds: int = 2
+    discovered_threshold_cap: float | None = 0.5
     top_k: int = 5
     seed: int = 0
 
@@ -338,7 +341,9 @@ class PrototypeStore:
         state = self._absorb(empty, _Arrays(None, self._empty(), self._empty()), vectors, texts)
         return self._emit("created", state, cause=origin)
 
-    def register_zero_shot(self, name: str, description_vector: np.ndarray, description: str) -> ClassEvent:
+    def register_zero_shot(
+        self, name: str, description_vector: np.ndarray, description: str
+    ) -> ClassEvent:
         """Registers a class known only by a name and a description's embedding."""
         return self.add_class(
             name,
@@ -384,7 +389,9 @@ class PrototypeStore:
     def retire(self, class_id: str) -> ClassEvent:
         """Stops predicting a class; its state is kept (a later label can revive it)."""
         state = self.get(class_id)
-        return self._emit("retired", state.model_copy(update={"status": "retired"}), cause="operator")
+        return self._emit(
+            "retired", state.model_copy(update={"status": "retired"}), cause="operator"
+        )
 
     def merge(self, source_id: str, target_id: str) -> list[ClassEvent]:
         """Folds ``source`` into ``target``: target absorbs its examples, source is retired.
@@ -405,9 +412,7 @@ class PrototypeStore:
         pooled_texts = tgt.exemplar_texts + src.exemplar_texts
         rng = self._rng(target_id, total)
         keep = np.sort(rng.permutation(len(pooled))[: self.config.exemplar_capacity])
-        aliases = tuple(
-            dict.fromkeys((*target.aliases, source.name, *source.aliases, source_id))
-        )
+        aliases = tuple(dict.fromkeys((*target.aliases, source.name, *source.aliases, source_id)))
         merged_target = self._with_arrays(
             target,
             _Arrays(mean, self._empty(), pooled[keep], [pooled_texts[i] for i in keep]),
@@ -519,7 +524,9 @@ class PrototypeStore:
     def _with_arrays(self, state: ClassState, arrays: _Arrays, **update: Any) -> ClassState:
         return state.model_copy(
             update={
-                "mean": None if arrays.mean is None else tuple(arrays.mean.astype(np.float32).tolist()),
+                "mean": None
+                if arrays.mean is None
+                else tuple(arrays.mean.astype(np.float32).tolist()),
                 "sub_prototypes": tuple(tuple(r) for r in arrays.subs.tolist()),
                 "exemplars": tuple(tuple(r) for r in arrays.exemplars.tolist()),
                 "exemplar_texts": tuple(arrays.exemplar_texts),
@@ -610,6 +617,15 @@ class PrototypeStore:
             min_examples=cfg.min_calibration_examples,
             default=cfg.default_threshold,
         )
+        if crossfit and cfg.discovered_threshold_cap is not None:
+            # A discovered class's members are the dense core its clustering kept,
+            # so their spread understates the class's; cap its threshold by how
+            # wide the labelled (cross-fitted, honest) classes are.
+            labelled_t = [thresholds[i] for i, c in enumerate(ids) if c in crossfit]
+            cap = float(np.quantile(labelled_t, cfg.discovered_threshold_cap))
+            for i, c in enumerate(ids):
+                if self._states[c].origin == "discovery":
+                    thresholds[i] = min(thresholds[i], cap)
         thresholds = thresholds - np.float32(cfg.threshold_offset)
         for i, cid in enumerate(ids):
             override = self._states[cid].threshold_override

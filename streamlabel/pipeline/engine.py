@@ -1,4 +1,4 @@
-"""The Engine: one batch of raw items in -> labels, unknowns, class events, alerts, dead letters out.
+"""The Engine: one batch of raw items in; labels, unknowns, events, alerts, dead letters out.
 
 The Engine is the whole open-world classifier without any I/O: the stream
 workers and the learner of :mod:`streamlabel.workers` wrap it with Kafka and
@@ -164,12 +164,14 @@ class Engine:
             if fb.vector is not None:
                 vec = self._check_dim(np.asarray(fb.vector, np.float32))
                 if vec is None:
-                    self._dead(out, raw, fb, "bad_vector", "feedback vector has the wrong dimension")
+                    self._dead(
+                        out, raw, fb, "bad_vector", "feedback vector has the wrong dimension"
+                    )
                     continue
                 by_label.setdefault(fb.label, []).append((vec, fb.text or "", fb.item_id))
             elif fb.text is not None:
                 to_embed.append((fb, raw))
-            elif fb.item_id in self._cache:
+            elif fb.item_id is not None and fb.item_id in self._cache:
                 cached = self._cache[fb.item_id]
                 by_label.setdefault(fb.label, []).append(
                     (cached.vector, cached.text or "", fb.item_id)
@@ -242,23 +244,39 @@ class Engine:
                     continue
                 source = entry.source
             if item.text is not None and len(item.text) > limits.max_text_chars:
-                self._dead_item(out, item, source, entry, "oversized",
-                                f"text has {len(item.text)} characters, limit {limits.max_text_chars}")
+                self._dead_item(
+                    out,
+                    item,
+                    source,
+                    entry,
+                    "oversized",
+                    f"text has {len(item.text)} characters, limit {limits.max_text_chars}",
+                )
                 continue
             if item.vector is not None and len(item.vector) != self.embedder.dim:
-                self._dead_item(out, item, source, entry, "bad_vector",
-                                f"vector has {len(item.vector)} dimensions, the model {self.embedder.dim}")
+                self._dead_item(
+                    out,
+                    item,
+                    source,
+                    entry,
+                    "bad_vector",
+                    f"vector has {len(item.vector)} dimensions, the model {self.embedder.dim}",
+                )
                 continue
             decoded.append(_Decoded(item, source))
         return decoded
 
-    def _embed(self, decoded: list[_Decoded], out: EngineOutput) -> tuple[np.ndarray, list[_Decoded]]:
+    def _embed(
+        self, decoded: list[_Decoded], out: EngineOutput
+    ) -> tuple[np.ndarray, list[_Decoded]]:
         dim = self.embedder.dim
         vectors = np.zeros((len(decoded), dim), np.float32)
         need = [i for i, d in enumerate(decoded) if d.item.vector is None]
         have = [i for i, d in enumerate(decoded) if d.item.vector is not None]
         if have:
-            vectors[have] = l2_normalize(np.asarray([decoded[i].item.vector for i in have], np.float32))
+            vectors[have] = l2_normalize(
+                np.asarray([decoded[i].item.vector for i in have], np.float32)
+            )
         ok = np.ones(len(decoded), bool)
         if need:
             embedded = self._embed_texts([decoded[i].item.text or "" for i in need])
@@ -266,7 +284,9 @@ class Engine:
                 if vec is None:
                     ok[i] = False
                     d = decoded[i]
-                    self._dead_item(out, d.item, d.source, None, "embedding", "the model failed on this text")
+                    self._dead_item(
+                        out, d.item, d.source, None, "embedding", "the model failed on this text"
+                    )
                 else:
                     vectors[i] = vec
         if ok.all():
@@ -298,9 +318,7 @@ class Engine:
         unknown_rows: list[int] = []
         for i, d in enumerate(decoded):
             record = self._label_record(result, i, d.item.id, now, version, model_id, 0)
-            out.labels.append(
-                record.model_copy(update={"source": d.source, "timings_ms": timings})
-            )
+            out.labels.append(record.model_copy(update={"source": d.source, "timings_ms": timings}))
             self._remember(d.item.id, vectors[i], d.item.text, record.label)
             if record.is_unknown:
                 unknown_ids.append(d.item.id)
@@ -399,8 +417,15 @@ class Engine:
             revision = self.buffer.revision(i) + 1
             records.append(
                 self._label_record(
-                    result, i, item_id, now, version, model_id, revision,
-                    forced=forced, reason="discovered",
+                    result,
+                    i,
+                    item_id,
+                    now,
+                    version,
+                    model_id,
+                    revision,
+                    forced=forced,
+                    reason="discovered",
                 )
             )
             cached = self._cache.get(item_id)
@@ -431,7 +456,13 @@ class Engine:
             cached.label = new
             records.append(
                 self._label_record(
-                    result, int(i), ids[i], now, version, model_id, cached.revision,
+                    result,
+                    int(i),
+                    ids[i],
+                    now,
+                    version,
+                    model_id,
+                    cached.revision,
                     reason="discovered",
                 )
             )
@@ -451,17 +482,22 @@ class Engine:
             cached.label = class_id
             records.append(
                 self._label_record(
-                    result, row, item_id, now, version, model_id, cached.revision,
-                    forced=class_id, reason="feedback",
+                    result,
+                    row,
+                    item_id,
+                    now,
+                    version,
+                    model_id,
+                    cached.revision,
+                    forced=class_id,
+                    reason="feedback",
                 )
             )
         self.buffer.remove(set(known))
         return records
 
     def _detect(self, vectors: np.ndarray, result: Classification) -> list[DriftAlert]:
-        labels = np.array(
-            [result.label(i) for i in range(len(vectors))], dtype=object
-        )
+        labels = np.array([result.label(i) for i in range(len(vectors))], dtype=object)
         obs = DriftObservation(
             vectors=vectors,
             labels=labels,
@@ -516,11 +552,18 @@ class Engine:
         if isinstance(entry, Feedback):
             return entry, None
         try:
-            return decode(entry.value, Feedback, max_bytes=self.settings.limits.max_message_bytes), entry
+            return decode(
+                entry.value, Feedback, max_bytes=self.settings.limits.max_message_bytes
+            ), entry
         except DecodeError as exc:
             out.dead_letters.append(
-                DeadLetter(source=entry.source, key=entry.key, value=entry.value or b"",
-                           reason=exc.reason, error=str(exc))
+                DeadLetter(
+                    source=entry.source,
+                    key=entry.key,
+                    value=entry.value or b"",
+                    reason=exc.reason,
+                    error=str(exc),
+                )
             )
             return None, entry
 

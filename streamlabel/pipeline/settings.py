@@ -37,13 +37,14 @@ class StoreSettings(_Section):
 
     max_sub_prototypes: int = Field(default=0, ge=0, le=64)
     exemplar_capacity: int = Field(default=64, ge=2, le=4096)
-    threshold_quantile: float = Field(default=0.05, gt=0.0, lt=0.5)
+    threshold_quantile: float = Field(default=0.1, gt=0.0, lt=0.5)
     threshold_offset: float = Field(default=0.0, ge=-1.0, le=1.0)
     default_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
     min_calibration_examples: int = Field(default=8, ge=1)
     metric_shrinkage: float = Field(default=0.3, ge=0.0, le=1.0)
     metric_min_examples: int = Field(default=20, ge=2)
     calibration_folds: int = Field(default=2, ge=1, le=10)
+    discovered_threshold_cap: float | None = Field(default=0.5, ge=0.0, le=1.0)
     top_k: int = Field(default=5, ge=1, le=100)
     use_gpu: bool = Field(default=True, description="Use a FAISS GPU index when available.")
 
@@ -59,6 +60,7 @@ class StoreSettings(_Section):
             metric_shrinkage=self.metric_shrinkage,
             metric_min_examples=self.metric_min_examples,
             calibration_folds=self.calibration_folds,
+            discovered_threshold_cap=self.discovered_threshold_cap,
             top_k=self.top_k,
             seed=seed,
         )
@@ -71,7 +73,7 @@ class DiscoverySettings(_Section):
     buffer_capacity: int = Field(default=5000, ge=10)
     run_every: int = Field(default=500, ge=1, description="New unknowns between runs.")
     min_cluster_size: int = Field(default=25, ge=2)
-    min_samples: int | None = Field(default=5, ge=1)
+    min_samples: int | None = Field(default=10, ge=1)
     n_components: int = Field(default=32, ge=0)
     min_cohesion_ratio: float = Field(default=0.6, ge=0.0, le=2.0)
     min_cohesion: float = Field(default=0.2, ge=-1.0, le=1.0)
@@ -116,7 +118,9 @@ class LimitSettings(_Section):
 
     max_message_bytes: int = Field(default=1_000_000, ge=1024)
     max_text_chars: int = Field(default=20_000, ge=1)
-    max_item_cache: int = Field(default=20_000, ge=0, description="Recent items kept for feedback by id.")
+    max_item_cache: int = Field(
+        default=20_000, ge=0, description="Recent items kept for feedback by id."
+    )
 
 
 class EngineSettings(BaseSettings):

@@ -52,7 +52,8 @@ def encode(record: Record) -> bytes:
     if tag is None:
         raise TypeError(f"{type(record).__name__} is not a wire record")
     body = {"v": SCHEMA_VERSION, "t": tag, "d": record.model_dump(mode="python")}
-    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return packed
 
 
 def decode(data: bytes | None, record_type: type[R], *, max_bytes: int = DEFAULT_MAX_BYTES) -> R:

@@ -82,7 +82,9 @@ Matrix = Annotated[
 """Rows of equal-length finite float32 vectors."""
 
 
-def to_array(value: tuple[float, ...] | tuple[tuple[float, ...], ...], dim: int | None = None) -> np.ndarray:
+def to_array(
+    value: tuple[float, ...] | tuple[tuple[float, ...], ...], dim: int | None = None
+) -> np.ndarray:
     """A float32 numpy copy of a vector or matrix field (2-D ``(0, dim)`` for an empty matrix)."""
     arr = np.asarray(value, dtype=np.float32)
     if arr.size == 0 and dim is not None:

@@ -7,13 +7,26 @@ import numpy as np
 from streamlabel.core.drift.base import DriftKind, DriftObservation, Evaluation, WindowedDetector
 
 
-def _sq_dists(X: np.ndarray, X_sq: np.ndarray, Y: np.ndarray, Y_sq: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances between the rows of ``X`` and ``Y`` (float64, >= 0).
+def _sq_dists(X: np.ndarray, X_sq: np.ndarray, Yt: np.ndarray, Y_sq: np.ndarray) -> np.ndarray:
+    """``||x - y||²`` between the rows of ``X`` and the columns of ``Yt``, in float32 (>= 0)."""
+    D = X @ Yt
+    D *= -2.0
+    D += X_sq[:, None]
+    D += Y_sq[None, :]
+    return np.maximum(D, 0.0, out=D)
 
-    The inner products are taken in float32 (the embeddings' precision), the rest in float64.
-    """
-    D = X_sq[:, None] + Y_sq[None, :] - 2.0 * (X @ Y.T).astype(np.float64)
-    return np.maximum(D, 0.0)
+
+def _rbf(
+    X: np.ndarray, X_sq: np.ndarray, Yt: np.ndarray, Y_sq: np.ndarray, gamma: float
+) -> np.ndarray:
+    """``exp(-gamma ||x - y||²)`` in float32, the embeddings' precision (callers sum in float64)."""
+    K = _sq_dists(X, X_sq, Yt, Y_sq)
+    K *= np.float32(-gamma)
+    return np.exp(K, out=K)
+
+
+def _sq_norms(X: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", X, X)
 
 
 class EmbeddingMMDDetector(WindowedDetector):
@@ -90,27 +103,28 @@ class EmbeddingMMDDetector(WindowedDetector):
 
     def _clear(self) -> None:
         self._dim = -1
-        self._R = np.zeros((0, 0), dtype=np.float32)
-        self._R_sq = np.zeros(0)
+        self._n_ref = 0
+        self._Rt = np.zeros((0, 0), dtype=np.float32)  # reference, transposed (d, n)
+        self._R_sq = np.zeros(0, dtype=np.float32)
         self._gamma = 1.0
         self._term_rr = 0.0
         self._null = np.zeros(0)
         self._threshold = 0.0
-        self._W = np.zeros((0, 0), dtype=np.float32)
-        self._W_sq = np.zeros(0)
-        self._ref_sums = np.zeros(0)
-        self._K_ww = np.zeros((0, 0))
+        self._Wt = np.zeros((0, 0), dtype=np.float32)  # window ring buffer, transposed (d, m)
+        self._W_sq = np.zeros(0, dtype=np.float32)
+        self._ref_sums = np.zeros(0)  # per window item: sum of its kernel with the reference
+        self._K_ww = np.zeros((0, 0), dtype=np.float32)
 
     def _set_reference(self, ref: DriftObservation) -> None:
         R = ref.vectors
         n, m = len(R), self.window
-        self._dim = R.shape[1]
-        self._R = R
-        self._R_sq = np.einsum("ij,ij->i", R, R, dtype=np.float64)
-        D = _sq_dists(R, self._R_sq, R, self._R_sq)
+        self._dim, self._n_ref = R.shape[1], n
+        self._Rt = np.ascontiguousarray(R.T)
+        self._R_sq = _sq_norms(R)
+        D = _sq_dists(R, self._R_sq, self._Rt, self._R_sq)
         med = float(np.median(D[np.triu_indices(n, k=1)]))
         self._gamma = 1.0 / (2.0 * med) if med > 0.0 else 1.0
-        K0 = np.exp(-self._gamma * D)
+        K0 = _rbf(R, self._R_sq, self._Rt, self._R_sq, self._gamma).astype(np.float64)
         np.fill_diagonal(K0, 0.0)
         row = K0.sum(axis=1)
         total = float(row.sum())
@@ -126,10 +140,10 @@ class EmbeddingMMDDetector(WindowedDetector):
         s_qq = total - 2.0 * s_p_all + s_pp
         self._null = np.sort(s_pp / (m * (m - 1)) + s_qq / (q * (q - 1)) - 2.0 * s_pq / (m * q))
         self._threshold = max(float(np.quantile(self._null, 1.0 - self.alpha)), 1e-12)
-        self._W = np.zeros((m, self._dim), dtype=np.float32)
-        self._W_sq = np.zeros(m)
+        self._Wt = np.zeros((self._dim, m), dtype=np.float32)
+        self._W_sq = np.zeros(m, dtype=np.float32)
         self._ref_sums = np.zeros(m)
-        self._K_ww = np.zeros((m, m))
+        self._K_ww = np.zeros((m, m), dtype=np.float32)
 
     def _push(self, chunk: DriftObservation, index: int) -> None:
         X = chunk.vectors
@@ -137,19 +151,20 @@ class EmbeddingMMDDetector(WindowedDetector):
             raise ValueError(f"expected vectors of dimension {self._dim}, got {X.shape[1]}")
         slot = (index % (self.window // self.stride)) * self.stride
         rows = slice(slot, slot + self.stride)
-        X_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
-        self._W[rows] = X
+        X_sq = _sq_norms(X)
+        self._Wt[:, rows] = X.T
         self._W_sq[rows] = X_sq
-        self._ref_sums[rows] = np.exp(-self._gamma * _sq_dists(X, X_sq, self._R, self._R_sq)).sum(
-            axis=1
-        )
-        K_xw = np.exp(-self._gamma * _sq_dists(X, X_sq, self._W, self._W_sq))
+        K_xr = _rbf(X, X_sq, self._Rt, self._R_sq, self._gamma)
+        self._ref_sums[rows] = K_xr.sum(axis=1, dtype=np.float64)
+        K_xw = _rbf(X, X_sq, self._Wt, self._W_sq, self._gamma)
         self._K_ww[rows, :] = K_xw
         self._K_ww[:, rows] = K_xw.T
 
     def _evaluate(self) -> Evaluation:
-        n, m = len(self._R), self.window
-        s_ww = float(self._K_ww.sum()) - float(np.trace(self._K_ww))
+        n, m = self._n_ref, self.window
+        s_ww = float(self._K_ww.sum(dtype=np.float64)) - float(
+            np.trace(self._K_ww, dtype=np.float64)
+        )
         stat = self._term_rr + s_ww / (m * (m - 1)) - 2.0 * float(self._ref_sums.sum()) / (n * m)
         p = (1.0 + float(np.count_nonzero(self._null >= stat))) / (1.0 + len(self._null))
         return Evaluation(

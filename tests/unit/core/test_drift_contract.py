@@ -17,7 +17,7 @@ import copy
 import doctest
 import pickle
 from collections.abc import Callable, Iterator
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import pytest
@@ -76,7 +76,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=8)
 def make_stream(seed: int, shifts: Shifts = (), n: int = N_ITEMS) -> DriftObservation:
     """A seeded labelled stream of ``n`` items, with shifts ``(at_item, kind)`` applied."""
     rng = np.random.default_rng(seed)
@@ -95,7 +95,8 @@ def make_stream(seed: int, shifts: Shifts = (), n: int = N_ITEMS) -> DriftObserv
                 N_CLASSES + rng.integers(0, N_NOVEL, m),
                 rng.choice(N_CLASSES, m, p=weights),
             )
-            x = _unit(centres[source] + noise * rng.standard_normal((m, DIM)) / np.sqrt(DIM))
+            jitter = rng.standard_normal((m, DIM), dtype=np.float32) / np.sqrt(DIM)
+            x = _unit(centres[source] + noise * jitter)
             sims = x @ centres[:N_CLASSES].T
             labels = CLASS_NAMES[sims.argmax(axis=1)].copy()
             labels[unknown] = "unknown"
@@ -129,6 +130,13 @@ def feed(detector: DriftDetector, stream: DriftObservation, size: int) -> list[D
 
 def shifted(kind: str, seed: int = 0) -> DriftObservation:
     return make_stream(seed, ((SHIFT_AT, kind),))
+
+
+@cache
+def reference_run(detector_type: Callable[..., DriftDetector]) -> tuple[DriftSignal, ...]:
+    """Signals of a seed-0 detector on the seed-0 stream shifted its way, in batches of 500."""
+    detector = detector_type(seed=0)
+    return tuple(feed(detector, shifted(detector.kind), 500))
 
 
 # --- the stream generator itself -------------------------------------------------------
@@ -224,9 +232,9 @@ def test_label_mix_names_the_labels_whose_share_changed_most() -> None:
 def test_deepcopy_and_pickle_mid_stream_give_identical_subsequent_signals(
     detector_type: Callable[..., DriftDetector],
 ) -> None:
-    detector = detector_type(seed=4)
-    stream = shifted(detector.kind, 4)
-    head, tail = stream.slice(0, 4_500), stream.slice(4_500, N_ITEMS)
+    detector = detector_type(seed=0)
+    stream = shifted(detector.kind)
+    head, tail = stream.slice(0, 4_537), stream.slice(4_537, N_ITEMS)
     assert feed(detector, head, 300) == []
     copied = copy.deepcopy(detector)
     restored = pickle.loads(pickle.dumps(detector))
@@ -241,11 +249,11 @@ def test_deepcopy_and_pickle_mid_stream_give_identical_subsequent_signals(
 def test_same_seed_same_stream_and_reset_replay_give_identical_signals(
     detector_type: Callable[..., DriftDetector],
 ) -> None:
-    stream = shifted(detector_type(seed=5).kind, 5)
-    first = detector_type(seed=5)
+    stream = shifted(detector_type(seed=0).kind)
+    first = detector_type(seed=0)
     expected = feed(first, stream, 200)
     assert expected
-    assert feed(detector_type(seed=5), stream, 200) == expected
+    assert feed(detector_type(seed=0), stream, 200) == expected
     first.reset()
     assert first.n_seen == 0
     assert feed(first, stream, 200) == expected
@@ -255,12 +263,12 @@ def test_same_seed_same_stream_and_reset_replay_give_identical_signals(
 def test_batch_size_does_not_change_the_signals(
     detector_type: Callable[..., DriftDetector],
 ) -> None:
-    stream = shifted(detector_type(seed=6).kind, 6)
-    expected = feed(detector_type(seed=6), stream, 500)
+    stream = shifted(detector_type(seed=0).kind)
+    expected = list(reference_run(detector_type))
     assert expected
-    assert feed(detector_type(seed=6), stream, 37) == expected
+    assert feed(detector_type(seed=0), stream, 37) == expected
     # Irregular batch sizes, down to single items.
-    detector, signals, pos = detector_type(seed=6), [], 0
+    detector, signals, pos = detector_type(seed=0), [], 0
     rng = np.random.default_rng(0)
     while pos < len(stream):
         size = int(rng.choice([1, 2, 3, 50, 333]))
@@ -271,9 +279,9 @@ def test_batch_size_does_not_change_the_signals(
 
 @pytest.mark.parametrize("detector_type", DETECTOR_TYPES, ids=IDS)
 def test_empty_batches_are_harmless(detector_type: Callable[..., DriftDetector]) -> None:
-    stream = shifted(detector_type(seed=7).kind, 7)
-    expected = feed(detector_type(seed=7), stream, 400)
-    detector = detector_type(seed=7)
+    stream = shifted(detector_type(seed=0).kind)
+    expected = list(reference_run(detector_type))
+    detector = detector_type(seed=0)
     assert detector.update(DriftObservation.empty(DIM)) == []
     assert detector.update(DriftObservation.empty()) == []
     assert detector.n_seen == 0
@@ -288,8 +296,8 @@ def test_empty_batches_are_harmless(detector_type: Callable[..., DriftDetector])
 
 @pytest.mark.parametrize("detector_type", DETECTOR_TYPES, ids=IDS)
 def test_signals_carry_sane_fields(detector_type: Callable[..., DriftDetector]) -> None:
-    detector = detector_type(seed=8)
-    signals = feed(detector, shifted(detector.kind, 8), 500)
+    detector = detector_type(seed=0)
+    signals = reference_run(detector_type)
     assert signals
     for s in signals:
         assert s.kind == detector.kind
@@ -297,7 +305,7 @@ def test_signals_carry_sane_fields(detector_type: Callable[..., DriftDetector]) 
         assert s.statistic > s.threshold
         assert s.window > 0
         assert s.reference > 0
-        assert 0 <= s.at_item < detector.n_seen
+        assert 0 <= s.at_item < N_ITEMS
         assert s.p_value is None or 0.0 <= s.p_value <= 1.0
         assert s.severity in ("warning", "critical")
         assert (s.severity == "critical") == (s.statistic >= 2.0 * s.threshold)
@@ -382,11 +390,15 @@ def test_page_hinkley_only_watches_the_requested_direction() -> None:
 
 def test_observation_rejects_mismatched_lengths() -> None:
     with pytest.raises(ValueError, match="same length"):
-        DriftObservation(np.zeros((3, 4)), np.array(["a"] * 2, dtype=object), [0, 0, 0], [0, 0, 0])
+        DriftObservation(
+            np.zeros((3, 4)), np.array(["a"] * 2, dtype=object), np.zeros(3), np.zeros(3)
+        )
 
 
 def test_observation_coerces_labels_to_object_dtype() -> None:
-    obs = DriftObservation(np.zeros((2, 4)), np.array(["a", "unknown"]), [0, 1], [0.5, 0.1])
+    obs = DriftObservation(
+        np.zeros((2, 4)), np.array(["a", "unknown"]), np.array([0, 1]), np.array([0.5, 0.1])
+    )
     assert obs.labels.dtype == object
     assert obs.vectors.dtype == np.float32
     assert obs.is_unknown.dtype == bool
@@ -401,7 +413,11 @@ def test_mmd_detector_rejects_vectors_of_another_dimension() -> None:
     detector = EmbeddingMMDDetector()
     feed(detector, make_stream(0).slice(0, 600), 600)
     with pytest.raises(ValueError, match="dimension"):
-        detector.update(DriftObservation(np.zeros((50, 8)), ["a"] * 50, [False] * 50, [0.0] * 50))
+        detector.update(
+            DriftObservation(
+                np.zeros((50, 8)), np.array(["a"] * 50), np.zeros(50, bool), np.zeros(50)
+            )
+        )
 
 
 def test_prototype_detector_caps_the_number_of_tracked_classes() -> None:

@@ -1,0 +1,56 @@
+# streamlabel — run `make help` for the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DATA ?= ../shared/data
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export RAY_USAGE_STATS_ENABLED := 0
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-unit test-integration lint typecheck bench-stackoverflow bench-snips clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# torch first: the CPU wheel on disk; otherwise a dependency pulls a multi-GB CUDA build.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create the venv and install streamlabel with its dev tools
+
+demo: $(STAMP) ## Run the main job on embedded defaults (open-world benchmark on StackOverflow)
+	$(VENV)/bin/streamlabel bench openworld --train $(DATA)/stackoverflow/train.tsv --test $(DATA)/stackoverflow/test.tsv
+
+test: $(STAMP) lint typecheck ## Lint, type-check, unit tests, then integration tests
+	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest tests/integration -q
+
+test-unit: $(STAMP) ## Unit tests only (no model, no broker, no Ray)
+	$(PY) -m pytest tests/unit -q
+
+test-integration: $(STAMP) ## Integration tests (real model)
+	$(PY) -m pytest tests/integration -q
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check streamlabel tests
+	$(VENV)/bin/ruff format --check streamlabel tests
+
+typecheck: $(STAMP) ## mypy on the package
+	$(VENV)/bin/mypy
+
+bench-stackoverflow: $(STAMP) ## Open-world benchmark, StackOverflow, seeds 0,1,2
+	$(VENV)/bin/streamlabel bench openworld --train $(DATA)/stackoverflow/train.tsv --test $(DATA)/stackoverflow/test.tsv --seeds 0,1,2 --json
+
+bench-snips: $(STAMP) ## Open-world benchmark, SNIPS, seeds 0,1,2
+	$(VENV)/bin/streamlabel bench openworld --train $(DATA)/snips/train.tsv --test $(DATA)/snips/test.tsv --seeds 0,1,2 --json
+
+clean: ## Remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
