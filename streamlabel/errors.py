@@ -21,7 +21,8 @@ class DecodeError(StreamlabelError):
 
     Attributes:
         reason: a short machine-readable reason (``not_msgpack``, ``schema_version``,
-            ``invalid``, ``empty``, ``oversized``, ``bad_vector``).
+            ``bad_envelope``, ``schema_version``, ``wrong_type``, ``invalid``, ``empty``,
+            ``oversized``).
     """
 
     def __init__(self, reason: str, message: str) -> None:

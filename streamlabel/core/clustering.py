@@ -33,6 +33,11 @@ class HDBSCANClustering:
         min_samples: density smoothing (``None`` = ``min_cluster_size``).
         n_components: PCA dimensions before clustering (0 = none).
         selection: ``eom`` (excess of mass, favours stable large clusters) or ``leaf``.
+        max_spread: when HDBSCAN finds no split, its whole-tree cluster (only the
+            densest core, with ``allow_single_cluster``) is kept only if the core's
+            spread (1 − mean cosine to its centre) is at most this — random
+            directions have a spread near 1, so scatter has no such core — and is then
+            grown to every point within twice the core's radius (in cosine distance).
         seed: seed of the randomised PCA solver.
     """
 
@@ -40,22 +45,32 @@ class HDBSCANClustering:
     min_samples: int | None = 5
     n_components: int = 32
     selection: str = "eom"
+    max_spread: float = 0.5
     seed: int = 0
 
     def fit_predict(self, points: np.ndarray) -> np.ndarray:
-        from sklearn.cluster import HDBSCAN
-
         x = np.asarray(points, dtype=np.float64)
         if len(x) < max(self.min_cluster_size, 2):
             return np.full(len(x), -1, np.int64)
-        x = _project(x, self.n_components, self.seed)
+        projected = _project(x, self.n_components, self.seed)
+        labels = self._hdbscan(projected, single=False)
+        if labels.max() < 0:
+            # HDBSCAN never returns its root as a cluster unless allowed: a buffer
+            # holding one new class (plus noise) would otherwise yield nothing.
+            labels = _single_cluster(x, self._hdbscan(projected, single=True), self.max_spread)
+        return _canonical(labels)
+
+    def _hdbscan(self, x: np.ndarray, *, single: bool) -> np.ndarray:
+        from sklearn.cluster import HDBSCAN
+
         model = HDBSCAN(
             min_cluster_size=self.min_cluster_size,
             min_samples=self.min_samples,
             cluster_selection_method=self.selection,
+            allow_single_cluster=single,
             copy=True,
         )
-        return _canonical(model.fit_predict(x))
+        return np.asarray(model.fit_predict(x))
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,31 @@ class AgglomerativeClustering:
         sizes = np.bincount(labels)
         labels = np.where(sizes[labels] >= self.min_cluster_size, labels, -1)
         return _canonical(labels)
+
+
+def _single_cluster(x: np.ndarray, labels: np.ndarray, max_spread: float) -> np.ndarray:
+    """Validates and grows the dense core HDBSCAN returns with ``allow_single_cluster``."""
+    core = labels >= 0
+    none = np.full(len(x), -1, np.int64)
+    if not core.any() or core.all():
+        return labels if core.all() else none
+    if 1.0 - _cohesion(x[core]) > max_spread:
+        return none
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    centre = xn[core].mean(axis=0)
+    centre /= max(float(np.linalg.norm(centre)), 1e-12)
+    sims = xn @ centre
+    # The core is the densest part only; the cluster reaches twice as far from the centre.
+    radius = 1.0 - 2.0 * (1.0 - float(sims[core].min()))
+    return np.where(sims >= radius, 0, -1).astype(np.int64)
+
+
+def _cohesion(x: np.ndarray) -> float:
+    """Mean cosine similarity of points to their mean direction."""
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    centre = xn.mean(axis=0)
+    centre /= max(float(np.linalg.norm(centre)), 1e-12)
+    return float((xn @ centre).mean())
 
 
 def _project(x: np.ndarray, n_components: int, seed: int) -> np.ndarray:

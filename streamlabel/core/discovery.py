@@ -4,9 +4,9 @@ A run clusters the buffered unknowns in the store's metric space (no number of
 classes given) and judges every cluster:
 
 * **size** — the clustering's minimum cluster size;
-* **cohesion** — mean member similarity to the cluster centre, at least
-  ``min_cohesion_ratio`` × the median cohesion of the labelled classes (or
-  ``min_cohesion`` when there are none);
+* **cohesion** — mean member similarity to the cluster centre in the raw
+  embedding space, at least ``min_cohesion_ratio`` × the median cohesion of the
+  labelled classes (or ``min_cohesion`` when there are none);
 * **separation** — the cluster centre is less similar to every existing class
   than a typical member of that class is (the ``separation_quantile`` of its
   members' similarities); a cluster that fails this is that class's rejected
@@ -101,13 +101,15 @@ class UnknownBuffer:
         """Appends items (a buffered id is replaced), evicting the oldest beyond capacity."""
         if not len(ids):
             return
-        fresh = set(ids)
-        if fresh & set(self._ids):
-            self.remove(fresh)
-        self._ids.extend(ids)
-        self._texts.extend(t or "" for t in texts)
-        self._revisions.extend(revisions if revisions is not None else [0] * len(ids))
-        self._vectors = np.concatenate([self._vectors, np.asarray(vectors, np.float32)])
+        revs = list(revisions) if revisions is not None else [0] * len(ids)
+        last = {item_id: i for i, item_id in enumerate(ids)}  # a repeated id: keep the last
+        rows = sorted(last.values())
+        if set(last) & set(self._ids):
+            self.remove(set(last))
+        self._ids.extend(ids[i] for i in rows)
+        self._texts.extend(texts[i] or "" for i in rows)
+        self._revisions.extend(revs[i] for i in rows)
+        self._vectors = np.concatenate([self._vectors, np.asarray(vectors, np.float32)[rows]])
         extra = len(self._ids) - self.capacity
         if extra > 0:
             del self._ids[:extra], self._texts[:extra], self._revisions[:extra]
@@ -203,7 +205,7 @@ class Discoverer:
         seen_now: list[_Candidate] = []
         for c, members in enumerate(members_of):
             centre = l2_normalize(z[members].mean(axis=0))
-            cohesion = float((z[members] @ centre).mean())
+            cohesion = _cohesion(raw[members])
             if cohesion < min_cohesion:
                 rejected["cohesion"] += 1
                 continue
@@ -278,8 +280,17 @@ class Discoverer:
             state = store.get(cid)
             if state.origin != "feedback" or len(state.exemplars) < 2:
                 continue
-            zx = store.transform(np.asarray(state.exemplars, np.float32))
-            cohesions.append(float((zx @ l2_normalize(zx.mean(axis=0))).mean()))
+            cohesions.append(_cohesion(np.asarray(state.exemplars, np.float32)))
         if not cohesions:
             return cfg.min_cohesion
         return cfg.min_cohesion_ratio * float(np.median(cohesions))
+
+
+def _cohesion(raw: np.ndarray) -> float:
+    """Mean similarity of raw embeddings to their mean direction.
+
+    Measured in the raw embedding space, not the metric space: the metric is
+    centred on the labelled classes, and items far from all of them share that
+    offset, which would make scattered noise look cohesive there.
+    """
+    return float((raw @ l2_normalize(raw.mean(axis=0))).mean())

@@ -18,6 +18,7 @@ import numpy as np
 from streamlabel.errors import EmbeddingError
 
 DeviceSetting = Literal["auto", "cpu", "cuda"]
+BUNDLED_MODEL_ID = "all-MiniLM-L6-v2"
 
 
 @runtime_checkable
@@ -108,8 +109,12 @@ class SentenceTransformerEmbedder:
         model.max_seq_length = max_seq_length
         self._model = model
         self._batch_size = batch_size
-        self._model_id = f"{os.path.basename(os.path.normpath(path))}@{self._device}"
-        dim = model.get_sentence_embedding_dimension()
+        name = BUNDLED_MODEL_ID if model_path is None else os.path.basename(os.path.normpath(path))
+        self._model_id = f"{name}@{self._device}"
+        get_dim = getattr(model, "get_embedding_dimension", None) or (
+            model.get_sentence_embedding_dimension
+        )
+        dim = get_dim()
         if dim is None:
             raise EmbeddingError(f"model at {path!r} does not report an embedding dimension")
         self._dim = int(dim)

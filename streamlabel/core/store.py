@@ -173,6 +173,15 @@ class PrototypeStore:
         """Ids of classes that can be predicted (not retired), sorted."""
         return sorted(k for k, s in self._states.items() if s.status != "retired")
 
+    def _retired_named(self, name: str) -> str | None:
+        """A retired (not merged) class whose id, name or alias is ``name``: a label revives it."""
+        for k in sorted(self._states):
+            s = self._states[k]
+            if s.status == "retired" and s.merged_into is None:
+                if name in (k, s.name, *s.aliases):
+                    return k
+        return None
+
     def resolve(self, name: str) -> str | None:
         """The active class a label refers to: by id, name or alias; follows merges."""
         target = self._states.get(name)
@@ -236,10 +245,12 @@ class PrototypeStore:
             )
         rows = min(c.index.size, max(k, 2) * c.max_rows_per_class)
         sims, ids = c.index.search(z, rows)
-        top_idx, top_scores = _best_classes(sims, c.row_class[ids], ids >= 0, k)
+        # At least two classes are ranked so the margin is defined even when top_k == 1.
+        top_idx, top_scores = _best_classes(sims, c.row_class[ids], ids >= 0, max(k, 2))
         best = top_idx[:, 0]
         scores = top_scores[:, 0]
         second = np.where(top_idx[:, 1] >= 0, top_scores[:, 1], -1.0).astype(np.float32)
+        top_idx, top_scores = top_idx[:, :k], top_scores[:, :k]
         thresholds = c.thresholds[best]
         return Classification(
             c.class_ids,
@@ -290,14 +301,9 @@ class PrototypeStore:
         """
         vectors = self._check_vectors(vectors)
         texts = list(texts) if texts is not None else [""] * len(vectors)
-        class_id = self.resolve(label)
+        class_id = self.resolve(label) or self._retired_named(label)
         if class_id is None:
-            if label in self._states:  # a retired class with this id: bring it back
-                class_id = label
-            else:
-                return self.add_class(
-                    label, label, vectors, texts, status="known", origin="feedback"
-                )
+            return self.add_class(label, label, vectors, texts, status="known", origin="feedback")
         return self.extend(class_id, vectors, texts, status="known", cause="feedback")
 
     def add_class(
@@ -413,9 +419,11 @@ class PrototypeStore:
         rng = self._rng(target_id, total)
         keep = np.sort(rng.permutation(len(pooled))[: self.config.exemplar_capacity])
         aliases = tuple(dict.fromkeys((*target.aliases, source.name, *source.aliases, source_id)))
+        exemplars = pooled[keep]
+        subs = self._sub_prototypes(exemplars, target_id, total)
         merged_target = self._with_arrays(
             target,
-            _Arrays(mean, self._empty(), pooled[keep], [pooled_texts[i] for i in keep]),
+            _Arrays(mean, subs, exemplars, [pooled_texts[i] for i in keep]),
             count=total,
             aliases=aliases,
         )

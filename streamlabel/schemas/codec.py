@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from streamlabel.errors import DecodeError
 from streamlabel.schemas.records import (
     ClassEvent,
+    DeadLetter,
     DriftAlert,
     Feedback,
     Item,
@@ -41,6 +42,7 @@ _TAGS: Final[dict[type[Record], str]] = {
     ClassEvent: "class_event",
     DriftAlert: "alert",
     UnknownRecord: "unknown",
+    DeadLetter: "dead_letter",
 }
 
 R = TypeVar("R", bound=Record)
@@ -82,7 +84,9 @@ def decode(data: bytes | None, record_type: type[R], *, max_bytes: int = DEFAULT
         raise DecodeError(
             "schema_version", f"schema version {body['v']!r}, this reader speaks {SCHEMA_VERSION}"
         )
-    expected = _TAGS[record_type]
+    expected = _TAGS.get(record_type)
+    if expected is None:
+        raise TypeError(f"{record_type.__name__} is not a wire record")
     if body["t"] != expected:
         raise DecodeError("wrong_type", f"expected a {expected!r} record, got {body['t']!r}")
     try:

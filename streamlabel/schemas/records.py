@@ -58,6 +58,15 @@ class Item(Record):
             raise ValueError("text is empty or only whitespace")
         return v
 
+    @field_validator("metadata")
+    @classmethod
+    def _ints_fit_msgpack(cls, v: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
+        for key, value in v.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                if not -(2**63) <= value < 2**64:
+                    raise ValueError(f"metadata {key!r}: integer out of the 64-bit range")
+        return v
+
     @model_validator(mode="after")
     def _has_content(self) -> Item:
         if self.text is None and self.vector is None:

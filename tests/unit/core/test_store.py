@@ -417,6 +417,26 @@ def test_a_label_for_a_retired_class_revives_it() -> None:
     assert store.active_ids() == ["a"]
 
 
+def test_a_label_naming_a_retired_class_revives_it_instead_of_creating_a_twin() -> None:
+    """Labels are class names: one naming a retired class (id ≠ name) brings that class back.
+
+    Discovered classes have ids like ``novel-…`` and readable names; teaching the
+    name of such a class after it was retired must not create a second class
+    with the same name and none of the old examples.
+    """
+    blobs = Blobs()
+    store = _store()
+    store.add_class(
+        "novel-1", "kafka-lag", blobs.around(0, 4), status="provisional", origin="discovery"
+    )
+    store.retire("novel-1")
+    event = store.learn("kafka-lag", blobs.around(0, 2))
+    assert event.class_id == "novel-1"
+    assert store.get("novel-1").status == "known"
+    assert store.get("novel-1").count == 6
+    assert list(store.states()) == ["novel-1"]
+
+
 def test_labelled_examples_make_a_provisional_class_known() -> None:
     """A discovered class confirmed by feedback is promoted to known."""
     blobs = Blobs()
