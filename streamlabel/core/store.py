@@ -50,6 +50,9 @@ class StoreConfig:
         calibration_folds: folds for cross-fitted thresholds of labelled classes (1 = in-sample).
         discovered_threshold_cap: a discovered class's threshold is at most this quantile of
             the labelled classes' thresholds (``None`` = its own calibration only).
+        raw_threshold_quantile: an item must also reach this quantile of the class's
+            members' cosine to the class mean in the raw embedding space (catches
+            off-domain items the learned metric would accept; ``None`` = off).
         top_k: candidate classes reported per item.
         seed: seed of every random choice (reservoirs, sub-prototype clustering).
     """
@@ -64,6 +67,7 @@ class StoreConfig:
     metric_min_examples: int = 20
     calibration_folds: int = 2
     discovered_threshold_cap: float | None = 0.5
+    raw_threshold_quantile: float | None = 0.02
     top_k: int = 5
     seed: int = 0
 
@@ -109,6 +113,8 @@ class _Compiled:
     index: VectorIndex
     max_rows_per_class: int
     member_scores: list[np.ndarray]
+    raw_centres: np.ndarray
+    raw_thresholds: np.ndarray
 
 
 @dataclass(eq=False)
@@ -177,9 +183,8 @@ class PrototypeStore:
         """A retired (not merged) class whose id, name or alias is ``name``: a label revives it."""
         for k in sorted(self._states):
             s = self._states[k]
-            if s.status == "retired" and s.merged_into is None:
-                if name in (k, s.name, *s.aliases):
-                    return k
+            if s.status == "retired" and s.merged_into is None and name in (k, s.name, *s.aliases):
+                return k
         return None
 
     def resolve(self, name: str) -> str | None:
@@ -252,13 +257,17 @@ class PrototypeStore:
         second = np.where(top_idx[:, 1] >= 0, top_scores[:, 1], -1.0).astype(np.float32)
         top_idx, top_scores = top_idx[:, :k], top_scores[:, :k]
         thresholds = c.thresholds[best]
+        # Second gate, in the raw space: the learned metric stretches directions the
+        # labelled data never spans, where off-domain items can land near a class.
+        raw_scores = np.einsum("ij,ij->i", l2_normalize(x), c.raw_centres[best])
+        accepted = (scores >= thresholds) & (raw_scores >= c.raw_thresholds[best])
         return Classification(
             c.class_ids,
             best,
             scores,
             (scores - second).astype(np.float32),
             thresholds,
-            scores >= thresholds,
+            accepted,
             top_idx,
             top_scores,
             z,
@@ -574,6 +583,23 @@ class PrototypeStore:
         ).digest()
         return np.random.default_rng(int.from_bytes(digest, "little"))
 
+    def _cap_discovered(self, ids: list[str], thresholds: np.ndarray, labelled: set[str]) -> None:
+        """Caps discovered classes' thresholds (in place) by the labelled classes' ones.
+
+        A discovered class's members are the dense core its clustering kept, so
+        their spread understates the class's; its threshold is capped by how wide
+        the labelled classes are (the ``discovered_threshold_cap`` quantile).
+        """
+        q = self.config.discovered_threshold_cap
+        if q is None or not labelled:
+            return
+        cap = float(
+            np.quantile([t for t, c in zip(thresholds, ids, strict=True) if c in labelled], q)
+        )
+        for i, c in enumerate(ids):
+            if self._states[c].origin == "discovery":
+                thresholds[i] = min(thresholds[i], cap)
+
     def _compile(self) -> _Compiled:
         if self._compiled is not None and self._compiled.version == self._version:
             return self._compiled
@@ -625,20 +651,27 @@ class PrototypeStore:
             min_examples=cfg.min_calibration_examples,
             default=cfg.default_threshold,
         )
-        if crossfit and cfg.discovered_threshold_cap is not None:
-            # A discovered class's members are the dense core its clustering kept,
-            # so their spread understates the class's; cap its threshold by how
-            # wide the labelled (cross-fitted, honest) classes are.
-            labelled_t = [thresholds[i] for i, c in enumerate(ids) if c in crossfit]
-            cap = float(np.quantile(labelled_t, cfg.discovered_threshold_cap))
-            for i, c in enumerate(ids):
-                if self._states[c].origin == "discovery":
-                    thresholds[i] = min(thresholds[i], cap)
+        self._cap_discovered(ids, thresholds, set(crossfit))
         thresholds = thresholds - np.float32(cfg.threshold_offset)
         for i, cid in enumerate(ids):
             override = self._states[cid].threshold_override
             if override is not None:
                 thresholds[i] = override
+        raw_centres = np.zeros((len(ids), self.dim), np.float32)
+        raw_thresholds = np.full(len(ids), -1.0, np.float32)
+        if cfg.raw_threshold_quantile is not None:
+            raw_scores: list[np.ndarray] = []
+            for i, cid in enumerate(ids):
+                arr = self._arrays[cid]
+                raw_centres[i] = l2_normalize(arr.mean) if arr.mean is not None else 0.0
+                raw_scores.append(arr.exemplars @ raw_centres[i])
+            raw_thresholds = calibrate_thresholds(
+                raw_scores,
+                quantile=cfg.raw_threshold_quantile,
+                min_examples=cfg.min_calibration_examples,
+                default=-1.0,
+            )
+            self._cap_discovered(ids, raw_thresholds, set(crossfit))
         index = VectorIndex(self.dim, use_gpu=self._use_gpu)
         if rows:
             index.add(np.concatenate(rows))
@@ -651,6 +684,8 @@ class PrototypeStore:
             index,
             max_rows,
             member_scores,
+            raw_centres,
+            raw_thresholds.astype(np.float32),
         )
         return self._compiled
 

@@ -45,6 +45,7 @@ class StoreSettings(_Section):
     metric_min_examples: int = Field(default=20, ge=2)
     calibration_folds: int = Field(default=2, ge=1, le=10)
     discovered_threshold_cap: float | None = Field(default=0.5, ge=0.0, le=1.0)
+    raw_threshold_quantile: float | None = Field(default=0.02, gt=0.0, lt=0.5)
     top_k: int = Field(default=5, ge=1, le=100)
     use_gpu: bool = Field(default=True, description="Use a FAISS GPU index when available.")
 
@@ -61,6 +62,7 @@ class StoreSettings(_Section):
             metric_min_examples=self.metric_min_examples,
             calibration_folds=self.calibration_folds,
             discovered_threshold_cap=self.discovered_threshold_cap,
+            raw_threshold_quantile=self.raw_threshold_quantile,
             top_k=self.top_k,
             seed=seed,
         )

@@ -62,9 +62,9 @@ class Item(Record):
     @classmethod
     def _ints_fit_msgpack(cls, v: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
         for key, value in v.items():
-            if isinstance(value, int) and not isinstance(value, bool):
-                if not -(2**63) <= value < 2**64:
-                    raise ValueError(f"metadata {key!r}: integer out of the 64-bit range")
+            is_int = isinstance(value, int) and not isinstance(value, bool)
+            if is_int and not -(2**63) <= value < 2**64:  # type: ignore[operator]
+                raise ValueError(f"metadata {key!r}: integer out of the 64-bit range")
         return v
 
     @model_validator(mode="after")

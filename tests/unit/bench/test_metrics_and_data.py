@@ -39,7 +39,8 @@ def test_split_protocol_is_seeded_and_never_labels_unknown_classes() -> None:
     labels = [c for c in "abcdefgh" for _ in range(20)]
     s1 = split_protocol(labels, known_ratio=0.75, labeled_ratio=0.1, seed=4)
     s2 = split_protocol(labels, known_ratio=0.75, labeled_ratio=0.1, seed=4)
-    assert s1.known == s2.known and len(s1.known) == 6
+    assert s1.known == s2.known
+    assert len(s1.known) == 6
     assert {labels[i] for i in s1.labelled} == set(s1.known)
     assert len(s1.labelled) == 6 * 2
     assert sorted([*s1.labelled, *s1.stream]) == list(range(len(labels)))

@@ -94,7 +94,8 @@ def test_bad_input_is_dead_lettered_with_its_offset_and_the_batch_goes_on(
     assert len(out.dead_letters) == 1
     dead = out.dead_letters[0]
     assert dead.reason == reason
-    assert dead.source is not None and dead.source.offset == 11
+    assert dead.source is not None
+    assert dead.source.offset == 11
     assert dead.error
     if value is not None and reason not in {"bad_vector", "embedding", "oversized"}:
         assert dead.value == value
@@ -153,7 +154,8 @@ def test_held_back_topic_is_discovered_named_and_its_unknowns_revised(make_engin
     assert len(created) == 1, [e.state.name for e in created]
     novel = created[0].state
     assert novel.class_id.startswith("novel-")
-    assert novel.status == "provisional" and novel.origin == "discovery"
+    assert novel.status == "provisional"
+    assert novel.origin == "discovery"
     assert set(novel.name.split("-")) <= set(TOPICS["haskell"].split())
     haskell = [f"i{j}" for j in order if stream[j][0] == "haskell"]
     assert sum(final[i][1] == novel.class_id for i in haskell) >= 0.8 * len(haskell)

@@ -1,0 +1,60 @@
+"""`streamlabel bench openworld` end to end: the real model, the Engine, the scores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+KEYS = {
+    "acc", "nmi", "ari", "known_acc", "novel_acc", "novel_found", "novel_true",
+    "first_acc", "items", "items_per_s",
+}  # fmt: skip
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).with_name("streamlabel")
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_bench_prints_the_table_and_a_json_summary_with_sane_scores(small_train, small_test):
+    proc = run_cli(
+        "bench", "openworld", "--train", str(small_train), "--test", str(small_test),
+        "--seeds", "0,1", "--labeled-ratio", "0.3", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].split()[:4] == ["seed", "ACC", "NMI", "ARI"]
+    summary = json.loads(lines[-1])
+    assert set(summary) == KEYS
+    # 20 classes, 75% known: 5 held back; 800 train - 30% of 15 known classes' items + 300 test.
+    assert summary["novel_true"] == 5
+    assert summary["items"] == 800 - 15 * 12 + 300
+    # Far above chance (about 5-10% for 20 classes) even on 40 titles a class.
+    assert summary["known_acc"] >= 60
+    assert summary["acc"] >= 50
+    assert summary["nmi"] >= 50
+    assert summary["novel_found"] >= 1
+    # Revisions from discovery improve on the first labels, never the reverse.
+    assert summary["acc"] >= summary["first_acc"]
+    assert summary["items_per_s"] > 0
+    assert "discovered novel-" in proc.stderr
+
+
+def test_bench_with_a_missing_file_exits_non_zero_naming_it(small_test, tmp_path):
+    missing = tmp_path / "absent.tsv"
+    proc = run_cli("bench", "openworld", "--train", str(missing), "--test", str(small_test))
+    assert proc.returncode == 2
+    assert "absent.tsv" in proc.stderr
+
+
+def test_bench_rejects_a_bad_ratio_at_start_up(small_train, small_test):
+    proc = run_cli(
+        "bench", "openworld", "--train", str(small_train), "--test", str(small_test),
+        "--known-ratio", "1.5",
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--known-ratio" in proc.stderr
