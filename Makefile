@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-DATA ?= ../shared/data
+DATA ?= data
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -29,8 +29,9 @@ install: $(STAMP) ## Create the venv and install streamlabel with its dev tools
 demo: $(STAMP) ## Run the main job on embedded defaults (open-world benchmark on StackOverflow)
 	$(VENV)/bin/streamlabel bench openworld --train $(DATA)/stackoverflow/train.tsv --test $(DATA)/stackoverflow/test.tsv
 
-test: $(STAMP) lint typecheck ## Lint, type-check, unit tests, then integration tests
+test: $(STAMP) lint typecheck ## Lint, type-check, unit tests and doctests, then integration tests
 	$(PY) -m pytest tests/unit -q
+	$(PY) -m pytest --doctest-modules streamlabel -q
 	$(PY) -m pytest tests/integration -q
 
 test-unit: $(STAMP) ## Unit tests only (no model, no broker, no Ray)

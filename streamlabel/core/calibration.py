@@ -39,8 +39,8 @@ def calibrate_thresholds(
 
     Example:
         >>> calibrate_thresholds([np.linspace(0.5, 1.0, 101), np.array([0.9])],
-        ...                      quantile=0.1, min_examples=5, default=0.3).round(2).tolist()
-        [0.55, 0.55]
+        ...                      quantile=0.1, min_examples=5, default=0.3)
+        array([0.55, 0.55], dtype=float32)
     """
     n = len(member_scores)
     out = np.full(n, np.nan, dtype=np.float32)

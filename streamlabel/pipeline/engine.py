@@ -217,6 +217,25 @@ class Engine:
             out.labels.extend(self._relabel_recent(adopted))
         return out
 
+    def register_zero_shot(self, name: str, description: str) -> EngineOutput:
+        """Creates a class known only by a name and a description (embedded by the model)."""
+        vector = self._embed_texts([description])[0]
+        if vector is None:
+            raise EmbeddingError(f"the model failed on the description of {name!r}")
+        return EngineOutput(class_events=[self.store.register_zero_shot(name, vector, description)])
+
+    def rename(self, class_id: str, name: str) -> EngineOutput:
+        """Gives a class (typically a discovered one) a readable name chosen by a person."""
+        return EngineOutput(class_events=[self.store.rename(class_id, name)])
+
+    def merge(self, source_id: str, target_id: str) -> EngineOutput:
+        """Folds one class into another (e.g. discovery split a class in two)."""
+        return EngineOutput(class_events=self.store.merge(source_id, target_id))
+
+    def retire(self, class_id: str) -> EngineOutput:
+        """Stops predicting a class."""
+        return EngineOutput(class_events=[self.store.retire(class_id)])
+
     def apply(self, events: Iterable[ClassEvent]) -> int:
         """Applies class events from the changelog (a read replica); returns how many changed it."""
         return sum(self.store.apply(e) for e in events)

@@ -202,3 +202,28 @@ def test_stationary_stream_raises_no_alert_and_a_topic_shift_raises_one(make_eng
     kinds = [a.kind for a in alerts]
     assert "embedding" in kinds
     assert kinds.count("embedding") == 1
+
+
+def test_zero_shot_class_from_a_description_labels_matching_items(make_engine) -> None:
+    engine = make_engine(store={"default_threshold": 0.2})
+    out = engine.register_zero_shot("haskell", "haskell monad functor typeclass ghc")
+    assert out.class_events[0].state.origin == "zero_shot"
+    label = engine.process([Item(id="z", text="haskell monad ghc typeclass")]).labels[0]
+    assert label.label == "haskell"
+
+
+def test_operator_rename_merge_retire_change_what_items_are_labelled(make_engine) -> None:
+    engine = make_engine()
+    teach(engine, ["python", "java", "sql"])
+    engine.rename("sql", "databases")
+    rec = engine.process([Item(id="1", text="sql join index postgres")]).labels[0]
+    assert (rec.label, rec.class_name) == ("sql", "databases")
+    kinds = [e.kind for e in engine.merge("java", "python").class_events]
+    assert kinds == ["updated", "merged"]
+    assert engine.store.resolve("java") == "python"
+    rec = engine.process([Item(id="2", text="java maven jar tomcat")]).labels[0]
+    assert rec.label in {"python", UNKNOWN}
+    engine.retire("sql")
+    assert "sql" not in engine.store.active_ids()
+    rec = engine.process([Item(id="3", text="sql join index postgres")]).labels[0]
+    assert rec.label != "sql"
