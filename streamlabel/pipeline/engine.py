@@ -29,6 +29,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import structlog
@@ -59,6 +60,8 @@ from streamlabel.schemas import (
 __all__ = ["Engine", "load_settings"]
 
 log = structlog.get_logger(__name__)
+
+R = TypeVar("R", Item, Feedback)
 
 
 @dataclass(frozen=True)
@@ -248,20 +251,10 @@ class Engine:
             if isinstance(entry, Item):
                 item, source = entry, None
             else:
-                try:
-                    item = decode(entry.value, Item, max_bytes=limits.max_message_bytes)
-                except DecodeError as exc:
-                    out.dead_letters.append(
-                        DeadLetter(
-                            source=entry.source,
-                            key=entry.key,
-                            value=entry.value or b"",
-                            reason=exc.reason,
-                            error=str(exc),
-                        )
-                    )
+                decoded_item = self._decode_raw(entry, Item, out)
+                if decoded_item is None:
                     continue
-                source = entry.source
+                item, source = decoded_item, entry.source
             if item.text is not None and len(item.text) > limits.max_text_chars:
                 self._dead_item(
                     out,
@@ -570,10 +563,14 @@ class Engine:
     ) -> tuple[Feedback | None, RawRecord | None]:
         if isinstance(entry, Feedback):
             return entry, None
+        return self._decode_raw(entry, Feedback, out), entry
+
+    def _decode_raw(self, entry: RawRecord, record_type: type[R], out: EngineOutput) -> R | None:
+        """Decodes a raw message; an undecodable one becomes a dead letter (None returned)."""
         try:
             return decode(
-                entry.value, Feedback, max_bytes=self.settings.limits.max_message_bytes
-            ), entry
+                entry.value, record_type, max_bytes=self.settings.limits.max_message_bytes
+            )
         except DecodeError as exc:
             out.dead_letters.append(
                 DeadLetter(
@@ -584,7 +581,7 @@ class Engine:
                     error=str(exc),
                 )
             )
-            return None, entry
+            return None
 
     def _dead(
         self, out: EngineOutput, raw: RawRecord | None, fb: Feedback, reason: str, error: str
