@@ -116,7 +116,6 @@ class Engine:
         )
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._unknowns_since_run = 0
-        self._items_seen = 0
 
     # ------------------------------------------------------------- the stream
     def process(self, batch: Sequence[RawRecord | Item]) -> EngineOutput:
@@ -126,7 +125,6 @@ class Engine:
         accumulated (the Ray learner runs it in the background instead).
         """
         out = EngineOutput()
-        timings: dict[str, float] = {}
         t0 = time.perf_counter()
         decoded = self._decode(batch, out)
         t1 = time.perf_counter()
@@ -329,8 +327,10 @@ class Engine:
         unknown_ids: list[str] = []
         unknown_rows: list[int] = []
         for i, d in enumerate(decoded):
-            record = self._label_record(result, i, d.item.id, now, version, model_id, 0)
-            out.labels.append(record.model_copy(update={"source": d.source, "timings_ms": timings}))
+            record = self._label_record(
+                result, i, d.item.id, now, version, model_id, 0, source=d.source, timings=timings
+            )
+            out.labels.append(record)
             self._remember(d.item.id, vectors[i], d.item.text, record.label)
             if record.is_unknown:
                 unknown_ids.append(d.item.id)
@@ -348,7 +348,6 @@ class Engine:
                         event_time=d.item.event_time,
                     )
                 )
-        self._items_seen += len(decoded)
         if unknown_rows and self.settings.discovery.enabled:
             self.buffer.add(
                 unknown_ids, vectors[unknown_rows], [decoded[i].item.text for i in unknown_rows]
@@ -367,6 +366,8 @@ class Engine:
         *,
         forced: str | None = None,
         reason: str | None = None,
+        source: SourceRef | None = None,
+        timings: dict[str, float] | None = None,
     ) -> LabelRecord:
         label = forced or result.label(i)
         best = int(result.best[i])
@@ -396,6 +397,8 @@ class Engine:
             store_version=version,
             model_id=model_id,
             reason=reason,
+            source=source,
+            timings_ms=timings or {},
             emitted_at=now,
         )
 
