@@ -18,9 +18,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 TOKEN_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9+#]*"
+
+# Words that carry no topic in questions and requests, on top of sklearn's English list.
+# fmt: off
+FILLER_WORDS = frozenset({
+    "does", "doesn", "don", "didn", "isn", "using", "use", "used", "way", "ways", "best",
+    "simple", "get", "getting", "make", "making", "work", "working", "works", "possible",
+    "want", "need", "new", "like", "just", "good", "better", "vs", "multiple", "specific",
+    "different", "help", "problem", "issue", "question", "example", "thing", "things", "set",
+    "setting",
+})
+# fmt: on
 
 
 def class_keywords(
@@ -41,7 +52,8 @@ def class_keywords(
         docs.append(" ".join(background))
     if not any(d.strip() for d in docs):
         return [() for _ in clusters]
-    vec = CountVectorizer(token_pattern=TOKEN_PATTERN, stop_words="english", lowercase=True)
+    stop = sorted(ENGLISH_STOP_WORDS | FILLER_WORDS)
+    vec = CountVectorizer(token_pattern=TOKEN_PATTERN, stop_words=stop, lowercase=True)
     try:
         counts = vec.fit_transform(docs).toarray().astype(np.float64)
     except ValueError:  # only stop words

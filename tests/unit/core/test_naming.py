@@ -114,3 +114,12 @@ def test_docstring_example_runs() -> None:
     result = doctest.testmod(naming, verbose=False)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_question_filler_words_never_become_keywords() -> None:
+    clusters = [
+        ["how does oracle sql join work", "oracle sql does not use the index", "best way oracle"],
+        ["how does matlab plot work", "matlab matrix does not plot", "best way matlab"],
+    ]
+    for keywords in class_keywords(clusters, n=3):
+        assert not {"does", "best", "way", "work", "use"} & set(keywords)
