@@ -84,3 +84,22 @@ def crossfit_member_scores(
             centre = metric.apply(train[i].mean(axis=0))
             scores[i].append(metric.apply(held) @ centre)
     return [np.concatenate(s) if s else np.zeros(0, np.float32) for s in scores]
+
+
+def leave_one_out_scores(examples: np.ndarray) -> np.ndarray:
+    """Cosine of each example to the mean direction of the OTHER examples.
+
+    In-sample similarities to a mean that includes the example are optimistic,
+    the more so the fewer the examples; leaving it out is exact and costs one
+    pass. Fewer than two examples give no scores.
+
+    Example:
+        >>> leave_one_out_scores(np.eye(3, dtype=np.float32)).round(3).tolist()
+        [0.0, 0.0, 0.0]
+    """
+    x = np.asarray(examples, dtype=np.float32)
+    if len(x) < 2:
+        return np.zeros(0, np.float32)
+    others = x.sum(axis=0) - x
+    norms = np.maximum(np.linalg.norm(others, axis=1), 1e-12)
+    return np.einsum("ij,ij->i", x, others) / norms

@@ -22,7 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from streamlabel.core.calibration import calibrate_thresholds, crossfit_member_scores
+from streamlabel.core.calibration import (
+    calibrate_thresholds,
+    crossfit_member_scores,
+    leave_one_out_scores,
+)
 from streamlabel.core.embedder import l2_normalize
 from streamlabel.core.index import VectorIndex
 from streamlabel.core.metric import Metric
@@ -664,7 +668,7 @@ class PrototypeStore:
             for i, cid in enumerate(ids):
                 arr = self._arrays[cid]
                 raw_centres[i] = l2_normalize(arr.mean) if arr.mean is not None else 0.0
-                raw_scores.append(arr.exemplars @ raw_centres[i])
+                raw_scores.append(leave_one_out_scores(arr.exemplars))
             raw_thresholds = calibrate_thresholds(
                 raw_scores,
                 quantile=cfg.raw_threshold_quantile,

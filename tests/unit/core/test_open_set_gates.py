@@ -77,3 +77,15 @@ def test_discovered_class_threshold_is_capped_by_the_labelled_classes() -> None:
     t = store.thresholds()
     labelled = sorted(t[f"c{i}"] for i in range(4))
     assert t["novel-x"] <= float(np.median(labelled)) + 1e-6
+
+
+def test_leave_one_out_scores_are_below_in_sample_ones_and_match_a_direct_computation() -> None:
+    from streamlabel.core.calibration import leave_one_out_scores
+
+    x = around(centres(1)[0], 12, 1.0, seed=3)
+    loo = leave_one_out_scores(x)
+    in_sample = x @ l2_normalize(x.mean(axis=0))
+    assert (loo < in_sample).all()
+    direct = [float(x[i] @ l2_normalize(np.delete(x, i, axis=0).mean(axis=0))) for i in range(12)]
+    np.testing.assert_allclose(loo, direct, atol=1e-5)
+    assert leave_one_out_scores(x[:1]).shape == (0,)
