@@ -58,3 +58,17 @@ def test_bench_rejects_a_bad_ratio_at_start_up(small_train, small_test):
     )  # fmt: skip
     assert proc.returncode == 2
     assert "--known-ratio" in proc.stderr
+
+
+def test_bench_with_an_invalid_setting_fails_at_start_up_naming_it(small_train, small_test):
+    import os
+
+    env = {**os.environ, "STREAMLABEL_STORE__THRESHOLD_QUANTILE": "0.9"}
+    script = Path(sys.executable).with_name("streamlabel")
+    proc = subprocess.run(
+        [str(script), "bench", "openworld", "--train", str(small_train), "--test", str(small_test)],
+        capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "store.threshold_quantile" in proc.stderr
+    assert "embedding" not in proc.stderr  # failed before any work

@@ -227,3 +227,25 @@ def test_operator_rename_merge_retire_change_what_items_are_labelled(make_engine
     assert "sql" not in engine.store.active_ids()
     rec = engine.process([Item(id="3", text="sql join index postgres")]).labels[0]
     assert rec.label != "sql"
+
+
+def test_same_seed_and_inputs_give_identical_outputs(make_engine) -> None:
+    def run() -> tuple[list[tuple[str, str, int]], list[str]]:
+        engine = make_engine(discovery={"run_every": 40, "min_cluster_size": 15, "min_samples": 5})
+        teach(engine, ["python", "java", "sql", "css"], n=40)
+        texts = [x for t in ["python", "haskell", "sql"] for x in topic_texts(t, 50, 11)]
+        labels, events = [], []
+        for lo in range(0, len(texts), 30):
+            items = [Item(id=f"i{lo + j}", text=x) for j, x in enumerate(texts[lo : lo + 30])]
+            out = engine.process(items)
+            labels += [(r.item_id, r.label, r.revision) for r in out.labels]
+            events += [e.class_id for e in out.class_events]
+        for _ in range(2):
+            out = engine.discover()
+            labels += [(r.item_id, r.label, r.revision) for r in out.labels]
+            events += [e.class_id for e in out.class_events]
+        return labels, events
+
+    first, second = run(), run()
+    assert first == second
+    assert any(e.startswith("novel-") for e in first[1])
