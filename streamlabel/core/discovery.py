@@ -155,7 +155,6 @@ class _Candidate:
     candidate_id: str
     members: set[str]
     sightings: int
-    last_run: int
 
 
 @dataclass(frozen=True)
@@ -185,7 +184,7 @@ class Discoverer:
         """Clusters the buffer and returns the clusters that pass every criterion."""
         self._runs += 1
         cfg = self.config
-        rejected = {"cohesion": 0, "known_class": 0, "persistence": 0}
+        rejected = {"cohesion": 0, "known_class": 0, "persistence": 0, "retired": 0}
         if len(buffer) == 0:
             return DiscoveryReport(self._runs, 0, (), rejected)
         raw = np.asarray(buffer.vectors, np.float32)
@@ -224,6 +223,10 @@ class Discoverer:
                 continue
             kw = keywords[c]
             class_id = extends or candidate.candidate_id
+            previous = store.states().get(class_id)
+            if previous is not None and previous.status == "retired":
+                rejected["retired"] += 1  # an operator retired it: do not bring it back
+                continue
             findings.append(
                 ClusterFinding(
                     class_id=class_id,
@@ -251,10 +254,10 @@ class Discoverer:
             if overlap > best_overlap:
                 best, best_overlap = cand, overlap
         if best is not None and best_overlap >= self.config.match_overlap:
-            return _Candidate(best.candidate_id, member_ids, best.sightings + 1, self._runs)
+            return _Candidate(best.candidate_id, member_ids, best.sightings + 1)
         anchor = ordered_ids[int(np.argmax(zm @ centre))]
         digest = hashlib.blake2b(anchor.encode(), digest_size=5).hexdigest()
-        return _Candidate(f"novel-{digest}", member_ids, 1, self._runs)
+        return _Candidate(f"novel-{digest}", member_ids, 1)
 
     def _owner(self, store: PrototypeStore, members_raw: np.ndarray) -> str | None:
         """The existing class the cluster is part of, if any.

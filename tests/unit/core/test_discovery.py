@@ -311,3 +311,23 @@ def test_buffer_texts_default_to_empty_and_vectors_are_read_only() -> None:
         buffer.vectors[0, 0] = 5.0
     buffer.add([], np.zeros((0, 2), np.float32), [])
     assert buffer.ids == ["a"]
+
+
+def test_a_class_an_operator_retired_is_not_brought_back_by_discovery() -> None:
+    """Retiring a discovered class is a decision: finding its cluster again does not revive it."""
+    scene = Scene()
+    store = scene.store()
+    buffer, _ = _scene_buffer(scene)
+    discoverer = _discoverer()
+    discoverer.run(buffer, store)
+    (finding,) = discoverer.run(buffer, store).findings
+    store.add_class(
+        finding.class_id, finding.name, finding.vectors, finding.texts,
+        status="provisional", origin="discovery",
+    )  # fmt: skip
+    store.retire(finding.class_id)
+
+    report = discoverer.run(buffer, store)
+    assert report.findings == ()
+    assert report.rejected["retired"] == 1
+    assert store.get(finding.class_id).status == "retired"
