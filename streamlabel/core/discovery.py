@@ -10,9 +10,8 @@ classes given) and judges every cluster:
 * **separation** — the cluster centre is less similar to every existing class
   than a typical member of that class is (the ``separation_quantile`` of its
   members' similarities); a cluster that fails this is that class's rejected
-  tail. When that class was itself discovered, the cluster is the same class
-  found again and extends it (a known class is never taught by unlabelled
-  items);
+  tail. A cluster whose centre a discovered class accepts is that class found
+  again and extends it (a known class is never taught by unlabelled items);
 * **persistence** — the cluster was seen in ``persistence`` runs (matched by
   member overlap), so one lucky clump does not become a class.
 
@@ -265,13 +264,18 @@ class Discoverer:
         The centre of a class's rejected tail sits near the class centre, so it is
         as similar to the class as a typical member (the ``separation_quantile``
         of member similarities). A new class next to it has its own centre,
-        clearly less similar than that.
+        clearly less similar than that. A discovered class owns a cluster whose
+        centre it accepts.
         """
         verdict = store.classify(l2_normalize(members_raw.mean(axis=0))[None, :])
         best = int(verdict.best[0])
         if best < 0:
             return None
         nearest = verdict.class_ids[best]
+        if store.get(nearest).origin == "discovery":
+            # A discovered class's members are its dense core, so the typical-member
+            # bar would split it; the class accepting the centre means "found again".
+            return nearest if verdict.accepted[0] else None
         typical = store.member_score_quantile(nearest, self.config.separation_quantile)
         bar = float(verdict.thresholds[0]) if typical is None else typical
         return nearest if float(verdict.scores[0]) >= bar else None
