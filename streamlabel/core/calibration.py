@@ -58,7 +58,8 @@ def crossfit_member_scores(
     fit_metric: Callable[[list[np.ndarray]], Metric],
     *,
     folds: int = 2,
-) -> list[np.ndarray]:
+    require_learned: bool = False,
+) -> list[np.ndarray] | None:
     """Out-of-fold similarities of each class's examples to their class.
 
     The metric is learned from these same examples, so in-sample similarities
@@ -71,12 +72,20 @@ def crossfit_member_scores(
         groups: per class, its examples ``(n_i, d)`` (raw unit vectors).
         fit_metric: learns a metric from groups of examples.
         folds: number of folds; classes with fewer than ``folds`` examples get no scores.
+        require_learned: give up (``None``) when a fold has too few examples to learn
+            a metric: its scores would be plain cosines, in another space than the
+            thresholds they calibrate, so the caller falls back to in-sample scores.
+
+    Returns:
+        Per class, its out-of-fold scores (or ``None``, see ``require_learned``).
     """
     scores: list[list[np.ndarray]] = [[] for _ in groups]
     fold_of = [np.arange(len(g)) % folds for g in groups]
     for f in range(folds):
         train = [g[fo != f] for g, fo in zip(groups, fold_of, strict=True)]
         metric = fit_metric([t for t in train if len(t) >= 2])
+        if require_learned and metric.is_identity:
+            return None
         for i, (g, fo) in enumerate(zip(groups, fold_of, strict=True)):
             held = g[fo == f]
             if len(held) == 0 or len(train[i]) == 0:

@@ -37,7 +37,8 @@ class HDBSCANClustering:
             densest core, with ``allow_single_cluster``) is kept only if the core's
             spread (1 − mean cosine to its centre) is at most this — random
             directions have a spread near 1, so scatter has no such core — and is then
-            grown to every point within twice the core's radius (in cosine distance).
+            grown to the points within twice the core's radius (in cosine distance, never
+            past orthogonal) as long as it stays that tight.
         seed: seed of the randomised PCA solver.
     """
 
@@ -116,9 +117,13 @@ def _single_cluster(x: np.ndarray, labels: np.ndarray, max_spread: float) -> np.
     centre = xn[core].mean(axis=0)
     centre /= max(float(np.linalg.norm(centre)), 1e-12)
     sims = xn @ centre
-    # The core is the densest part only; the cluster reaches twice as far from the centre.
-    radius = 1.0 - 2.0 * (1.0 - float(sims[core].min()))
-    return np.where(sims >= radius, 0, -1).astype(np.int64)
+    # The core is the densest part only; the cluster reaches twice as far from the
+    # centre as the core does (never past orthogonal), and must stay as tight.
+    radius = max(1.0 - 2.0 * (1.0 - float(sims[core].min())), 0.0)
+    grown = core | (sims >= radius)
+    if 1.0 - _cohesion(x[grown]) > max_spread:
+        grown = core
+    return np.where(grown, 0, -1).astype(np.int64)
 
 
 def _cohesion(x: np.ndarray) -> float:

@@ -79,6 +79,8 @@ class Metric:
         centered = np.concatenate([g - g.mean(axis=0) for g in usable])
         sw = centered.T @ centered / max(n - len(usable), 1)
         target = np.trace(sw) / dim
+        if target <= 1e-12:  # every class is a single repeated point: nothing to learn
+            return cls.identity(dim)
         sw = (1.0 - shrinkage) * sw + shrinkage * target * np.eye(dim)
         evals, evecs = np.linalg.eigh(sw)
         evals = np.maximum(evals, 1e-12)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from streamlabel.core.calibration import (
     calibrate_thresholds,
@@ -36,6 +37,7 @@ from streamlabel.schemas import UNKNOWN, ClassEvent, ClassEventKind, ClassState,
 from streamlabel.schemas.records import ClassOrigin, ClassStatus
 
 SNAPSHOT_FORMAT = 1
+_EPS = 1e-5  # float32 cosine round-off: an exact copy of a member must pass its threshold
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,7 @@ class PrototypeStore:
         # Second gate, in the raw space: the learned metric stretches directions the
         # labelled data never spans, where off-domain items can land near a class.
         raw_scores = np.einsum("ij,ij->i", l2_normalize(x), c.raw_centres[best])
-        accepted = (scores >= thresholds) & (raw_scores >= c.raw_thresholds[best])
+        accepted = (scores >= thresholds - _EPS) & (raw_scores >= c.raw_thresholds[best] - _EPS)
         return Classification(
             c.class_ids,
             best,
@@ -316,6 +318,11 @@ class PrototypeStore:
         texts = list(texts) if texts is not None else [""] * len(vectors)
         class_id = self.resolve(label) or self._retired_named(label)
         if class_id is None:
+            if label in self._states:  # merged into a class this store does not hold
+                raise StoreError(
+                    f"label {label!r} names a class merged into "
+                    f"{self._states[label].merged_into!r}, which is not in the store"
+                )
             return self.add_class(label, label, vectors, texts, status="known", origin="feedback")
         return self.extend(class_id, vectors, texts, status="known", cause="feedback")
 
@@ -344,19 +351,22 @@ class PrototypeStore:
         texts = list(texts) if texts is not None else [""] * len(vectors)
         now = self._clock()
         version = self._version + 1
-        empty = ClassState(
-            class_id=class_id,
-            name=name,
-            status=status,
-            origin=origin,
-            description=description,
-            count=0,
-            keywords=tuple(keywords),
-            created_version=version,
-            updated_version=version,
-            created_at=now,
-            updated_at=now,
-        )
+        try:
+            empty = ClassState(
+                class_id=class_id,
+                name=name,
+                status=status,
+                origin=origin,
+                description=description,
+                count=0,
+                keywords=tuple(keywords),
+                created_version=version,
+                updated_version=version,
+                created_at=now,
+                updated_at=now,
+            )
+        except ValidationError as exc:
+            raise StoreError(f"invalid class {class_id!r}: {exc}") from None
         state = self._absorb(empty, _Arrays(None, self._empty(), self._empty()), vectors, texts)
         return self._emit("created", state, cause=origin)
 
@@ -421,6 +431,9 @@ class PrototypeStore:
         if source_id == target_id:
             raise StoreError("cannot merge a class into itself")
         source, target = self.get(source_id), self.get(target_id)
+        for state in (source, target):
+            if state.status == "retired":
+                raise StoreError(f"cannot merge: class {state.class_id!r} is retired")
         src = self._arrays[source_id]
         tgt = self._arrays[target_id]
         total = source.count + target.count
@@ -494,15 +507,22 @@ class PrototypeStore:
         related: tuple[str, ...] = (),
     ) -> ClassEvent:
         version = self._version + 1
-        state = state.model_copy(update={"updated_version": version, "updated_at": self._clock()})
-        event = ClassEvent(
-            kind=kind,
-            class_id=state.class_id,
-            state=state,
-            store_version=version,
-            cause=cause,
-            related=related,
-        )
+        # model_copy does not validate: rebuild, so the leader never applies a state
+        # that a replica (or its own snapshot) would reject.
+        try:
+            state = ClassState.model_validate(
+                {**dict(state), "updated_version": version, "updated_at": self._clock()}
+            )
+            event = ClassEvent(
+                kind=kind,
+                class_id=state.class_id,
+                state=state,
+                store_version=version,
+                cause=cause,
+                related=related,
+            )
+        except ValidationError as exc:
+            raise StoreError(f"invalid change to class {state.class_id!r}: {exc}") from None
         self.apply(event)
         return event
 
@@ -626,8 +646,11 @@ class PrototypeStore:
         metric = fit(labelled)
         crossfit: dict[str, np.ndarray] = {}
         if not metric.is_identity and cfg.calibration_folds > 1:
-            scores = crossfit_member_scores(labelled, fit, folds=cfg.calibration_folds)
-            crossfit = dict(zip(labelled_ids, scores, strict=True))
+            scores = crossfit_member_scores(
+                labelled, fit, folds=cfg.calibration_folds, require_learned=True
+            )
+            if scores is not None:
+                crossfit = dict(zip(labelled_ids, scores, strict=True))
         rows: list[np.ndarray] = []
         row_class: list[int] = []
         member_scores: list[np.ndarray] = []
@@ -655,7 +678,7 @@ class PrototypeStore:
             min_examples=cfg.min_calibration_examples,
             default=cfg.default_threshold,
         )
-        self._cap_discovered(ids, thresholds, set(crossfit))
+        self._cap_discovered(ids, thresholds, set(labelled_ids))
         thresholds = thresholds - np.float32(cfg.threshold_offset)
         for i, cid in enumerate(ids):
             override = self._states[cid].threshold_override
@@ -675,7 +698,7 @@ class PrototypeStore:
                 min_examples=cfg.min_calibration_examples,
                 default=-1.0,
             )
-            self._cap_discovered(ids, raw_thresholds, set(crossfit))
+            self._cap_discovered(ids, raw_thresholds, set(labelled_ids))
         index = VectorIndex(self.dim, use_gpu=self._use_gpu)
         if rows:
             index.add(np.concatenate(rows))

@@ -70,6 +70,14 @@ class _Decoded:
     source: SourceRef | None
 
 
+@dataclass(frozen=True)
+class _Example:
+    vector: np.ndarray
+    text: str
+    feedback: Feedback
+    raw: RawRecord | None
+
+
 @dataclass
 class _Cached:
     vector: np.ndarray
@@ -156,7 +164,7 @@ class Engine:
         relabels it (a revision with reason ``feedback``).
         """
         out = EngineOutput()
-        by_label: dict[str, list[tuple[np.ndarray, str, str | None]]] = {}
+        by_label: dict[str, list[_Example]] = {}
         to_embed: list[tuple[Feedback, RawRecord | None]] = []
         for entry in feedback:
             fb, raw = self._decode_feedback(entry, out)
@@ -169,13 +177,13 @@ class Engine:
                         out, raw, fb, "bad_vector", "feedback vector has the wrong dimension"
                     )
                     continue
-                by_label.setdefault(fb.label, []).append((vec, fb.text or "", fb.item_id))
+                by_label.setdefault(fb.label, []).append(_Example(vec, fb.text or "", fb, raw))
             elif fb.text is not None:
                 to_embed.append((fb, raw))
             elif fb.item_id is not None and fb.item_id in self._cache:
                 cached = self._cache[fb.item_id]
                 by_label.setdefault(fb.label, []).append(
-                    (cached.vector, cached.text or "", fb.item_id)
+                    _Example(cached.vector, cached.text or "", fb, raw)
                 )
             else:
                 self._dead(out, raw, fb, "unresolvable", f"item {fb.item_id!r} is not in the cache")
@@ -185,14 +193,22 @@ class Engine:
                 if vec is None:
                     self._dead(out, raw, fb, "embedding", "the model failed on this text")
                     continue
-                by_label.setdefault(fb.label, []).append((vec, fb.text or "", fb.item_id))
+                by_label.setdefault(fb.label, []).append(_Example(vec, fb.text or "", fb, raw))
+        assigned: dict[str, str] = {}
         for label, examples in by_label.items():
-            event = self.store.learn(
-                label, np.stack([e[0] for e in examples]), [e[1] for e in examples]
-            )
+            try:
+                event = self.store.learn(
+                    label, np.stack([e.vector for e in examples]), [e.text for e in examples]
+                )
+            except StoreError as exc:  # this label only; the others still apply
+                for e in examples:
+                    self._dead(out, e.raw, e.feedback, "rejected", str(exc))
+                continue
             out.class_events.append(event)
-            ids = [e[2] for e in examples if e[2] is not None]
-            out.labels.extend(self._relabel_feedback(ids, event.class_id))
+            for e in examples:
+                if e.feedback.item_id is not None:
+                    assigned[e.feedback.item_id] = event.class_id
+        out.labels.extend(self._relabel_feedback(assigned))
         return out
 
     def discover(self) -> EngineOutput:
@@ -326,15 +342,22 @@ class Engine:
         model_id = self.embedder.model_id
         unknown_ids: list[str] = []
         unknown_rows: list[int] = []
+        unknown_revisions: list[int] = []
         for i, d in enumerate(decoded):
+            # An id seen before (a redelivery, a resend) continues its revision count,
+            # so "highest revision wins" stays true downstream.
+            seen = self._cache.get(d.item.id)
+            revision = 0 if seen is None else seen.revision + 1
             record = self._label_record(
-                result, i, d.item.id, now, version, model_id, 0, source=d.source, timings=timings
-            )
+                result, i, d.item.id, now, version, model_id, revision,
+                source=d.source, timings=timings,
+            )  # fmt: skip
             out.labels.append(record)
-            self._remember(d.item.id, vectors[i], d.item.text, record.label)
+            self._remember(d.item.id, vectors[i], d.item.text, record.label, revision)
             if record.is_unknown:
                 unknown_ids.append(d.item.id)
                 unknown_rows.append(i)
+                unknown_revisions.append(revision)
                 nearest = int(result.best[i])
                 out.unknowns.append(
                     UnknownRecord(
@@ -343,6 +366,7 @@ class Engine:
                         vector=vectors[i],
                         score=float(result.scores[i]),
                         nearest_class=result.class_ids[nearest] if nearest >= 0 else None,
+                        revision=revision,
                         store_version=version,
                         source=d.source,
                         event_time=d.item.event_time,
@@ -350,7 +374,10 @@ class Engine:
                 )
         if unknown_rows and self.settings.discovery.enabled:
             self.buffer.add(
-                unknown_ids, vectors[unknown_rows], [decoded[i].item.text for i in unknown_rows]
+                unknown_ids,
+                vectors[unknown_rows],
+                [decoded[i].item.text for i in unknown_rows],
+                unknown_revisions,
             )
             self._unknowns_since_run += len(unknown_rows)
 
@@ -483,31 +510,24 @@ class Engine:
             )
         return records
 
-    def _relabel_feedback(self, item_ids: list[str], class_id: str) -> list[LabelRecord]:
-        known = [i for i in item_ids if i in self._cache]
+    def _relabel_feedback(self, assigned: dict[str, str]) -> list[LabelRecord]:
+        """Revises the labels of seen items that feedback named (one classify for all)."""
+        known = [i for i in assigned if i in self._cache]
         if not known:
             return []
-        vectors = np.stack([self._cache[i].vector for i in known])
-        result = self.store.classify(vectors)
+        result = self.store.classify(np.stack([self._cache[i].vector for i in known]))
         now, version, model_id = self._clock(), self.store.version, self.embedder.model_id
         records = []
         for row, item_id in enumerate(known):
             cached = self._cache[item_id]
             cached.revision += 1
-            cached.label = class_id
+            cached.label = assigned[item_id]
             records.append(
                 self._label_record(
-                    result,
-                    row,
-                    item_id,
-                    now,
-                    version,
-                    model_id,
-                    cached.revision,
-                    forced=class_id,
-                    reason="feedback",
+                    result, row, item_id, now, version, model_id, cached.revision,
+                    forced=cached.label, reason="feedback",
                 )
-            )
+            )  # fmt: skip
         self.buffer.remove(set(known))
         return records
 
@@ -547,11 +567,13 @@ class Engine:
         log.info("drift_alert", kind=alert.kind, at_item=alert.at_item, severity=alert.severity)
         return alert
 
-    def _remember(self, item_id: str, vector: np.ndarray, text: str | None, label: str) -> None:
+    def _remember(
+        self, item_id: str, vector: np.ndarray, text: str | None, label: str, revision: int
+    ) -> None:
         cap = self.settings.limits.max_item_cache
         if cap == 0:
             return
-        self._cache[item_id] = _Cached(vector, text, label, 0)
+        self._cache[item_id] = _Cached(vector, text, label, revision)
         self._cache.move_to_end(item_id)
         while len(self._cache) > cap:
             self._cache.popitem(last=False)

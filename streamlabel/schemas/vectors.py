@@ -47,8 +47,10 @@ def coerce_matrix(value: Any) -> tuple[tuple[float, ...], ...]:
         if value.ndim != 2:
             raise ValueError(f"matrix must be two-dimensional, got shape {value.shape}")
         rows: list[Any] = list(value)
-    else:
+    elif isinstance(value, list | tuple):
         rows = list(value)
+    else:
+        raise ValueError(f"matrix must be a sequence of vectors, got {type(value).__name__}")
     out = tuple(coerce_vector(r) for r in rows)
     if out and len({len(r) for r in out}) != 1:
         raise ValueError("matrix rows have different lengths")

@@ -8,7 +8,7 @@ import pytest
 from conftest import TOPICS, topic_texts
 
 from streamlabel.pipeline import Engine, RawRecord
-from streamlabel.schemas import UNKNOWN, Feedback, Item, SourceRef, encode
+from streamlabel.schemas import UNKNOWN, ClassEvent, Feedback, Item, SourceRef, encode
 
 
 def teach(engine: Engine, topics: list[str], n: int = 30, seed: int = 0) -> None:
@@ -249,3 +249,44 @@ def test_same_seed_and_inputs_give_identical_outputs(make_engine) -> None:
     first, second = run(), run()
     assert first == second
     assert any(e.startswith("novel-") for e in first[1])
+
+
+def test_reprocessing_an_item_continues_its_revision_count(make_engine) -> None:
+    engine = make_engine()
+    teach(engine, ["python", "java"])
+    first = engine.process([Item(id="h1", text="haskell monad functor ghc")]).labels[0]
+    revised = engine.learn([Feedback(item_id="h1", label="haskell")]).labels[0]
+    again = engine.process([Item(id="h1", text="haskell monad functor ghc")]).labels[0]
+    assert (first.revision, revised.revision, again.revision) == (0, 1, 2)
+    assert again.label == "haskell"
+
+
+def test_a_rejected_label_dead_letters_its_feedback_and_keeps_the_other_labels(
+    make_engine,
+) -> None:
+    engine = make_engine()
+    teach(engine, ["python", "java", "sql"])
+    # A replica can hold a merge whose target's event has not arrived (compaction
+    # gives no cross-key order): "sql" then names a class the store cannot reach.
+    version = engine.store.version + 1
+    state = engine.store.get("sql").model_copy(
+        update={"status": "retired", "merged_into": "ghost", "updated_version": version}
+    )
+    engine.apply([ClassEvent(kind="merged", class_id="sql", state=state, store_version=version)])
+    out = engine.learn(
+        [Feedback(text="css flexbox grid", label="css"), Feedback(text="sql join", label="sql")]
+    )
+    assert [e.class_id for e in out.class_events] == ["css"]
+    assert engine.store.version == version + 1
+    assert [(d.reason, "ghost" in d.error) for d in out.dead_letters] == [("rejected", True)]
+
+
+def test_feedback_naming_a_class_merged_into_a_retired_one_revives_the_target(
+    make_engine,
+) -> None:
+    engine = make_engine()
+    teach(engine, ["python", "java", "sql"])
+    engine.merge("sql", "java")
+    engine.retire("java")
+    out = engine.learn([Feedback(text="sql join index", label="sql")])
+    assert [(e.class_id, e.state.status) for e in out.class_events] == [("java", "known")]
