@@ -24,7 +24,7 @@ from streamlabel.bench.data import LabelledTexts
 from streamlabel.bench.metrics import open_world_scores
 from streamlabel.core.embedder import Embedder
 from streamlabel.pipeline import Engine, EngineSettings
-from streamlabel.schemas import Feedback, Item, LabelRecord
+from streamlabel.schemas import UNKNOWN, Feedback, Item, LabelRecord
 
 METRIC_KEYS = ("acc", "nmi", "ari", "known_acc", "novel_acc")
 
@@ -139,14 +139,21 @@ def run_seed(
     ]
     return SeedResult(
         seed=seed,
-        final=open_world_scores(test.labels, [final[i].label for i in ids], known),
-        first=open_world_scores(test.labels, [first[i].label for i in ids], known),
+        # A dead-lettered test item (e.g. a text over limits.max_text_chars) has no
+        # label: it counts as unknown.
+        final=open_world_scores(test.labels, [_label(final, i) for i in ids], known),
+        first=open_world_scores(test.labels, [_label(first, i) for i in ids], known),
         novel_found=len(discovered),
         novel_true=len(set(train.labels) - known),
         items=len(order),
         seconds=seconds,
         discovered=discovered,
     )
+
+
+def _label(records: dict[str, LabelRecord], item_id: str) -> str:
+    record = records.get(item_id)
+    return UNKNOWN if record is None else record.label
 
 
 def summarize(results: list[SeedResult], embed_seconds_per_item: float) -> dict[str, float]:

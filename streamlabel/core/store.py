@@ -16,6 +16,7 @@ is a pure function of the class states, compiled lazily and cached by version.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -635,19 +636,24 @@ class PrototypeStore:
             if self._states[k].origin == "feedback" and len(self._arrays[k].exemplars) >= 2
         ]
 
-        def fit(groups: list[np.ndarray]) -> Metric:
-            if not groups:
-                return Metric.identity(self.dim)
-            return Metric.fit(
-                groups, shrinkage=cfg.metric_shrinkage, min_examples=cfg.metric_min_examples
-            )
+        def fitter(min_examples: int) -> Callable[[list[np.ndarray]], Metric]:
+            def fit(groups: list[np.ndarray]) -> Metric:
+                if not groups:
+                    return Metric.identity(self.dim)
+                return Metric.fit(groups, shrinkage=cfg.metric_shrinkage, min_examples=min_examples)
+
+            return fit
 
         labelled = [self._arrays[k].exemplars for k in labelled_ids]
-        metric = fit(labelled)
+        metric = fitter(cfg.metric_min_examples)(labelled)
         crossfit: dict[str, np.ndarray] = {}
         if not metric.is_identity and cfg.calibration_folds > 1:
+            # A fold sees (folds-1)/folds of the examples: the same estimator on a
+            # subset, so the bar for learning it scales the same way.
+            folds = cfg.calibration_folds
+            fold_min = max(2, math.ceil(cfg.metric_min_examples * (folds - 1) / folds))
             scores = crossfit_member_scores(
-                labelled, fit, folds=cfg.calibration_folds, require_learned=True
+                labelled, fitter(fold_min), folds=folds, require_learned=True
             )
             if scores is not None:
                 crossfit = dict(zip(labelled_ids, scores, strict=True))
