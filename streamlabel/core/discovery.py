@@ -86,6 +86,14 @@ class UnknownBuffer:
         """Texts aligned with :attr:`ids` ("" when an item had none)."""
         return list(self._texts)
 
+    def get(self, item_id: str) -> tuple[np.ndarray, str, int] | None:
+        """The vector, text and revision of a buffered item (None when absent)."""
+        try:
+            i = self._ids.index(item_id)
+        except ValueError:
+            return None
+        return self._vectors[i].copy(), self._texts[i], self._revisions[i]
+
     def revision(self, i: int) -> int:
         """Label revision of the item at position ``i``."""
         return self._revisions[i]

@@ -185,6 +185,10 @@ class Engine:
                 by_label.setdefault(fb.label, []).append(
                     _Example(cached.vector, cached.text or "", fb, raw)
                 )
+            elif fb.item_id is not None and (buffered := self._recall(fb.item_id)) is not None:
+                by_label.setdefault(fb.label, []).append(
+                    _Example(buffered.vector, buffered.text or "", fb, raw)
+                )
             else:
                 self._dead(out, raw, fb, "unresolvable", f"item {fb.item_id!r} is not in the cache")
         if to_embed:
@@ -509,6 +513,15 @@ class Engine:
                 )
             )
         return records
+
+    def _recall(self, item_id: str) -> _Cached | None:
+        """An unknown still buffered but evicted from the item cache, put back in the cache."""
+        found = self.buffer.get(item_id)
+        if found is None:
+            return None
+        vector, text, revision = found
+        self._remember(item_id, vector, text, UNKNOWN, revision)
+        return self._cache.get(item_id) or _Cached(vector, text, UNKNOWN, revision)
 
     def _relabel_feedback(self, assigned: dict[str, str]) -> list[LabelRecord]:
         """Revises the labels of seen items that feedback named (one classify for all)."""

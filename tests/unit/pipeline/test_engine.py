@@ -290,3 +290,15 @@ def test_feedback_naming_a_class_merged_into_a_retired_one_revives_the_target(
     engine.retire("java")
     out = engine.learn([Feedback(text="sql join index", label="sql")])
     assert [(e.class_id, e.state.status) for e in out.class_events] == [("java", "known")]
+
+
+def test_feedback_reaches_a_buffered_unknown_evicted_from_the_item_cache(make_engine) -> None:
+    engine = make_engine(limits={"max_item_cache": 2})
+    teach(engine, ["python", "java"])
+    engine.process([Item(id="h1", text="haskell monad functor ghc")])
+    engine.process([Item(id=f"p{i}", text="python pandas numpy") for i in range(3)])
+    assert "h1" in engine.buffer.ids
+    out = engine.learn([Feedback(item_id="h1", label="haskell")])
+    assert out.dead_letters == []
+    assert [(r.item_id, r.label, r.revision) for r in out.labels] == [("h1", "haskell", 1)]
+    assert "h1" not in engine.buffer.ids
