@@ -32,6 +32,7 @@ from streamlabel.core.clustering import ClusteringStrategy, HDBSCANClustering
 from streamlabel.core.embedder import l2_normalize
 from streamlabel.core.naming import class_keywords, name_from_keywords
 from streamlabel.core.store import PrototypeStore
+from streamlabel.schemas import ClassEvent
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,21 @@ class ClusterFinding:
     texts: tuple[str, ...]
     extends: bool
     cohesion: float
+
+
+def adopt(store: PrototypeStore, finding: ClusterFinding) -> ClassEvent:
+    """Writes a finding into the store: a new provisional class, or more examples of one."""
+    if finding.extends or finding.class_id in store.states():
+        return store.extend(finding.class_id, finding.vectors, finding.texts, cause="discovery")
+    return store.add_class(
+        finding.class_id,
+        finding.name,
+        finding.vectors,
+        finding.texts,
+        status="provisional",
+        origin="discovery",
+        keywords=finding.keywords,
+    )
 
 
 @dataclass

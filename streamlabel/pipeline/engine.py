@@ -34,7 +34,7 @@ from typing import TypeVar
 import numpy as np
 import structlog
 
-from streamlabel.core.discovery import ClusterFinding, Discoverer, UnknownBuffer
+from streamlabel.core.discovery import Discoverer, UnknownBuffer, adopt
 from streamlabel.core.drift import DriftDetector, DriftObservation, DriftSignal, default_detectors
 from streamlabel.core.embedder import Embedder, l2_normalize
 from streamlabel.core.store import Classification, PrototypeStore
@@ -230,7 +230,7 @@ class Engine:
         )
         assigned: dict[str, str] = {}
         for finding in report.findings:
-            out.class_events.append(self._adopt(finding))
+            out.class_events.append(adopt(self.store, finding))
             assigned.update(dict.fromkeys(finding.item_ids, finding.class_id))
         if report.findings:
             out.labels.extend(self._relabel_buffer(assigned))
@@ -431,21 +431,6 @@ class Engine:
             source=source,
             timings_ms=timings or {},
             emitted_at=now,
-        )
-
-    def _adopt(self, finding: ClusterFinding) -> ClassEvent:
-        if finding.extends or finding.class_id in self.store.states():
-            return self.store.extend(
-                finding.class_id, finding.vectors, finding.texts, cause="discovery"
-            )
-        return self.store.add_class(
-            finding.class_id,
-            finding.name,
-            finding.vectors,
-            finding.texts,
-            status="provisional",
-            origin="discovery",
-            keywords=finding.keywords,
         )
 
     def _relabel_buffer(self, assigned: dict[str, str]) -> list[LabelRecord]:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from streamlabel.core.clustering import AgglomerativeClustering
-from streamlabel.core.discovery import Discoverer, DiscoveryConfig, UnknownBuffer
+from streamlabel.core.discovery import Discoverer, DiscoveryConfig, UnknownBuffer, adopt
 from streamlabel.core.embedder import l2_normalize
 from streamlabel.core.store import PrototypeStore
 from streamlabel.testing import ManualClock
@@ -232,15 +232,7 @@ def test_an_adopted_discovered_class_is_extended_under_the_same_id() -> None:
     discoverer = _discoverer()
     discoverer.run(buffer, store)
     (finding,) = discoverer.run(buffer, store).findings
-    store.add_class(
-        finding.class_id,
-        finding.name,
-        finding.vectors,
-        finding.texts,
-        status="provisional",
-        origin="discovery",
-        keywords=finding.keywords,
-    )
+    adopt(store, finding)
     buffer.remove(finding.item_ids)
     more = scene.add_kafka(buffer, n=30, prefix="m")
 
@@ -321,10 +313,7 @@ def test_a_class_an_operator_retired_is_not_brought_back_by_discovery() -> None:
     discoverer = _discoverer()
     discoverer.run(buffer, store)
     (finding,) = discoverer.run(buffer, store).findings
-    store.add_class(
-        finding.class_id, finding.name, finding.vectors, finding.texts,
-        status="provisional", origin="discovery",
-    )  # fmt: skip
+    adopt(store, finding)
     store.retire(finding.class_id)
 
     report = discoverer.run(buffer, store)
