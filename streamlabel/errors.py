@@ -41,3 +41,11 @@ class StoreError(StreamlabelError):
 
 class SnapshotError(StoreError):
     """A store snapshot could not be restored."""
+
+
+class BrokerError(StreamlabelError):
+    """The Kafka broker cannot be reached, started, or refused an operation."""
+
+
+class PublishError(BrokerError):
+    """Records could not be delivered; their input offsets must not be committed."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -123,6 +124,37 @@ class UnknownBuffer:
             del self._ids[:extra], self._texts[:extra], self._revisions[:extra]
             self._vectors = self._vectors[extra:]
 
+    def copy(self) -> UnknownBuffer:
+        """An independent copy (a background discovery run works on one)."""
+        twin = UnknownBuffer(self.capacity, self.dim)
+        twin._ids, twin._texts = list(self._ids), list(self._texts)
+        twin._revisions = list(self._revisions)
+        twin._vectors = self._vectors.copy()
+        return twin
+
+    def state(self) -> dict[str, Any]:
+        """Plain data for a snapshot (vectors as float32 bytes)."""
+        return {
+            "ids": list(self._ids),
+            "texts": list(self._texts),
+            "revisions": list(self._revisions),
+            "vectors": np.ascontiguousarray(self._vectors, np.float32).tobytes(),
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Replaces the content with a :meth:`state` (capacity and dim unchanged)."""
+        vectors = np.frombuffer(state["vectors"], np.float32).reshape(-1, self.dim).copy()
+        ids = list(state["ids"])
+        if not len(ids) == len(state["texts"]) == len(state["revisions"]) == len(vectors):
+            raise ValueError("buffer state has misaligned fields")
+        self._ids, self._texts = ids, list(state["texts"])
+        self._revisions = [int(r) for r in state["revisions"]]
+        self._vectors = vectors
+        extra = len(self._ids) - self.capacity
+        if extra > 0:
+            del self._ids[:extra], self._texts[:extra], self._revisions[:extra]
+            self._vectors = self._vectors[extra:]
+
     def remove(self, ids: set[str] | Sequence[str]) -> None:
         """Drops the given ids (absent ones are ignored)."""
         gone = set(ids)
@@ -202,6 +234,24 @@ class Discoverer:
     def runs(self) -> int:
         """Discovery runs so far."""
         return self._runs
+
+    def state(self) -> dict[str, Any]:
+        """Plain data for a snapshot: the run count and the candidates awaiting persistence."""
+        return {
+            "runs": self._runs,
+            "candidates": [
+                {"id": c.candidate_id, "members": sorted(c.members), "sightings": c.sightings}
+                for c in self._candidates
+            ],
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Restores a :meth:`state`."""
+        self._runs = int(state["runs"])
+        self._candidates = [
+            _Candidate(str(c["id"]), set(c["members"]), int(c["sightings"]))
+            for c in state["candidates"]
+        ]
 
     def run(self, buffer: UnknownBuffer, store: PrototypeStore) -> DiscoveryReport:
         """Clusters the buffer and returns the clusters that pass every criterion."""

@@ -459,6 +459,14 @@ class PrototypeStore:
         second = self._emit("merged", gone, cause="merge", related=(target_id,))
         return [first, second]
 
+    def advance_version(self, version: int) -> None:
+        """Moves the version forward to at least ``version`` (never back).
+
+        A restarted learner calls it with the highest version on the changelog,
+        so that the events it emits next supersede everything published before.
+        """
+        self._version = max(self._version, int(version))
+
     # -------------------------------------------------------------- snapshot
     def snapshot(self) -> dict[str, Any]:
         """A plain-data copy of the state (msgpack/JSON-able with the codec's types)."""

@@ -2,7 +2,7 @@
 
 from streamlabel.pipeline.engine import Engine
 from streamlabel.pipeline.inputs import RawRecord
-from streamlabel.pipeline.output import EngineOutput
+from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.pipeline.settings import EngineSettings, load_settings
 
-__all__ = ["Engine", "EngineOutput", "EngineSettings", "RawRecord", "load_settings"]
+__all__ = ["Engine", "EngineOutput", "EngineSettings", "Observed", "RawRecord", "load_settings"]

@@ -29,18 +29,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import structlog
 
-from streamlabel.core.discovery import Discoverer, UnknownBuffer, adopt
+from streamlabel.core.discovery import Discoverer, DiscoveryReport, UnknownBuffer, adopt
 from streamlabel.core.drift import DriftDetector, DriftObservation, DriftSignal, default_detectors
 from streamlabel.core.embedder import Embedder, l2_normalize
 from streamlabel.core.store import Classification, PrototypeStore
-from streamlabel.errors import DecodeError, EmbeddingError, StoreError
+from streamlabel.errors import DecodeError, EmbeddingError, SnapshotError, StoreError
 from streamlabel.pipeline.inputs import RawRecord
-from streamlabel.pipeline.output import EngineOutput
+from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.pipeline.settings import EngineSettings, load_settings
 from streamlabel.schemas import (
     UNKNOWN,
@@ -57,7 +57,9 @@ from streamlabel.schemas import (
     encode,
 )
 
-__all__ = ["Engine", "load_settings"]
+__all__ = ["DiscoveryJob", "Engine", "load_settings"]
+
+STATE_FORMAT = 1
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +78,24 @@ class _Example:
     text: str
     feedback: Feedback
     raw: RawRecord | None
+
+
+@dataclass
+class DiscoveryJob:
+    """One discovery run over frozen copies of the buffer and the store.
+
+    :meth:`run` touches nothing the Engine uses, so it can run in a background
+    thread while the Engine goes on; hand its report to
+    :meth:`Engine.finish_discovery` on the Engine's own thread.
+    """
+
+    buffer: UnknownBuffer
+    store: PrototypeStore
+    discoverer: Discoverer
+
+    def run(self) -> DiscoveryReport:
+        """Clusters the copied buffer against the copied store."""
+        return self.discoverer.run(self.buffer, self.store)
 
 
 @dataclass
@@ -147,14 +167,155 @@ class Engine:
             "classify": (t3 - t2) * 1e3 / n,
         }
         self._emit_labels(decoded, vectors, result, timings, out)
-        if self.detectors and decoded:
-            out.alerts.extend(self._detect(vectors, result))
-        if (
-            self.settings.discovery.enabled
-            and self._unknowns_since_run >= self.settings.discovery.run_every
-        ):
+        if self.detectors and out.observed is not None and len(out.observed):
+            out.alerts.extend(self._detect(out.observed))
+        if self.discovery_due():
             out.extend(self.discover())
         return out
+
+    def observe(self, observed: Observed) -> EngineOutput:
+        """Takes in items labelled elsewhere (by a stream worker): cache and drift.
+
+        The learner calls it with what the workers labelled: the item cache then
+        resolves feedback by id and the relabelling of recent items after a
+        discovery, and the drift detectors watch the whole stream.
+        """
+        out = EngineOutput()
+        for i, item_id in enumerate(observed.item_ids):
+            seen = self._cache.get(item_id)
+            if seen is not None and seen.revision > observed.revisions[i]:
+                continue  # the learner already revised it
+            self._remember(
+                item_id,
+                np.asarray(observed.vectors[i], np.float32),
+                observed.texts[i],
+                observed.labels[i],
+                observed.revisions[i],
+            )
+        if self.detectors and len(observed):
+            out.alerts.extend(self._detect(observed))
+        return out
+
+    def absorb(self, unknowns: Sequence[UnknownRecord]) -> EngineOutput:
+        """Buffers unknown items reported by stream workers for discovery.
+
+        An item a worker rejected with an older store version than the current
+        one is classified again first; if a class now accepts it, it gets a
+        revised label (reason ``reclassified``) instead of being buffered.
+        """
+        out = EngineOutput()
+        if not unknowns:
+            return out
+        vectors = l2_normalize(np.stack([np.asarray(u.vector, np.float32) for u in unknowns]))
+        keep = np.ones(len(unknowns), bool)
+        stale = [i for i, u in enumerate(unknowns) if u.store_version < self.store.version]
+        if stale and self.store.active_ids():
+            result = self.store.classify(vectors[stale])
+            now, version, model_id = self._clock(), self.store.version, self.embedder.model_id
+            for row, i in enumerate(stale):
+                if not result.accepted[row]:
+                    continue
+                u = unknowns[i]
+                record = self._label_record(
+                    result, row, u.item_id, now, version, model_id, u.revision + 1,
+                    reason="reclassified", source=u.source,
+                )  # fmt: skip
+                out.labels.append(record)
+                self._remember(u.item_id, vectors[i], u.text, record.label, record.revision)
+                keep[i] = False
+        rows = [int(i) for i in np.flatnonzero(keep)]
+        for i in rows:
+            u = unknowns[i]
+            self._remember(u.item_id, vectors[i], u.text, UNKNOWN, u.revision)
+        if rows and self.settings.discovery.enabled:
+            self.buffer.add(
+                [unknowns[i].item_id for i in rows],
+                vectors[rows],
+                [unknowns[i].text for i in rows],
+                [unknowns[i].revision for i in rows],
+            )
+            self._unknowns_since_run += len(rows)
+        return out
+
+    def discovery_due(self) -> bool:
+        """True when ``discovery.run_every`` new unknowns have arrived since the last run."""
+        return (
+            self.settings.discovery.enabled
+            and self._unknowns_since_run >= self.settings.discovery.run_every
+        )
+
+    def begin_discovery(self) -> DiscoveryJob:
+        """Freezes copies of the buffer and store for a (background) discovery run."""
+        self._unknowns_since_run = 0
+        store = PrototypeStore.restore(
+            self.store.snapshot(), self.store.config, clock=self._clock, use_gpu=False
+        )
+        return DiscoveryJob(self.buffer.copy(), store, self.discoverer)
+
+    def finish_discovery(self, report: DiscoveryReport) -> EngineOutput:
+        """Adopts a run's findings as classes and relabels the items they explain."""
+        out = EngineOutput()
+        log.debug(
+            "discovery_run",
+            run=report.run,
+            clusters=report.clusters,
+            accepted=len(report.findings),
+            rejected=report.rejected,
+            buffered=len(self.buffer),
+        )
+        assigned: dict[str, str] = {}
+        for finding in report.findings:
+            out.class_events.append(adopt(self.store, finding))
+            assigned.update(dict.fromkeys(finding.item_ids, finding.class_id))
+        if report.findings:
+            out.labels.extend(self._relabel_buffer(assigned))
+            adopted = {f.class_id for f in report.findings}
+            out.labels.extend(self._relabel_recent(adopted))
+        return out
+
+    # ------------------------------------------------------------- snapshot
+    def state(self) -> dict[str, Any]:
+        """Plain data (msgpack-able) for a snapshot: store, unknown buffer, discovery.
+
+        Drift detectors and the item cache are not included: detectors warm up
+        again after a restore, and the cache refills from the stream.
+        """
+        return {
+            "format": STATE_FORMAT,
+            "store": self.store.snapshot(),
+            "buffer": self.buffer.state(),
+            "discoverer": self.discoverer.state(),
+            "unknowns_since_run": self._unknowns_since_run,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restores a :meth:`state` (the embedder's dimension must match).
+
+        Raises:
+            SnapshotError: the state is of another format or does not fit.
+        """
+        try:
+            if state.get("format") != STATE_FORMAT:
+                raise SnapshotError(f"engine state format {state.get('format')!r} is not supported")
+            store = PrototypeStore.restore(
+                state["store"],
+                self.settings.store.to_config(self.settings.seed),
+                clock=self._clock,
+                use_gpu=self.settings.store.use_gpu,
+            )
+            if store.dim != self.embedder.dim:
+                raise SnapshotError(
+                    f"snapshot dimension {store.dim} != embedder dimension {self.embedder.dim}"
+                )
+            buffer = UnknownBuffer(self.settings.discovery.buffer_capacity, store.dim)
+            buffer.load(state["buffer"])
+            self.discoverer.load(state["discoverer"])
+        except SnapshotError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"invalid engine state: {exc}") from exc
+        self.store, self.buffer = store, buffer
+        self._unknowns_since_run = int(state.get("unknowns_since_run", 0))
 
     def learn(self, feedback: Iterable[Feedback | RawRecord]) -> EngineOutput:
         """Class-incremental update from labelled examples.
@@ -217,26 +378,8 @@ class Engine:
 
     def discover(self) -> EngineOutput:
         """One discovery run: new classes and extended ones, then relabel the buffer."""
-        out = EngineOutput()
         self._unknowns_since_run = 0
-        report = self.discoverer.run(self.buffer, self.store)
-        log.debug(
-            "discovery_run",
-            run=report.run,
-            clusters=report.clusters,
-            accepted=len(report.findings),
-            rejected=report.rejected,
-            buffered=len(self.buffer),
-        )
-        assigned: dict[str, str] = {}
-        for finding in report.findings:
-            out.class_events.append(adopt(self.store, finding))
-            assigned.update(dict.fromkeys(finding.item_ids, finding.class_id))
-        if report.findings:
-            out.labels.extend(self._relabel_buffer(assigned))
-            adopted = {f.class_id for f in report.findings}
-            out.labels.extend(self._relabel_recent(adopted))
-        return out
+        return self.finish_discovery(self.discoverer.run(self.buffer, self.store))
 
     def register_zero_shot(self, name: str, description: str) -> EngineOutput:
         """Creates a class known only by a name and a description (embedded by the model)."""
@@ -347,6 +490,8 @@ class Engine:
         unknown_ids: list[str] = []
         unknown_rows: list[int] = []
         unknown_revisions: list[int] = []
+        revisions: list[int] = []
+        labels: list[str] = []
         for i, d in enumerate(decoded):
             # An id seen before (a redelivery, a resend) continues its revision count,
             # so "highest revision wins" stays true downstream.
@@ -357,6 +502,8 @@ class Engine:
                 source=d.source, timings=timings,
             )  # fmt: skip
             out.labels.append(record)
+            revisions.append(revision)
+            labels.append(record.label)
             self._remember(d.item.id, vectors[i], d.item.text, record.label, revision)
             if record.is_unknown:
                 unknown_ids.append(d.item.id)
@@ -376,6 +523,15 @@ class Engine:
                         event_time=d.item.event_time,
                     )
                 )
+        out.observed = Observed(
+            item_ids=[d.item.id for d in decoded],
+            vectors=vectors,
+            texts=[d.item.text for d in decoded],
+            labels=labels,
+            revisions=revisions,
+            scores=result.scores.astype(np.float32),
+            is_unknown=~result.accepted,
+        )
         if unknown_rows and self.settings.discovery.enabled:
             self.buffer.add(
                 unknown_ids,
@@ -529,13 +685,12 @@ class Engine:
         self.buffer.remove(set(known))
         return records
 
-    def _detect(self, vectors: np.ndarray, result: Classification) -> list[DriftAlert]:
-        labels = np.array([result.label(i) for i in range(len(vectors))], dtype=object)
+    def _detect(self, observed: Observed) -> list[DriftAlert]:
         obs = DriftObservation(
-            vectors=vectors,
-            labels=labels,
-            is_unknown=~result.accepted,
-            scores=result.scores.astype(np.float32),
+            vectors=np.asarray(observed.vectors, np.float32),
+            labels=np.array(observed.labels, dtype=object),
+            is_unknown=np.asarray(observed.is_unknown, bool),
+            scores=np.asarray(observed.scores, np.float32),
         )
         alerts = []
         for detector in self.detectors:

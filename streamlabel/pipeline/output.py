@@ -4,7 +4,53 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from streamlabel.schemas import ClassEvent, DeadLetter, DriftAlert, LabelRecord, UnknownRecord
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The items a batch labelled, with their embeddings (for drift and the item cache).
+
+    A stream worker sends this to the learner, whose detectors watch the whole
+    stream and whose cache lets feedback name any recent item by id.
+
+    Attributes:
+        item_ids: ids, one per row.
+        vectors: ``(n, dim)`` unit embeddings.
+        texts: texts (None for vector-only items).
+        labels: class id or ``unknown`` per row.
+        revisions: label revision per row.
+        scores: similarity to the nearest class per row.
+        is_unknown: True where the label is ``unknown``.
+    """
+
+    item_ids: list[str]
+    vectors: np.ndarray
+    texts: list[str | None]
+    labels: list[str]
+    revisions: list[int]
+    scores: np.ndarray
+    is_unknown: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def sample(self, fraction: float, rng: np.random.Generator) -> Observed:
+        """A random subset of about ``fraction`` of the rows (all when ``fraction >= 1``)."""
+        if fraction >= 1.0 or not len(self):
+            return self
+        keep = np.flatnonzero(rng.random(len(self)) < fraction)
+        return Observed(
+            item_ids=[self.item_ids[i] for i in keep],
+            vectors=self.vectors[keep],
+            texts=[self.texts[i] for i in keep],
+            labels=[self.labels[i] for i in keep],
+            revisions=[self.revisions[i] for i in keep],
+            scores=self.scores[keep],
+            is_unknown=self.is_unknown[keep],
+        )
 
 
 @dataclass
@@ -17,6 +63,7 @@ class EngineOutput:
         class_events: changes to the prototype store (the state changelog).
         alerts: drift alerts.
         dead_letters: inputs that could not be processed.
+        observed: the items this batch labelled, with embeddings (``process`` only).
     """
 
     labels: list[LabelRecord] = field(default_factory=list)
@@ -24,6 +71,7 @@ class EngineOutput:
     class_events: list[ClassEvent] = field(default_factory=list)
     alerts: list[DriftAlert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    observed: Observed | None = None
 
     def extend(self, other: EngineOutput) -> EngineOutput:
         """Appends another output's records to this one; returns self."""

@@ -1,0 +1,254 @@
+"""Kafka clients (kafka-python): built lazily, published with delivery checks.
+
+The delivery rule of the whole system lives here: :meth:`Publisher.publish`
+sends a batch's outputs, :meth:`Publisher.flush` waits for every delivery and
+raises :class:`~streamlabel.errors.PublishError` if any failed, and only then
+does a caller commit its input offsets (:func:`commit_batch`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from streamlabel.errors import BrokerError, PublishError
+from streamlabel.pipeline.inputs import RawRecord
+from streamlabel.pipeline.output import EngineOutput
+from streamlabel.schemas import DeadLetter, SourceRef, encode
+from streamlabel.workers.settings import KafkaSettings
+from streamlabel.workers.topics import Topics
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.consumer.fetcher import ConsumerRecord
+
+__all__ = [
+    "Publisher",
+    "commit_batch",
+    "dead_letter_headers",
+    "lag",
+    "make_consumer",
+    "make_producer",
+    "to_raw",
+]
+
+log = structlog.get_logger(__name__)
+
+
+def make_consumer(
+    settings: KafkaSettings,
+    *,
+    group_id: str | None,
+    topics: Sequence[str] = (),
+    max_poll_records: int = 500,
+    listener: Any = None,
+) -> KafkaConsumer:
+    """A consumer with manual commits (``enable_auto_commit=False``).
+
+    With ``topics`` it subscribes (group management); without, the caller assigns.
+    """
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    try:
+        consumer = KafkaConsumer(
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=max_poll_records,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            **settings.client_kwargs(),
+        )
+    except KafkaError as exc:
+        raise BrokerError(
+            f"cannot reach Kafka at {settings.bootstrap_servers!r} (kafka.bootstrap_servers): {exc}"
+        ) from exc
+    if topics:
+        consumer.subscribe(list(topics), listener=listener)
+    return consumer
+
+
+def make_producer(settings: KafkaSettings) -> KafkaProducer:
+    """A producer that waits for all in-sync replicas (``acks=all``)."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaProducer(
+            acks="all",
+            linger_ms=settings.linger_ms,
+            retries=5,
+            max_request_size=8 * 1024 * 1024,
+            **settings.client_kwargs(),
+        )
+    except KafkaError as exc:
+        raise BrokerError(
+            f"cannot reach Kafka at {settings.bootstrap_servers!r} (kafka.bootstrap_servers): {exc}"
+        ) from exc
+
+
+def to_raw(message: ConsumerRecord) -> RawRecord:
+    """A consumed message as the Engine's input."""
+    return RawRecord(
+        value=message.value,
+        source=SourceRef(topic=message.topic, partition=message.partition, offset=message.offset),
+        key=message.key,
+    )
+
+
+def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    """The DLQ headers: source topic, partition, offset, reason and error."""
+    src = letter.source
+    return [
+        ("source.topic", (src.topic if src else "").encode()),
+        ("source.partition", str(src.partition if src else -1).encode()),
+        ("source.offset", str(src.offset if src else -1).encode()),
+        ("error.reason", letter.reason.encode()),
+        ("error.message", letter.error[:4000].encode()),
+    ]
+
+
+def _dlq_key(letter: DeadLetter) -> bytes:
+    src = letter.source
+    if src is None:
+        return letter.key or b""
+    return f"{src.topic}:{src.partition}:{src.offset}".encode()
+
+
+class Publisher:
+    """Sends an :class:`EngineOutput` to its topics and checks every delivery.
+
+    The producer is created on first use; after a fatal producer error the
+    next :meth:`publish` creates a new one (an idempotent or fenced producer
+    cannot be reused).
+    """
+
+    def __init__(self, settings: KafkaSettings, topics: Topics) -> None:
+        self._settings = settings
+        self._topics = topics
+        self._producer: KafkaProducer | None = None
+        self._pending: list[Any] = []
+        self.recreated = 0
+
+    @property
+    def producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = make_producer(self._settings)
+        return self._producer
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Iterable[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Queues one record; :meth:`flush` checks it was delivered."""
+        from kafka.errors import KafkaError
+
+        try:
+            future = self.producer.send(topic, key=key, value=value, headers=list(headers or []))
+        except KafkaError as exc:
+            self._reset()
+            raise PublishError(f"cannot send to {topic!r}: {exc}") from exc
+        self._pending.append((topic, future))
+
+    def publish(self, out: EngineOutput) -> int:
+        """Queues every record of ``out`` on its topic; returns how many."""
+        t = self._topics
+        for label in out.labels:
+            self.send(t.labels, label.item_id.encode(), encode(label))
+        for unknown in out.unknowns:
+            self.send(t.unknowns, unknown.item_id.encode(), encode(unknown))
+        for event in out.class_events:
+            self.send(t.classes, event.class_id.encode(), encode(event))
+        for alert in out.alerts:
+            self.send(t.alerts, alert.kind.encode(), encode(alert))
+        for letter in out.dead_letters:
+            self.send(t.dlq, _dlq_key(letter), letter.value, dead_letter_headers(letter))
+        return len(self._pending)
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Waits for every queued record; returns how many were delivered.
+
+        Raises:
+            PublishError: a record was not acknowledged in time; the caller must
+                not commit the inputs these records came from.
+        """
+        from kafka.errors import KafkaError
+
+        pending, self._pending = self._pending, []
+        if not pending:
+            return 0
+        deadline = timeout if timeout is not None else self._settings.delivery_timeout_s
+        try:
+            self.producer.flush(timeout=deadline)
+        except KafkaError as exc:
+            self._reset()
+            raise PublishError(f"flush failed: {exc}") from exc
+        failed = [(topic, f) for topic, f in pending if not f.is_done or f.failed()]
+        if failed:
+            topic, first = failed[0]
+            reason = first.exception if first.is_done else "not acknowledged in time"
+            self._reset()
+            raise PublishError(
+                f"{len(failed)} of {len(pending)} records undelivered ({topic}: {reason})"
+            )
+        return len(pending)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flushes what is queued (best effort) and closes the producer."""
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=timeout)
+            except Exception:
+                log.warning("producer_close_failed", exc_info=True)
+            self._producer = None
+
+    def _reset(self) -> None:
+        """Drops the producer after a failure; the next send builds a new one."""
+        producer, self._producer = self._producer, None
+        self._pending = []
+        self.recreated += 1
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except Exception:
+                log.debug("producer_close_failed", exc_info=True)
+
+
+def commit_batch(consumer: KafkaConsumer, messages: Iterable[ConsumerRecord]) -> dict[Any, int]:
+    """Commits the offset after the last message of each partition; returns the offsets."""
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    nxt: dict[TopicPartition, int] = {}
+    for m in messages:
+        tp = TopicPartition(m.topic, m.partition)
+        nxt[tp] = max(nxt.get(tp, 0), m.offset + 1)
+    if nxt:
+        consumer.commit({tp: OffsetAndMetadata(o, None, -1) for tp, o in nxt.items()})
+    return nxt
+
+
+def lag(consumer: KafkaConsumer) -> dict[str, int]:
+    """Records behind the high watermark, per assigned partition (``topic:partition``)."""
+    out: dict[str, int] = {}
+    for tp in consumer.assignment():
+        high = consumer.highwater(tp)
+        if high is None:
+            continue
+        try:
+            pos = consumer.position(tp)
+        except Exception:
+            continue
+        out[f"{tp.topic}:{tp.partition}"] = max(0, high - pos)
+    return out
+
+
+def positions(consumer: KafkaConsumer) -> Mapping[str, int]:
+    """Next offset to read per assigned partition (``topic:partition``)."""
+    return {f"{tp.topic}:{tp.partition}": consumer.position(tp) for tp in consumer.assignment()}

@@ -1,0 +1,217 @@
+"""Runtime settings: the Engine's settings plus Kafka, Ray and the workers.
+
+Read once at the entry point, from (highest priority first) explicit
+overrides, environment variables ``STREAMLABEL_<SECTION>__<NAME>`` and a
+settings file (TOML or JSON), then passed whole to every actor. An invalid
+value raises :class:`~streamlabel.errors.SettingsError` naming the setting.
+
+Example:
+    >>> s = load_runtime_settings(kafka={"topic_prefix": "t."})
+    >>> s.kafka.topic_prefix, s.runtime.workers
+    ('t.', 2)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+
+from streamlabel.errors import SettingsError
+from streamlabel.pipeline.settings import EngineSettings, _Section
+
+__all__ = [
+    "KafkaSettings",
+    "RaySettings",
+    "RuntimeSection",
+    "RuntimeSettings",
+    "load_runtime_settings",
+]
+
+_HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+class KafkaSettings(_Section):
+    """The Kafka cluster and the clients' behaviour."""
+
+    bootstrap_servers: str | None = Field(
+        default=None, description="host:port[,host:port]; None starts the embedded broker."
+    )
+    topic_prefix: str = Field(default="sl.", pattern=r"^[A-Za-z0-9._\-]*$", max_length=200)
+    partitions: int = Field(default=4, ge=1, le=10_000, description="Partitions of new topics.")
+    replication_factor: int = Field(default=1, ge=1, le=16)
+    create_topics: bool = Field(default=True, description="Create missing topics at start-up.")
+    group_id: str = Field(default="streamlabel", min_length=1)
+    client_id: str = Field(default="streamlabel", min_length=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
+    heartbeat_interval_ms: int = Field(default=3000, ge=100)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    request_timeout_ms: int = Field(default=30_000, ge=1000)
+    delivery_timeout_s: float = Field(
+        default=30.0, gt=0, description="Flush deadline before a batch counts as undelivered."
+    )
+    linger_ms: int = Field(default=5, ge=0, le=1000)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _hostports(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        for part in v.split(","):
+            if not _HOSTPORT.match(part.strip()):
+                raise ValueError(f"{part.strip()!r} is not host:port")
+        return v
+
+    @model_validator(mode="after")
+    def _security(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism is None:
+                raise ValueError("sasl_mechanism is required with a SASL security_protocol")
+            if not self.sasl_username or self.sasl_password is None:
+                raise ValueError("sasl_username and sasl_password are required with SASL")
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
+        return self
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by every kafka-python client (the one exporter)."""
+        if self.bootstrap_servers is None:
+            raise SettingsError("kafka.bootstrap_servers is not set (start the embedded broker)")
+        kw: dict[str, Any] = {
+            "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",")],
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism is not None:
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name):
+                kw[name] = getattr(self, name)
+        return kw
+
+
+class RaySettings(_Section):
+    """Where the actors run."""
+
+    address: str | None = Field(
+        default=None, description="Ray cluster address; None = RAY_ADDRESS or a local Ray."
+    )
+    include_dashboard: bool = False
+    num_cpus: int | None = Field(default=None, ge=1, description="Local Ray's CPUs.")
+    worker_num_cpus: float = Field(default=0.5, ge=0.0, description="Ray CPUs per stream worker.")
+    learner_num_cpus: float = Field(default=0.25, ge=0.0)
+    embedder_num_gpus: float = Field(default=1.0, ge=0.0, description="GPUs of the embedder actor.")
+
+
+class RuntimeSection(_Section):
+    """The stream workers, the learner and the supervisor."""
+
+    workers: int = Field(default=2, ge=1, le=1024, description="Stream workers (one group).")
+    embedder: Literal["auto", "local", "actor"] = Field(
+        default="auto",
+        description="local: each worker loads the model; actor: one shared embedder actor "
+        "(owns the GPU); auto: actor when the Ray cluster has a GPU, local otherwise.",
+    )
+    batch_size: int = Field(default=64, ge=1, le=100_000, description="Max records per poll.")
+    poll_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="Threads per local embedder; None = cores / workers."
+    )
+    drift_sample: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Share of items sent to the learner's detectors."
+    )
+    max_inflight_observations: int = Field(default=8, ge=1)
+    state_dir: str | None = Field(
+        default=None, description="Learner snapshots; None = a temporary directory (not durable)."
+    )
+    snapshot_every_s: float = Field(default=30.0, gt=0)
+    snapshot_every_records: int = Field(default=5000, ge=1)
+    max_restarts: int = Field(default=5, ge=0, description="Restarts per actor before giving up.")
+    stop_timeout_s: float = Field(default=60.0, gt=0)
+    log_json: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class RuntimeSettings(EngineSettings):
+    """Engine settings plus ``kafka``, ``ray`` and ``runtime`` sections."""
+
+    kafka: KafkaSettings = KafkaSettings()
+    ray: RaySettings = RaySettings()
+    runtime: RuntimeSection = RuntimeSection()
+
+
+def _read_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise SettingsError(f"cannot read the settings file {str(p)!r}: {exc}") from None
+    try:
+        data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise SettingsError(f"settings file {str(p)!r} is not valid: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"settings file {str(p)!r} must hold a table/object")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_runtime_settings(
+    config_file: str | Path | None = None, **overrides: Any
+) -> RuntimeSettings:
+    """Builds runtime settings: overrides > environment > file > defaults.
+
+    Raises:
+        SettingsError: naming every invalid setting, e.g. ``kafka.bootstrap_servers``.
+    """
+    file_data = _read_file(config_file) if config_file is not None else {}
+    try:
+        env_only = RuntimeSettings()  # defaults + environment
+        env_set = _explicit(env_only)
+        merged = _deep_merge(_deep_merge(file_data, env_set), overrides)
+        return RuntimeSettings(**merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+            for e in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
+
+
+def _explicit(model: Any) -> dict[str, Any]:
+    """The fields set explicitly (by the environment), nested, secrets unwrapped."""
+    out: dict[str, Any] = {}
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        if hasattr(value, "model_fields_set"):
+            out[name] = _explicit(value)
+        elif isinstance(value, SecretStr):
+            out[name] = value.get_secret_value()
+        else:
+            out[name] = value
+    return out
