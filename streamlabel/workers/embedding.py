@@ -1,0 +1,114 @@
+"""Where the model runs: inside each stream worker, or in one shared embedder actor.
+
+* ``local`` (the CPU default): each worker loads its own copy of the model and
+  embeds its own batches. On CPU the model is the bottleneck and its cost is
+  per core, so the workers' processes are the parallelism; a Ray hop per batch
+  would only add a copy and a serialisation.
+* ``actor`` (the GPU default): one :class:`EmbedderActor` owns the GPU and the
+  workers send it their texts. One model per GPU keeps memory low and lets
+  several consumer actors feed one device (batches from different workers
+  interleave on the GPU while each worker decodes and publishes).
+
+``auto`` picks ``actor`` when the Ray cluster reports a GPU, ``local`` otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from streamlabel.core.embedder import Embedder, SentenceTransformerEmbedder
+from streamlabel.errors import EmbeddingError
+from streamlabel.pipeline.settings import ModelSettings
+
+__all__ = ["EmbedderActor", "RemoteEmbedder", "load_embedder", "resolve_embedder_mode"]
+
+
+def load_embedder(model: ModelSettings, *, threads: int | None = None) -> Embedder:
+    """Loads the configured model in this process (CPU threads capped at ``threads``)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return SentenceTransformerEmbedder(
+        model.path,
+        device=model.device,
+        batch_size=model.batch_size,
+        max_seq_length=model.max_seq_length,
+    )
+
+
+def resolve_embedder_mode(mode: str, cluster_gpus: float) -> str:
+    """``auto`` becomes ``actor`` with GPUs in the cluster and ``local`` without.
+
+    Example:
+        >>> resolve_embedder_mode("auto", 0.0), resolve_embedder_mode("auto", 8.0)
+        ('local', 'actor')
+    """
+    if mode != "auto":
+        return mode
+    return "actor" if cluster_gpus > 0 else "local"
+
+
+def default_threads(workers: int) -> int:
+    """Torch threads per local embedder: the machine's cores shared by the workers."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+class EmbedderActor:
+    """Owns one model (on the GPU when there is one); run as a Ray actor.
+
+    Args:
+        model: model settings.
+    """
+
+    def __init__(self, model: ModelSettings) -> None:
+        self._embedder = load_embedder(model)
+
+    def info(self) -> tuple[int, str]:
+        """The model's dimension and id."""
+        return self._embedder.dim, self._embedder.model_id
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeds a batch (raises :class:`EmbeddingError` on a text the model rejects)."""
+        return self._embedder.embed(texts)
+
+
+class RemoteEmbedder:
+    """The :class:`~streamlabel.core.embedder.Embedder` protocol over an embedder actor.
+
+    Args:
+        handle: the Ray actor handle of an :class:`EmbedderActor`.
+        timeout_s: how long one batch may take.
+    """
+
+    def __init__(self, handle: Any, *, timeout_s: float = 120.0) -> None:
+        import ray
+
+        self._handle = handle
+        self._timeout = timeout_s
+        self._dim, self._model_id = ray.get(handle.info.remote(), timeout=timeout_s)
+
+    @property
+    def dim(self) -> int:
+        return int(self._dim)
+
+    @property
+    def model_id(self) -> str:
+        return str(self._model_id)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import ray
+        from ray.exceptions import RayTaskError
+
+        try:
+            out = ray.get(self._handle.embed.remote(list(texts)), timeout=self._timeout)
+        except RayTaskError as exc:
+            cause = exc.as_instanceof_cause()
+            if isinstance(cause, EmbeddingError):
+                raise EmbeddingError(str(cause)) from exc
+            raise
+        return np.asarray(out, np.float32)

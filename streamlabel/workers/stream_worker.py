@@ -1,0 +1,364 @@
+"""The stream worker: Kafka ``items`` in, labels/unknowns/dead letters out.
+
+Every worker of a deployment joins one consumer group on ``items`` and keeps a
+read replica of the prototype store by tailing ``classes``. One step of its loop:
+
+1. apply new class events from ``classes`` (so feedback reaches it within a step);
+2. poll at most ``runtime.batch_size`` records;
+3. decode, embed and classify them (:meth:`Engine.process`; poison input
+   becomes dead letters);
+4. publish labels, unknowns and dead letters, flush and check every delivery;
+5. commit the batch's offsets (never before step 4 succeeded);
+6. send what it labelled to the learner's drift detectors (best effort).
+
+The loop runs inside the actor (``run``); ``stop`` makes it finish the current
+batch, commit and close. The class is plain Python: the supervisor wraps it
+with ``ray.remote``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import structlog
+from kafka import ConsumerRebalanceListener
+
+from streamlabel.core.embedder import Embedder
+from streamlabel.errors import BrokerError, PublishError
+from streamlabel.logging import configure_logging
+from streamlabel.pipeline.engine import Engine
+from streamlabel.pipeline.output import EngineOutput, Observed
+from streamlabel.pipeline.settings import DriftSettings
+from streamlabel.schemas import ClassEvent, decode
+from streamlabel.workers.embedding import default_threads, load_embedder
+from streamlabel.workers.kafka_io import Publisher, commit_batch, lag, make_consumer, to_raw
+from streamlabel.workers.settings import RuntimeSettings
+from streamlabel.workers.topics import Topics
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer
+
+__all__ = ["ClassTail", "StreamWorker", "WorkerStats", "rss_bytes"]
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+@dataclass
+class WorkerStats:
+    """Counters of one stream worker (what the supervisor shows and tests check)."""
+
+    worker_id: str
+    items: int = 0
+    labels: int = 0
+    unknowns: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    commits: int = 0
+    rebalances: int = 0
+    publish_retries: int = 0
+    observations_dropped: int = 0
+    class_events_applied: int = 0
+    store_version: int = 0
+    classes: int = 0
+    assigned: list[str] = field(default_factory=list)
+    lag: dict[str, int] = field(default_factory=dict)
+    last_batch_ms: float = 0.0
+    busy_s: float = 0.0
+    started_at: float = 0.0
+    rss_bytes: int = 0
+    running: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return asdict(self)
+
+
+class ClassTail:
+    """Tails the ``classes`` changelog into an Engine's store (a read replica).
+
+    Uses its own consumer without a group (every replica reads everything).
+    """
+
+    def __init__(self, settings: RuntimeSettings, topics: Topics, log: Any) -> None:
+        self._settings = settings
+        self._topic = topics.classes
+        self._consumer: KafkaConsumer | None = None
+        self._log = log
+
+    def _open(self) -> KafkaConsumer:
+        from kafka.structs import TopicPartition
+
+        if self._consumer is None:
+            consumer = make_consumer(self._settings.kafka, group_id=None)
+            tp = TopicPartition(self._topic, 0)
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            self._consumer = consumer
+        return self._consumer
+
+    def poll(self, timeout_ms: int = 0) -> list[ClassEvent]:
+        """New class events (possibly none)."""
+        consumer = self._open()
+        events: list[ClassEvent] = []
+        for messages in consumer.poll(timeout_ms=timeout_ms, max_records=10_000).values():
+            for m in messages:
+                try:
+                    events.append(decode(m.value, ClassEvent, max_bytes=64 * 1024 * 1024))
+                except Exception as exc:
+                    self._log.error("bad_class_event", offset=m.offset, error=str(exc))
+        return events
+
+    def catch_up(self, timeout_s: float = 30.0) -> list[ClassEvent]:
+        """Every event up to the current end of the changelog.
+
+        Raises:
+            BrokerError: the end is not reached within ``timeout_s``.
+        """
+        from kafka.structs import TopicPartition
+
+        consumer = self._open()
+        tp = TopicPartition(self._topic, 0)
+        events: list[ClassEvent] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            got = self.poll(timeout_ms=200)
+            events.extend(got)
+            high = consumer.highwater(tp)
+            if not got and high is not None and consumer.position(tp) >= high:
+                return events
+        raise BrokerError(f"could not read {self._topic!r} to its end in {timeout_s:.0f}s")
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+class _Rebalances(ConsumerRebalanceListener):
+    """Consumer rebalance listener: logs and counts assignments."""
+
+    def __init__(self, worker: StreamWorker) -> None:
+        self._worker = worker
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._worker._on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self._worker._on_assigned(assigned)
+
+
+class StreamWorker:
+    """One consumer of ``items`` in the deployment's group.
+
+    Args:
+        settings: validated runtime settings.
+        worker_id: stable id (e.g. ``worker-0``), bound to every log line.
+        learner: the learner actor handle (drift observations), or None.
+        embedder: an embedder to use instead of loading the model (the
+            shared embedder actor's proxy, or a test embedder).
+    """
+
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        worker_id: str,
+        *,
+        learner: Any = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.worker_id = worker_id
+        self.topics = Topics(settings.kafka.topic_prefix)
+        self._learner = learner
+        self._embedder = embedder
+        self._engine: Engine | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._tail: ClassTail | None = None
+        self._publisher: Publisher | None = None
+        self._stop = threading.Event()
+        self._inflight: list[Any] = []
+        self._rng = np.random.default_rng(abs(hash(worker_id)) % (2**32))
+        self._stats = WorkerStats(worker_id=worker_id)
+        configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
+        self._log = structlog.get_logger("streamlabel.worker").bind(worker_id=worker_id)
+
+    # --------------------------------------------------------------- control
+    def ready(self) -> bool:
+        """Loads the model, connects, and reads the class changelog to its end."""
+        self._open()
+        return True
+
+    def run(self) -> dict[str, Any]:
+        """The poll loop; returns the final stats when :meth:`stop` is called."""
+        self._open()
+        self._stats.running = True
+        self._log.info("worker_started", group=self.settings.kafka.group_id)
+        try:
+            while not self._stop.is_set():
+                self.step()
+        finally:
+            self._close()
+            self._stats.running = False
+        self._log.info("worker_stopped", items=self._stats.items, commits=self._stats.commits)
+        return self.stats()
+
+    def stop(self) -> None:
+        """Asks the loop to finish its batch, commit and close."""
+        self._stop.set()
+
+    def stats(self) -> dict[str, Any]:
+        """Current counters (plain data)."""
+        s = self._stats
+        if self._engine is not None:
+            s.store_version = self._engine.store.version
+            s.classes = len(self._engine.store.active_ids())
+        s.rss_bytes = rss_bytes()
+        return s.as_dict()
+
+    def set_learner(self, learner: Any) -> None:
+        """Points the drift observations at a (restarted) learner."""
+        self._learner = learner
+        self._inflight = []
+
+    # ------------------------------------------------------------------ loop
+    def step(self) -> int:
+        """One poll-process-publish-commit cycle; returns the records consumed."""
+        assert self._engine is not None
+        assert self._consumer is not None
+        assert self._tail is not None
+        assert self._publisher is not None
+        events = self._tail.poll(timeout_ms=0)
+        if events:
+            self._stats.class_events_applied += self._engine.apply(events)
+        polled = self._consumer.poll(
+            timeout_ms=self.settings.runtime.poll_timeout_ms,
+            max_records=self.settings.runtime.batch_size,
+        )
+        messages = [m for batch in polled.values() for m in batch]
+        if not messages:
+            self._stats.lag = lag(self._consumer)
+            return 0
+        t0 = time.perf_counter()
+        out = self._engine.process([to_raw(m) for m in messages])
+        self._deliver(out)
+        commit_batch(self._consumer, messages)
+        self._stats.commits += 1
+        self._observe(out.observed)
+        elapsed = time.perf_counter() - t0
+        s = self._stats
+        s.items += len(messages)
+        s.labels += len(out.labels)
+        s.unknowns += len(out.unknowns)
+        s.dead_letters += len(out.dead_letters)
+        s.batches += 1
+        s.last_batch_ms = elapsed * 1e3
+        s.busy_s += elapsed
+        s.lag = lag(self._consumer)
+        if out.dead_letters:
+            self._log.warning(
+                "dead_lettered",
+                count=len(out.dead_letters),
+                reasons=sorted({d.reason for d in out.dead_letters}),
+                offsets=[d.source.offset for d in out.dead_letters if d.source][:10],
+            )
+        return len(messages)
+
+    def _deliver(self, out: EngineOutput) -> None:
+        """Publishes and flushes; one retry on a fresh producer, then gives up (no commit)."""
+        assert self._publisher is not None
+        for attempt in (1, 2):
+            try:
+                self._publisher.publish(out)
+                self._publisher.flush()
+                return
+            except PublishError as exc:
+                self._stats.publish_retries += 1
+                self._log.warning("publish_failed", attempt=attempt, error=str(exc))
+                if attempt == 2:
+                    raise
+
+    def _observe(self, observed: Observed | None) -> None:
+        """Sends labelled items to the learner's detectors; drops them under backpressure."""
+        if self._learner is None or observed is None or not len(observed):
+            return
+        import ray
+
+        if self._inflight:
+            _, self._inflight = ray.wait(self._inflight, num_returns=len(self._inflight), timeout=0)
+        if len(self._inflight) >= self.settings.runtime.max_inflight_observations:
+            self._stats.observations_dropped += len(observed)
+            return
+        sample = observed.sample(self.settings.runtime.drift_sample, self._rng)
+        if len(sample):
+            self._inflight.append(self._learner.observe.remote(sample))
+
+    # ------------------------------------------------------------- lifecycle
+    def _open(self) -> None:
+        if self._engine is not None:
+            return
+        s = self.settings
+        embedder = self._embedder or load_embedder(
+            s.model, threads=s.runtime.torch_threads or default_threads(s.runtime.workers)
+        )
+        replica = s.model_copy(
+            update={
+                "discovery": s.discovery.model_copy(update={"enabled": False}),
+                "drift": DriftSettings(enabled=False),
+            }
+        )
+        engine = Engine(replica, embedder)
+        self._tail = ClassTail(s, self.topics, self._log)
+        events = self._tail.catch_up()
+        self._stats.class_events_applied += engine.apply(events)
+        self._publisher = Publisher(s.kafka, self.topics)
+        self._consumer = make_consumer(
+            s.kafka,
+            group_id=s.kafka.group_id,
+            topics=[self.topics.items],
+            max_poll_records=s.runtime.batch_size,
+            listener=_Rebalances(self),
+        )
+        self._engine = engine
+        self._stats.started_at = time.time()
+        self._log.info(
+            "worker_ready",
+            model=embedder.model_id,
+            store_version=engine.store.version,
+            classes=len(engine.store.active_ids()),
+        )
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except Exception:
+                self._log.warning("consumer_close_failed", exc_info=True)
+            self._consumer = None
+        if self._tail is not None:
+            self._tail.close()
+        if self._publisher is not None:
+            self._publisher.close()
+        self._engine = None
+
+    def _on_revoked(self, revoked: Any) -> None:
+        # Nothing is ever pending here: a batch is committed before the next poll.
+        self._log.info(
+            "partitions_revoked", partitions=sorted(f"{t.topic}:{t.partition}" for t in revoked)
+        )
+
+    def _on_assigned(self, assigned: Any) -> None:
+        self._stats.rebalances += 1
+        self._stats.assigned = sorted(f"{t.topic}:{t.partition}" for t in assigned)
+        self._log.info("partitions_assigned", partitions=self._stats.assigned)

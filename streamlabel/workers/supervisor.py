@@ -1,0 +1,382 @@
+"""The supervisor: starts the broker (if needed), Ray, the learner and the workers.
+
+It restarts an actor whose loop died (up to ``runtime.max_restarts`` times
+each; a restarted worker resumes from its group's committed offsets, a
+restarted learner from its snapshot), gathers progress, scales the worker
+group, and stops everything gracefully: workers first (finish the batch,
+flush, commit, close), then the learner (publish, snapshot, commit), then
+Ray and the embedded broker if it started them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from streamlabel.errors import BrokerError, StreamlabelError
+from streamlabel.workers.broker import EmbeddedBroker
+from streamlabel.workers.embedding import EmbedderActor, RemoteEmbedder, resolve_embedder_mode
+from streamlabel.workers.learner import Learner
+from streamlabel.workers.settings import RuntimeSettings
+from streamlabel.workers.stream_worker import StreamWorker
+from streamlabel.workers.topics import Topics, ensure_topics
+
+__all__ = ["Progress", "Runtime", "init_ray"]
+
+log = structlog.get_logger(__name__)
+
+_ACTOR_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+}
+
+
+def init_ray(settings: RuntimeSettings) -> bool:
+    """Connects to ``ray.address``/``RAY_ADDRESS`` or starts a local Ray on 127.0.0.1.
+
+    Returns:
+        True when this call started (and so must shut down) Ray.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = settings.ray.address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {"env_vars": dict(_ACTOR_ENV)}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    else:
+        ray.init(
+            _node_ip_address="127.0.0.1",
+            include_dashboard=settings.ray.include_dashboard,
+            num_cpus=settings.ray.num_cpus,
+            runtime_env=runtime_env,
+            log_to_driver=True,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
+    return True
+
+
+@dataclass
+class Progress:
+    """A snapshot of the whole deployment."""
+
+    elapsed_s: float
+    items: int
+    items_per_s: float
+    lag: int
+    unknowns: int
+    dead_letters: int
+    classes: int
+    store_version: int
+    alerts: int
+    discovered: int
+    restarts: int
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    learner: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unknown_rate(self) -> float:
+        """Share of labelled items that were unknown at first label."""
+        return self.unknowns / self.items if self.items else 0.0
+
+    def line(self) -> str:
+        """One readable progress line."""
+        return (
+            f"{self.elapsed_s:6.1f}s  items {self.items:>7}  {self.items_per_s:7.1f}/s  "
+            f"lag {self.lag:>6}  unknown {self.unknown_rate:6.1%}  classes {self.classes:>3} "
+            f"(+{self.discovered} found)  alerts {self.alerts}  dlq {self.dead_letters}  "
+            f"restarts {self.restarts}"
+        )
+
+
+@dataclass
+class _Slot:
+    """One supervised actor: its handle, its loop's ref, its restarts."""
+
+    name: str
+    handle: Any = None
+    run_ref: Any = None
+    restarts: int = 0
+
+
+class Runtime:
+    """The whole deployment, as a context manager.
+
+    Args:
+        settings: validated runtime settings; without ``kafka.bootstrap_servers``
+            an embedded broker is started.
+    """
+
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.kafka.topic_prefix)
+        self.broker: EmbeddedBroker | None = None
+        self._started_ray = False
+        self._temp_state: str | None = None
+        self._embedder: RemoteEmbedder | None = None
+        self._embedder_actor: Any = None
+        self.learner: _Slot | None = None
+        self.workers: list[_Slot] = []
+        self._next_worker = 0
+        self._t0 = time.monotonic()
+        self._last: tuple[float, int] = (time.monotonic(), 0)
+        self._stopped = False
+
+    # ------------------------------------------------------------------ start
+    def start(self, timeout_s: float = 300.0) -> Runtime:
+        """Starts everything and waits until every actor is ready.
+
+        Raises:
+            BrokerError: Kafka cannot be reached or started.
+            StreamlabelError: an actor failed to start.
+        """
+        s = self.settings
+        kafka = s.kafka
+        if kafka.bootstrap_servers is None:
+            self.broker = EmbeddedBroker().start()
+            kafka = kafka.model_copy(update={"bootstrap_servers": self.broker.bootstrap_servers})
+        runtime = s.runtime
+        if runtime.state_dir is None:
+            self._temp_state = tempfile.mkdtemp(prefix="streamlabel-state-")
+            runtime = runtime.model_copy(update={"state_dir": self._temp_state})
+        self.settings = s = s.model_copy(update={"kafka": kafka, "runtime": runtime})
+        ensure_topics(s.kafka, self.topics)
+        self._started_ray = init_ray(s)
+        self._start_embedder()
+        self.learner = _Slot("learner")
+        self._create_learner(self.learner)
+        new = [self._new_worker_slot() for _ in range(s.runtime.workers)]
+        for slot in new:
+            self._create_worker(slot)
+        _await_ready([self.learner, *new], timeout_s)  # all load their model at once
+        self.workers.extend(new)
+        self._t0 = time.monotonic()
+        self._last = (self._t0, 0)
+        log.info(
+            "runtime_started",
+            bootstrap_servers=s.kafka.bootstrap_servers,
+            workers=len(self.workers),
+            embedder="actor" if self._embedder else "local",
+        )
+        return self
+
+    def _start_embedder(self) -> None:
+        import ray
+
+        gpus = float(ray.cluster_resources().get("GPU", 0.0))
+        if resolve_embedder_mode(self.settings.runtime.embedder, gpus) != "actor":
+            return
+        actor_cls = ray.remote(EmbedderActor).options(
+            name=f"{self.topics.prefix}embedder",
+            num_gpus=self.settings.ray.embedder_num_gpus if gpus else 0,
+            max_concurrency=4,
+        )
+        self._embedder_actor = actor_cls.remote(self.settings.model)
+        self._embedder = RemoteEmbedder(self._embedder_actor)
+
+    def _launch_learner(self, slot: _Slot, timeout_s: float) -> None:
+        import ray
+
+        actor_cls = ray.remote(Learner).options(
+            num_cpus=self.settings.ray.learner_num_cpus, max_concurrency=8, max_restarts=0
+        )
+        slot.handle = actor_cls.remote(self.settings, embedder=self._embedder)
+        _ready(slot, timeout_s)
+        slot.run_ref = slot.handle.run.remote()
+
+    def _launch_worker(self, slot: _Slot, timeout_s: float) -> None:
+        import ray
+
+        actor_cls = ray.remote(StreamWorker).options(
+            num_cpus=self.settings.ray.worker_num_cpus, max_concurrency=4, max_restarts=0
+        )
+        learner = self.learner.handle if self.learner else None
+        slot.handle = actor_cls.remote(
+            self.settings, slot.name, learner=learner, embedder=self._embedder
+        )
+        _ready(slot, timeout_s)
+        slot.run_ref = slot.handle.run.remote()
+
+    # ---------------------------------------------------------------- scaling
+    def add_worker(self, timeout_s: float = 300.0) -> str:
+        """Starts one more stream worker in the group; returns its id."""
+        slot = self._new_worker_slot()
+        self._launch_worker(slot, timeout_s)
+        self.workers.append(slot)
+        return slot.name
+
+    def remove_worker(self, timeout_s: float = 60.0) -> str | None:
+        """Stops the newest worker gracefully (its partitions move to the others)."""
+        if not self.workers:
+            return None
+        slot = self.workers.pop()
+        _stop_slot(slot, timeout_s)
+        return slot.name
+
+    # -------------------------------------------------------------- supervise
+    def check(self) -> list[str]:
+        """Restarts actors whose loop ended unexpectedly; returns their names.
+
+        Raises:
+            StreamlabelError: an actor died more than ``runtime.max_restarts`` times.
+        """
+        import ray
+
+        restarted = []
+        refs = {id(s.run_ref): s for s in self._slots() if s.run_ref is not None}
+        if not refs:
+            return []
+        done, _ = ray.wait([s.run_ref for s in refs.values()], num_returns=len(refs), timeout=0)
+        for ref in done:
+            slot = next(s for s in refs.values() if s.run_ref == ref)
+            error = ""
+            try:
+                ray.get(ref)
+                error = "the loop returned without being stopped"
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            if slot.restarts >= self.settings.runtime.max_restarts:
+                raise StreamlabelError(f"{slot.name} failed {slot.restarts + 1} times: {error}")
+            slot.restarts += 1
+            log.warning("actor_restart", actor=slot.name, restarts=slot.restarts, error=error)
+            with contextlib.suppress(Exception):
+                ray.kill(slot.handle)
+            if slot is self.learner:
+                self._launch_learner(slot, 300.0)
+                for w in self.workers:
+                    w.handle.set_learner.remote(slot.handle)
+            else:
+                self._launch_worker(slot, 300.0)
+            restarted.append(slot.name)
+        return restarted
+
+    def _slots(self) -> list[_Slot]:
+        return [*([self.learner] if self.learner else []), *self.workers]
+
+    def progress(self, timeout_s: float = 10.0) -> Progress:
+        """Gathers every actor's counters."""
+        import ray
+
+        workers: list[dict[str, Any]] = []
+        for slot in self.workers:
+            with contextlib.suppress(Exception):
+                workers.append(ray.get(slot.handle.stats.remote(), timeout=timeout_s))
+        learner: dict[str, Any] = {}
+        if self.learner is not None:
+            with contextlib.suppress(Exception):
+                learner = ray.get(self.learner.handle.stats.remote(), timeout=timeout_s)
+        now = time.monotonic()
+        items = sum(w["items"] for w in workers)
+        t_prev, n_prev = self._last
+        rate = (items - n_prev) / (now - t_prev) if now > t_prev and items >= n_prev else 0.0
+        self._last = (now, items)
+        return Progress(
+            elapsed_s=now - self._t0,
+            items=items,
+            items_per_s=rate,
+            lag=sum(sum(w["lag"].values()) for w in workers),
+            unknowns=sum(w["unknowns"] for w in workers),
+            dead_letters=sum(w["dead_letters"] for w in workers) + learner.get("dead_letters", 0),
+            classes=learner.get("classes", 0),
+            store_version=learner.get("store_version", 0),
+            alerts=learner.get("alerts", 0),
+            discovered=learner.get("discovered", 0),
+            restarts=sum(s.restarts for s in self._slots()),
+            workers=workers,
+            learner=learner,
+        )
+
+    def call_learner(self, method: str, *args: Any, timeout_s: float = 60.0) -> Any:
+        """Calls a learner method (``classes``, ``request_discovery``...) and waits."""
+        import ray
+
+        if self.learner is None:
+            raise StreamlabelError("the runtime is not started")
+        return ray.get(getattr(self.learner.handle, method).remote(*args), timeout=timeout_s)
+
+    # ------------------------------------------------------------------- stop
+    def stop(self) -> None:
+        """Graceful shutdown: workers, then learner, then Ray and the embedded broker."""
+        if self._stopped:
+            return
+        self._stopped = True
+        timeout = self.settings.runtime.stop_timeout_s
+        import ray
+
+        if ray.is_initialized():
+            for slot in self.workers:
+                with contextlib.suppress(Exception):
+                    slot.handle.stop.remote()
+            for slot in self.workers:
+                _stop_slot(slot, timeout)
+            if self.learner is not None:
+                _stop_slot(self.learner, timeout)
+            if self._embedder_actor is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(self._embedder_actor)
+            if self._started_ray:
+                ray.shutdown()
+        if self.broker is not None:
+            self.broker.stop()
+        if self._temp_state is not None:
+            shutil.rmtree(self._temp_state, ignore_errors=True)
+        log.info("runtime_stopped")
+
+    def __enter__(self) -> Runtime:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _ready(slot: _Slot, timeout_s: float) -> None:
+    import ray
+
+    try:
+        ray.get(slot.handle.ready.remote(), timeout=timeout_s)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            ray.kill(slot.handle)
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, StreamlabelError):
+            raise type(cause)(f"{slot.name} could not start: {cause}") from exc
+        if isinstance(exc, BrokerError):
+            raise
+        raise StreamlabelError(f"{slot.name} could not start: {exc}") from exc
+
+
+def _stop_slot(slot: _Slot, timeout_s: float) -> None:
+    """Asks an actor's loop to stop, waits for it, then kills the actor."""
+    import ray
+
+    with contextlib.suppress(Exception):
+        slot.handle.stop.remote()
+    if slot.run_ref is not None:
+        try:
+            ray.get(slot.run_ref, timeout=timeout_s)
+        except Exception as exc:
+            log.warning("actor_stop_failed", actor=slot.name, error=str(exc)[:300])
+    slot.run_ref = None
+    with contextlib.suppress(Exception):
+        ray.kill(slot.handle)
