@@ -42,7 +42,53 @@ def build_parser() -> argparse.ArgumentParser:
     ow.add_argument("--batch-size", type=int, default=64)
     ow.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     ow.add_argument("--quiet", action="store_true", help="no progress lines")
+    ow.add_argument(
+        "--mode",
+        choices=["engine", "kafka", "both"],
+        default="engine",
+        help="engine: the Engine in-process; kafka: through the embedded broker and Ray actors",
+    )
+    ow.add_argument("--workers", type=int, default=None, help="stream workers (kafka mode)")
+
+    demo = sub.add_parser("demo", help="the whole system on a dataset, no infrastructure needed")
+    demo.add_argument("--dataset", default="data/stackoverflow", help="dir with train/test.tsv")
+    demo.add_argument("--workers", type=int, default=None, help="stream workers (default 2)")
+    demo.add_argument("--items", type=int, default=3000, help="items to stream")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    _common(demo)
+
+    run = sub.add_parser("run", help="run the deployment (settings from a file and env vars)")
+    run.add_argument("--workers", type=int, default=None, help="override runtime.workers")
+    run.add_argument("--progress-every", type=float, default=10.0, help="seconds between logs")
+    _common(run)
+
+    produce = sub.add_parser("produce", help="send a TSV's rows as items (some as feedback)")
+    produce.add_argument("--tsv", required=True, help="TSV with header text<TAB>label")
+    produce.add_argument("--feedback-fraction", type=_fraction, default=0.0)
+    produce.add_argument("--limit", type=int, default=None, help="rows to send")
+    produce.add_argument("--seed", type=int, default=0)
+    _common(produce)
+
+    tail = sub.add_parser("tail", help="print labels, alerts or class events as JSON lines")
+    tail.add_argument("topic", choices=["labels", "alerts", "classes"])
+    tail.add_argument("--limit", type=int, default=None, help="stop after N records")
+    tail.add_argument("--idle-exit", type=float, default=None, help="stop after S idle seconds")
+    _common(tail)
     return parser
+
+
+def _fraction(value: str) -> float:
+    x = float(value)
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return x
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="settings file (TOML or JSON)")
+    p.add_argument("--bootstrap-servers", default=None, help="Kafka host:port[,host:port]")
+    p.add_argument("--topic-prefix", default=None, help="topic name prefix (default 'sl.')")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,6 +98,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "bench" and args.bench == "openworld":
             return _bench_openworld(args)
+        from streamlabel.workers import commands
+
+        handlers = {
+            "demo": commands.cmd_demo,
+            "run": commands.cmd_run,
+            "produce": commands.cmd_produce,
+            "tail": commands.cmd_tail,
+        }
+        return handlers[args.command](args)
     except StreamlabelError as exc:
         print(f"streamlabel: error: {exc}", file=sys.stderr)
         return 2

@@ -190,17 +190,15 @@ class Runtime:
         self._embedder_actor = actor_cls.remote(self.settings.model)
         self._embedder = RemoteEmbedder(self._embedder_actor)
 
-    def _launch_learner(self, slot: _Slot, timeout_s: float) -> None:
+    def _create_learner(self, slot: _Slot) -> None:
         import ray
 
         actor_cls = ray.remote(Learner).options(
             num_cpus=self.settings.ray.learner_num_cpus, max_concurrency=8, max_restarts=0
         )
         slot.handle = actor_cls.remote(self.settings, embedder=self._embedder)
-        _ready(slot, timeout_s)
-        slot.run_ref = slot.handle.run.remote()
 
-    def _launch_worker(self, slot: _Slot, timeout_s: float) -> None:
+    def _create_worker(self, slot: _Slot) -> None:
         import ray
 
         actor_cls = ray.remote(StreamWorker).options(
@@ -210,8 +208,19 @@ class Runtime:
         slot.handle = actor_cls.remote(
             self.settings, slot.name, learner=learner, embedder=self._embedder
         )
-        _ready(slot, timeout_s)
-        slot.run_ref = slot.handle.run.remote()
+
+    def _launch_learner(self, slot: _Slot, timeout_s: float) -> None:
+        self._create_learner(slot)
+        _await_ready([slot], timeout_s)
+
+    def _launch_worker(self, slot: _Slot, timeout_s: float) -> None:
+        self._create_worker(slot)
+        _await_ready([slot], timeout_s)
+
+    def _new_worker_slot(self) -> _Slot:
+        slot = _Slot(f"worker-{self._next_worker}")
+        self._next_worker += 1
+        return slot
 
     # ---------------------------------------------------------------- scaling
     def add_worker(self, timeout_s: float = 300.0) -> str:
@@ -350,20 +359,31 @@ class Runtime:
         self.stop()
 
 
-def _ready(slot: _Slot, timeout_s: float) -> None:
+def _await_ready(slots: list[_Slot], timeout_s: float) -> None:
+    """Waits until every actor is ready, then starts their loops.
+
+    Raises:
+        StreamlabelError: (the actor's own error type when it has one) naming the actor.
+    """
     import ray
 
-    try:
-        ray.get(slot.handle.ready.remote(), timeout=timeout_s)
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            ray.kill(slot.handle)
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, StreamlabelError):
-            raise type(cause)(f"{slot.name} could not start: {cause}") from exc
-        if isinstance(exc, BrokerError):
-            raise
-        raise StreamlabelError(f"{slot.name} could not start: {exc}") from exc
+    refs = [(slot, slot.handle.ready.remote()) for slot in slots]
+    deadline = time.monotonic() + timeout_s
+    for slot, ref in refs:
+        try:
+            ray.get(ref, timeout=max(1.0, deadline - time.monotonic()))
+        except Exception as exc:
+            for other in slots:
+                with contextlib.suppress(Exception):
+                    ray.kill(other.handle)
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, StreamlabelError):
+                raise type(cause)(f"{slot.name} could not start: {cause}") from exc
+            if isinstance(exc, BrokerError):
+                raise
+            raise StreamlabelError(f"{slot.name} could not start: {exc}") from exc
+    for slot in slots:
+        slot.run_ref = slot.handle.run.remote()
 
 
 def _stop_slot(slot: _Slot, timeout_s: float) -> None:

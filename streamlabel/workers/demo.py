@@ -1,0 +1,235 @@
+"""``streamlabel demo``: the whole system on a laptop, on a real dataset.
+
+Starts the embedded broker, a local Ray and the actors (bundled model), then
+plays a stream built from a ``text<TAB>label`` dataset:
+
+* a quarter of the classes are held back (never taught);
+* a tenth of the taught classes' training texts arrive as feedback first;
+* the stream starts with taught classes only; late in the stream the held-back
+  classes arrive in force (the shift): the unknown rate jumps, the drift
+  detectors raise an alert, discovery turns the new clusters into classes and
+  the items labelled ``unknown`` before get revised labels;
+* some items are confirmed by id on the feedback topic while the stream flows.
+
+It shows live progress and ends with the classes it discovered (names,
+keywords, examples, and which held-back class each one matches).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from streamlabel.bench.data import LabelledTexts, read_tsv
+from streamlabel.bench.metrics import open_world_scores
+from streamlabel.errors import SettingsError
+from streamlabel.schemas import UNKNOWN, DriftAlert, Feedback, Item
+from streamlabel.workers.client import (
+    LabelCollector,
+    TopicReader,
+    produce_feedback,
+    produce_items,
+)
+from streamlabel.workers.settings import RuntimeSettings
+from streamlabel.workers.supervisor import Runtime
+
+__all__ = ["DemoPlan", "plan_demo", "run_demo"]
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """What the demo streams."""
+
+    known: list[str]
+    held_back: list[str]
+    feedback: list[Feedback]
+    items: list[Item]
+    truth: dict[str, str]
+    shift_at: int
+    confirm: list[Feedback]
+
+
+def plan_demo(
+    train: LabelledTexts,
+    test: LabelledTexts,
+    *,
+    n_items: int,
+    seed: int = 0,
+    known_ratio: float = 0.75,
+    labeled_ratio: float = 0.1,
+    shift_fraction: float = 0.4,
+) -> DemoPlan:
+    """Builds the demo's feedback and stream from a dataset (seeded)."""
+    rng = np.random.default_rng(seed)
+    classes = sorted(set(train.labels))
+    if len(classes) < 2:
+        raise SettingsError("the demo dataset needs at least two classes")
+    n_known = max(1, min(len(classes) - 1, round(len(classes) * known_ratio)))
+    known = sorted(str(c) for c in rng.choice(classes, n_known, replace=False))
+    held = [c for c in classes if c not in known]
+    y = np.asarray(train.labels, dtype=object)
+    feedback = []
+    for c in known:
+        idx = np.flatnonzero(y == c)
+        for i in rng.choice(idx, max(1, round(len(idx) * labeled_ratio)), replace=False):
+            feedback.append(Feedback(text=train.texts[i], label=c, source="demo"))
+    ty = np.asarray(test.labels, dtype=object)
+    known_idx = rng.permutation(np.flatnonzero(np.isin(ty, known)))
+    novel_idx = rng.permutation(np.flatnonzero(~np.isin(ty, known)))
+    shift_at = int(n_items * shift_fraction)
+    before = list(known_idx[:shift_at])
+    rest_known = list(known_idx[shift_at:])
+    after: list[int] = []
+    n_after = n_items - shift_at
+    n_novel = min(len(novel_idx), n_after // 2)  # after the shift, half the stream is new
+    after = list(novel_idx[:n_novel]) + rest_known[: n_after - n_novel]
+    after = [after[i] for i in rng.permutation(len(after))]
+    order = before + after
+    items = [Item(id=f"demo-{i}", text=test.texts[i]) for i in order]
+    truth = {f"demo-{i}": test.labels[i] for i in order}
+    confirm_idx = [i for i in before if rng.random() < 0.02]
+    confirm = [
+        Feedback(item_id=f"demo-{i}", label=test.labels[i], source="demo") for i in confirm_idx
+    ]
+    return DemoPlan(known, held, feedback, items, truth, len(before), confirm)
+
+
+def run_demo(
+    settings: RuntimeSettings,
+    dataset: Path,
+    *,
+    n_items: int = 3000,
+    seed: int = 0,
+    say: Callable[[str], None] = print,
+    interval_s: float = 2.0,
+) -> dict[str, float]:
+    """Runs the demo; returns the summary numbers."""
+    train_path, test_path = dataset / "train.tsv", dataset / "test.tsv"
+    for p in (train_path, test_path):
+        if not p.is_file():
+            raise SettingsError(f"--dataset {str(dataset)!r} has no {p.name} (text<TAB>label)")
+    plan = plan_demo(read_tsv(train_path), read_tsv(test_path), n_items=n_items, seed=seed)
+    say(
+        f"dataset {dataset}: {len(plan.known)} classes taught with {len(plan.feedback)} "
+        f"labelled examples, {len(plan.held_back)} held back ({', '.join(plan.held_back)})"
+    )
+    say(
+        f"streaming {len(plan.items)} items; the held-back classes arrive after item "
+        f"{plan.shift_at}"
+    )
+    say("starting the embedded broker, Ray and the actors (loading the model) ...")
+    with Runtime(settings) as rt:
+        kafka = rt.settings.kafka
+        say(f"ready: broker {kafka.bootstrap_servers}, {len(rt.workers)} stream workers, 1 learner")
+        produce_feedback(kafka, plan.feedback)
+        t0 = time.monotonic()
+        producer = threading.Thread(
+            target=produce_items, args=(kafka, plan.items), kwargs={"chunk": 200}, daemon=True
+        )
+        producer.start()
+        collector = LabelCollector(kafka)
+        ids = set(plan.truth)
+        confirmed = False
+        last = 0.0
+        while not ids <= collector.first.keys():
+            collector.poll(timeout_ms=200)
+            rt.check()
+            if not confirmed and len(collector.first) >= plan.shift_at // 2:
+                produce_feedback(kafka, plan.confirm)
+                confirmed = True
+            if time.monotonic() - last >= interval_s:
+                last = time.monotonic()
+                say(rt.progress().line())
+            if time.monotonic() - t0 > 1800:
+                raise TimeoutError("the demo stream did not finish in 30 minutes")
+        stream_s = time.monotonic() - t0
+        say(rt.progress().line())
+        say("stream labelled; letting discovery run on the last unknowns ...")
+        for _ in range(2):
+            _settle(rt)
+            rt.call_learner("request_discovery")
+            _settle(rt)
+        collector.drain(quiet_s=3.0)
+        final = rt.progress()
+        classes = rt.call_learner("classes")
+        alerts = _alerts(rt)
+        collector.close()
+    return _summary(plan, collector, classes, alerts, final.learner, stream_s, say)
+
+
+def _settle(rt: Runtime, timeout_s: float = 120.0) -> None:
+    """Waits until the learner has absorbed every unknown and is idle."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        p = rt.progress()
+        if p.learner.get("unknowns", 0) >= p.unknowns and rt.call_learner("idle"):
+            return
+        time.sleep(0.5)
+
+
+def _alerts(rt: Runtime) -> list[DriftAlert]:
+    reader = TopicReader(rt.settings.kafka, "alerts")
+    try:
+        out: list[DriftAlert] = []
+        for _ in range(5):
+            out.extend(r for r in reader.records(timeout_ms=300) if isinstance(r, DriftAlert))
+        return out
+    finally:
+        reader.close()
+
+
+def _summary(
+    plan: DemoPlan,
+    collector: LabelCollector,
+    classes: list[dict[str, object]],
+    alerts: list[DriftAlert],
+    learner: dict[str, object],
+    stream_s: float,
+    say: Callable[[str], None],
+) -> dict[str, float]:
+    ids = list(plan.truth)
+    final = [collector.final[i].label if i in collector.final else UNKNOWN for i in ids]
+    first = [collector.first[i].label if i in collector.first else UNKNOWN for i in ids]
+    truth = [plan.truth[i] for i in ids]
+    scores = open_world_scores(truth, final, set(plan.known))
+    first_scores = open_world_scores(truth, first, set(plan.known))
+    revised = sum(1 for i in ids if i in collector.final and collector.final[i].revision > 0)
+    say("")
+    say(f"== {len(ids)} items labelled in {stream_s:.1f}s ({len(ids) / stream_s:.1f} items/s "
+        f"end to end); {revised} labels revised after discovery or feedback")  # fmt: skip
+    say(
+        f"== first labels: ACC {first_scores['acc']:.1f}; final labels: ACC {scores['acc']:.1f} "
+        f"NMI {scores['nmi']:.1f} ARI {scores['ari']:.1f} (known {scores['known_acc']:.1f}, "
+        f"new {scores['novel_acc']:.1f})"
+    )
+    found = [c for c in classes if c["origin"] == "discovery" and c["status"] != "retired"]
+    say(f"== {len(found)} classes discovered (held back: {', '.join(plan.held_back)})")
+    for c in sorted(found, key=lambda c: -int(str(c["count"]))):
+        members = [plan.truth[i] for i in ids if collector.final.get(i) and
+                   collector.final[i].label == c["class_id"]]  # fmt: skip
+        top, n = Counter(members).most_common(1)[0] if members else ("-", 0)
+        purity = n / len(members) if members else 0.0
+        say(f"  {c['class_id']}  {c['name']!r}  keywords {', '.join(map(str, c['keywords']))}")  # type: ignore[call-overload]
+        say(f"      {len(members)} items, {purity:.0%} of them '{top}'")
+        for text in list(c["examples"])[:3]:  # type: ignore[call-overload]
+            say(f"      e.g. {text}")
+    say(f"== {len(alerts)} drift alerts")
+    for a in alerts:
+        say(f"  [{a.severity}] {a.kind} at item {a.at_item}: {a.detail}")
+    return {
+        "items": float(len(ids)),
+        "items_per_s": len(ids) / stream_s,
+        "acc": scores["acc"],
+        "nmi": scores["nmi"],
+        "ari": scores["ari"],
+        "first_acc": first_scores["acc"],
+        "discovered": float(len(found)),
+        "alerts": float(len(alerts)),
+        "dead_letters": float(int(str(learner.get("dead_letters", 0)))),
+    }
