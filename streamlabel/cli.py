@@ -7,9 +7,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from streamlabel.errors import StreamlabelError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from streamlabel.bench.data import LabelledTexts
+    from streamlabel.bench.openworld import SeedResult
 
 
 def _seeds(value: str) -> list[int]:
@@ -138,30 +145,91 @@ def _bench_openworld(args: argparse.Namespace) -> int:
     test_vectors = embedder.embed(test.texts)
     embed_seconds = time.perf_counter() - t0
     say(f"embedded at {(len(train) + len(test)) / embed_seconds:.0f} texts/s")
-    results = []
-    for seed in args.seeds:
-        results.append(
-            run_seed(
+    modes = ["engine", "kafka"] if args.mode == "both" else [args.mode]
+    summaries: dict[str, dict[str, float]] = {}
+    per_item = embed_seconds / (len(train) + len(test))
+    for mode in modes:
+        if mode == "engine":
+            results = [
+                run_seed(
+                    train,
+                    test,
+                    train_vectors,
+                    test_vectors,
+                    settings=settings,
+                    embedder=embedder,
+                    seed=seed,
+                    known_ratio=args.known_ratio,
+                    labeled_ratio=args.labeled_ratio,
+                    batch_size=args.batch_size,
+                    progress=say,
+                )
+                for seed in args.seeds
+            ]
+        else:
+            results = _kafka_seeds(args, train, test, train_vectors, test_vectors, say)
+        for r in results:
+            for cid, name, count in sorted(r.discovered, key=lambda d: -d[2]):
+                say(f"  seed {r.seed} ({mode}): discovered {cid} {name!r} ({count} examples)")
+        summaries[mode] = summarize(results, per_item)
+        print(f"== {mode} mode")
+        print(format_table(results, summaries[mode]))
+    if args.json:
+        print(json.dumps(summaries[modes[0]] if len(modes) == 1 else summaries))
+    return 0
+
+
+def _kafka_seeds(
+    args: argparse.Namespace,
+    train: LabelledTexts,
+    test: LabelledTexts,
+    train_vectors: np.ndarray,
+    test_vectors: np.ndarray,
+    say: Callable[[str], None],
+) -> list[SeedResult]:
+    """Runs the seeds through one embedded broker and one local Ray."""
+    import ray
+
+    from streamlabel.bench.kafka_mode import run_seed_kafka
+    from streamlabel.workers.broker import EmbeddedBroker
+    from streamlabel.workers.settings import load_runtime_settings
+    from streamlabel.workers.supervisor import init_ray
+
+    runtime: dict[str, object] = {"log_level": "warning"}
+    if args.workers is not None:
+        runtime["workers"] = args.workers
+    settings = load_runtime_settings(runtime=runtime)
+    broker = None
+    if settings.kafka.bootstrap_servers is None:
+        broker = EmbeddedBroker().start()
+        settings = settings.model_copy(
+            update={
+                "kafka": settings.kafka.model_copy(
+                    update={"bootstrap_servers": broker.bootstrap_servers}
+                )
+            }
+        )
+    started_ray = init_ray(settings)
+    try:
+        return [
+            run_seed_kafka(
                 train,
                 test,
                 train_vectors,
                 test_vectors,
                 settings=settings,
-                embedder=embedder,
                 seed=seed,
                 known_ratio=args.known_ratio,
                 labeled_ratio=args.labeled_ratio,
-                batch_size=args.batch_size,
                 progress=say,
             )
-        )
-        for cid, name, count in sorted(results[-1].discovered, key=lambda d: -d[2]):
-            say(f"  discovered {cid} {name!r} ({count} examples)")
-    summary = summarize(results, embed_seconds / (len(train) + len(test)))
-    print(format_table(results, summary))
-    if args.json:
-        print(json.dumps(summary))
-    return 0
+            for seed in args.seeds
+        ]
+    finally:
+        if started_ray:
+            ray.shutdown()
+        if broker is not None:
+            broker.stop()
 
 
 if __name__ == "__main__":

@@ -128,6 +128,8 @@ def run_demo(
         kafka = rt.settings.kafka
         say(f"ready: broker {kafka.bootstrap_servers}, {len(rt.workers)} stream workers, 1 learner")
         produce_feedback(kafka, plan.feedback)
+        say(f"teaching {len(plan.feedback)} labelled examples through the feedback topic ...")
+        rt.wait_until_learned(len(plan.feedback))
         t0 = time.monotonic()
         producer = threading.Thread(
             target=produce_items, args=(kafka, plan.items), kwargs={"chunk": 200}, daemon=True
@@ -151,26 +153,13 @@ def run_demo(
         stream_s = time.monotonic() - t0
         say(rt.progress().line())
         say("stream labelled; letting discovery run on the last unknowns ...")
-        for _ in range(2):
-            _settle(rt)
-            rt.call_learner("request_discovery")
-            _settle(rt)
+        rt.finish_discovery()
         collector.drain(quiet_s=3.0)
         final = rt.progress()
         classes = rt.call_learner("classes")
         alerts = _alerts(rt)
         collector.close()
     return _summary(plan, collector, classes, alerts, final.learner, stream_s, say)
-
-
-def _settle(rt: Runtime, timeout_s: float = 120.0) -> None:
-    """Waits until the learner has absorbed every unknown and is idle."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        p = rt.progress()
-        if p.learner.get("unknowns", 0) >= p.unknowns and rt.call_learner("idle"):
-            return
-        time.sleep(0.5)
 
 
 def _alerts(rt: Runtime) -> list[DriftAlert]:

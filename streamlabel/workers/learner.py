@@ -233,13 +233,13 @@ class Learner:
             for m in messages:
                 (feedback if tp.topic == self.topics.feedback else unknowns).append(m)
                 self._positions[f"{tp.topic}:{tp.partition}"] = m.offset + 1
+        self._drain_observations(engine, out)  # first: feedback may name observed items
         if feedback:
             out.extend(engine.learn([to_raw(m) for m in feedback]))
             self._stats.feedback += len(feedback)
         if unknowns:
             out.extend(engine.absorb(self._decode_unknowns(unknowns, out)))
             self._stats.unknowns += len(unknowns)
-        self._drain_observations(engine, out)
         self._discover(engine, out)
         self._publish(out)
         self._since_snapshot += len(feedback) + len(unknowns)

@@ -56,15 +56,16 @@ def init_ray(settings: RuntimeSettings) -> bool:
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = settings.ray.address or os.environ.get("RAY_ADDRESS")
-    runtime_env = {"env_vars": dict(_ACTOR_ENV)}
     if address:
+        runtime_env = {"env_vars": dict(_ACTOR_ENV)}
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
     else:
+        for key, value in _ACTOR_ENV.items():  # local workers inherit the driver's env
+            os.environ.setdefault(key, value)
         ray.init(
             _node_ip_address="127.0.0.1",
             include_dashboard=settings.ray.include_dashboard,
             num_cpus=settings.ray.num_cpus,
-            runtime_env=runtime_env,
             log_to_driver=True,
             logging_level=logging.WARNING,
             configure_logging=True,
@@ -310,6 +311,38 @@ class Runtime:
             workers=workers,
             learner=learner,
         )
+
+    def wait_until_learned(self, feedback: int, timeout_s: float = 300.0) -> int:
+        """Waits until the learner has consumed ``feedback`` records and every worker
+        applied the resulting store version; returns that version."""
+        deadline = time.monotonic() + timeout_s
+        while self.progress().learner.get("feedback", 0) < feedback:
+            if time.monotonic() > deadline:
+                raise StreamlabelError(f"the learner did not consume {feedback} feedback records")
+            time.sleep(0.3)
+        version = self.progress().store_version
+        while not all(w["store_version"] >= version for w in self.progress().workers):
+            if time.monotonic() > deadline:
+                raise StreamlabelError(f"workers did not reach store version {version}")
+            time.sleep(0.2)
+        return version
+
+    def settle(self, timeout_s: float = 120.0) -> bool:
+        """Waits until the learner has absorbed every unknown the workers emitted and is idle."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            p = self.progress()
+            if p.learner.get("unknowns", 0) >= p.unknowns and self.call_learner("idle"):
+                return True
+            time.sleep(0.5)
+        return False
+
+    def finish_discovery(self, runs: int = 2, timeout_s: float = 300.0) -> None:
+        """At the end of a stream: lets discovery run ``runs`` more times on what is buffered."""
+        for _ in range(runs):
+            self.settle(timeout_s)
+            self.call_learner("request_discovery")
+            self.settle(timeout_s)
 
     def call_learner(self, method: str, *args: Any, timeout_s: float = 60.0) -> Any:
         """Calls a learner method (``classes``, ``request_discovery``...) and waits."""

@@ -1,0 +1,122 @@
+"""The open-world benchmark through the real system (``bench openworld --mode kafka``).
+
+The same protocol, seeds and scoring as :mod:`streamlabel.bench.openworld`, but
+feedback goes to the ``feedback`` topic, items to ``items``, stream workers
+(Ray actors, read replicas of the store) label them, the learner discovers new
+classes in the background, and the FINAL label of each test item is read back
+from ``labels`` (latest revision). Items carry the same pre-computed vectors as
+in engine mode, so the two modes differ only by the distributed runtime:
+replicas that lag the learner, discovery in the background, and revisions
+published as records.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+
+from streamlabel.bench.data import LabelledTexts
+from streamlabel.bench.metrics import open_world_scores
+from streamlabel.bench.openworld import SeedResult, split_protocol
+from streamlabel.schemas import UNKNOWN, Feedback, Item
+from streamlabel.workers.client import LabelCollector, produce_feedback, produce_items
+from streamlabel.workers.settings import RuntimeSettings
+from streamlabel.workers.supervisor import Runtime
+
+__all__ = ["run_seed_kafka"]
+
+
+def run_seed_kafka(
+    train: LabelledTexts,
+    test: LabelledTexts,
+    train_vectors: np.ndarray,
+    test_vectors: np.ndarray,
+    *,
+    settings: RuntimeSettings,
+    seed: int,
+    known_ratio: float,
+    labeled_ratio: float,
+    progress: Callable[[str], None] | None = None,
+    timeout_s: float = 1800.0,
+) -> SeedResult:
+    """Runs one seed through broker + Ray and scores the labels read back from Kafka."""
+    say = progress or (lambda _msg: None)
+    split = split_protocol(
+        train.labels, known_ratio=known_ratio, labeled_ratio=labeled_ratio, seed=seed
+    )
+    run_id = uuid.uuid4().hex[:8]
+    s = settings.model_copy(
+        update={
+            "seed": seed,
+            "kafka": settings.kafka.model_copy(
+                update={"topic_prefix": f"bench-{run_id}.", "group_id": f"bench-{run_id}"}
+            ),
+        }
+    )
+    feedback = [
+        Feedback(
+            item_id=f"train-{i}",
+            text=train.texts[i],
+            vector=train_vectors[i],
+            label=train.labels[i],
+            source="bench",
+        )
+        for i in split.labelled
+    ]
+    rng = np.random.default_rng(seed + 1)
+    order = [("train", int(i)) for i in split.stream] + [
+        ("test", int(i)) for i in rng.permutation(len(test))
+    ]
+    items = []
+    for part, i in order:
+        data, vecs = (train, train_vectors) if part == "train" else (test, test_vectors)
+        items.append(Item(id=f"{part}-{i}", text=data.texts[i], vector=vecs[i]))
+    with Runtime(s) as rt:
+        kafka = rt.settings.kafka
+        started = time.perf_counter()
+        produce_feedback(kafka, feedback)
+        rt.wait_until_learned(len(feedback), timeout_s)
+        produce_items(kafka, items, chunk=2000)
+        collector = LabelCollector(kafka)
+        ids = {it.id for it in items}
+        deadline = time.monotonic() + timeout_s
+        last = 0.0
+        while not ids <= collector.first.keys():
+            collector.poll(timeout_ms=500)
+            rt.check()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"seed {seed}: {len(ids - collector.first.keys())} unlabelled")
+            if time.monotonic() - last > 10:
+                last = time.monotonic()
+                say(f"seed {seed} (kafka): {rt.progress().line()}")
+        rt.finish_discovery()
+        collector.drain(quiet_s=3.0)
+        seconds = time.perf_counter() - started
+        classes = rt.call_learner("classes")
+        collector.close()
+    test_ids = [f"test-{i}" for i in range(len(test))]
+    known = set(split.known)
+
+    def labels(records: dict[str, object]) -> list[str]:
+        return [getattr(records.get(i), "label", UNKNOWN) for i in test_ids]
+
+    discovered = [
+        (str(c["class_id"]), str(c["name"]), int(c["count"]))
+        for c in classes
+        if c["origin"] == "discovery" and c["status"] != "retired"
+    ]
+    duplicates = sum(n - 1 for n in collector.first_counts.values() if n > 1)
+    say(f"seed {seed} (kafka): {collector.records} label records, {duplicates} duplicate firsts")
+    return SeedResult(
+        seed=seed,
+        final=open_world_scores(test.labels, labels(collector.final), known),  # type: ignore[arg-type]
+        first=open_world_scores(test.labels, labels(collector.first), known),  # type: ignore[arg-type]
+        novel_found=len(discovered),
+        novel_true=len(set(train.labels) - known),
+        items=len(order),
+        seconds=seconds,
+        discovered=discovered,
+    )
