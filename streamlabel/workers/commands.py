@@ -55,6 +55,10 @@ class _Shutdown:
 
     def __init__(self) -> None:
         self.requested = threading.Event()
+        self.install()
+
+    def install(self) -> None:
+        """(Re)installs the handlers; ``ray.init`` replaces the driver's SIGTERM handler."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
@@ -75,6 +79,7 @@ def cmd_run(args: Any) -> int:
     runtime = Runtime(settings)
     try:
         runtime.start()
+        shutdown.install()
         last = 0.0
         while not shutdown.requested.wait(0.5):
             runtime.check()

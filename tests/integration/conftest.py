@@ -28,3 +28,48 @@ def small_train() -> Path:
 @pytest.fixture(scope="session")
 def small_test() -> Path:
     return DATA / "stackoverflow_small_test.tsv"
+
+
+@pytest.fixture(scope="session")
+def broker():
+    """A real tansu broker on 127.0.0.1, one per test session."""
+    from streamlabel.workers.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray on 127.0.0.1 without dashboard, one per test session."""
+    import ray
+
+    from streamlabel.workers.settings import load_runtime_settings
+    from streamlabel.workers.supervisor import init_ray
+
+    started = init_ray(load_runtime_settings(ray={"num_cpus": 4}))
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture
+def runtime_settings(broker, tmp_path):
+    """Factory: runtime settings on the session broker with a fresh topic prefix."""
+    import uuid
+
+    from streamlabel.workers.settings import load_runtime_settings
+
+    def make(**overrides):
+        run = uuid.uuid4().hex[:8]
+        kafka = {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "topic_prefix": f"t{run}.",
+            "group_id": f"g{run}",
+            **overrides.pop("kafka", {}),
+        }
+        runtime = {"state_dir": str(tmp_path / "state"), "log_level": "warning",
+                   **overrides.pop("runtime", {})}  # fmt: skip
+        return load_runtime_settings(kafka=kafka, runtime=runtime, **overrides)
+
+    return make
