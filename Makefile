@@ -9,9 +9,11 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
+# a local Ray stays single-node on 127.0.0.1 (see streamlabel.workers.supervisor.init_ray)
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint typecheck bench-stackoverflow bench-snips clean
+.PHONY: help install demo test test-unit test-integration lint typecheck bench-stackoverflow bench-kafka bench-snips clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -26,8 +28,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create the venv and install streamlabel with its dev tools
 
-demo: $(STAMP) ## Run the main job on embedded defaults (open-world benchmark on StackOverflow)
-	$(VENV)/bin/streamlabel bench openworld --train $(DATA)/stackoverflow/train.tsv --test $(DATA)/stackoverflow/test.tsv
+demo: $(STAMP) ## Run the main job on embedded defaults: broker + Ray + model on StackOverflow
+	$(VENV)/bin/streamlabel demo --dataset $(DATA)/stackoverflow
 
 test: $(STAMP) lint typecheck ## Lint, type-check, unit tests and doctests, then integration tests
 	$(PY) -m pytest tests/unit -q
@@ -37,7 +39,7 @@ test: $(STAMP) lint typecheck ## Lint, type-check, unit tests and doctests, then
 test-unit: $(STAMP) ## Unit tests only (no model, no broker, no Ray)
 	$(PY) -m pytest tests/unit -q
 
-test-integration: $(STAMP) ## Integration tests (real model)
+test-integration: $(STAMP) ## Integration tests (real model, real tansu broker, local Ray)
 	$(PY) -m pytest tests/integration -q
 
 lint: $(STAMP) ## ruff
@@ -49,6 +51,9 @@ typecheck: $(STAMP) ## mypy on the package
 
 bench-stackoverflow: $(STAMP) ## Open-world benchmark, StackOverflow, seeds 0,1,2
 	$(VENV)/bin/streamlabel bench openworld --train $(DATA)/stackoverflow/train.tsv --test $(DATA)/stackoverflow/test.tsv --seeds 0,1,2 --json
+
+bench-kafka: $(STAMP) ## Open-world benchmark, StackOverflow, engine and kafka modes side by side
+	$(VENV)/bin/streamlabel bench openworld --train $(DATA)/stackoverflow/train.tsv --test $(DATA)/stackoverflow/test.tsv --seeds 0,1,2 --mode both --json
 
 bench-snips: $(STAMP) ## Open-world benchmark, SNIPS, seeds 0,1,2
 	$(VENV)/bin/streamlabel bench openworld --train $(DATA)/snips/train.tsv --test $(DATA)/snips/test.tsv --seeds 0,1,2 --json

@@ -145,6 +145,8 @@ class Learner:
         self._job: Future[DiscoveryReport] | None = None
         self._stop = threading.Event()
         self._force_discovery = threading.Event()
+        self._snapshot_wanted = threading.Event()
+        self._class_view: list[dict[str, Any]] = []
         self._positions: dict[str, int] = {}
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
@@ -196,19 +198,39 @@ class Learner:
 
     def stats(self) -> dict[str, Any]:
         """Current counters (plain data)."""
-        s = self._stats
-        if self._engine is not None:
-            s.store_version = self._engine.store.version
-            s.classes = len(self._engine.store.active_ids())
-            s.buffered = len(self._engine.buffer)
+        s = self._stats  # written by the loop's thread only; read here
         s.rss_bytes = rss_bytes()
         return s.as_dict()
 
     def classes(self) -> list[dict[str, Any]]:
-        """The current classes (id, name, status, origin, count, keywords, example texts)."""
-        if self._engine is None:
-            return []
-        return [
+        """The current classes (id, name, status, origin, count, keywords, example texts).
+
+        A view the loop refreshes after every change (Ray calls this from another thread).
+        """
+        return list(self._class_view)
+
+    def request_snapshot(self, timeout_s: float = 60.0) -> int:
+        """Has the loop write a snapshot at its next step; returns the snapshots written.
+
+        Raises:
+            TimeoutError: the loop did not write it in time (e.g. discovery is running).
+        """
+        before = self._stats.snapshots
+        self._snapshot_wanted.set()
+        deadline = time.monotonic() + timeout_s
+        while self._stats.snapshots == before:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the learner did not write a snapshot in time")
+            time.sleep(0.05)
+        return self._stats.snapshots
+
+    def _refresh_views(self, engine: Engine) -> None:
+        """Updates what other threads read (stats, class list) from the loop's thread."""
+        s = self._stats
+        s.store_version = engine.store.version
+        s.classes = len(engine.store.active_ids())
+        s.buffered = len(engine.buffer)
+        self._class_view = [
             {
                 "class_id": st.class_id,
                 "name": st.name,
@@ -218,7 +240,7 @@ class Learner:
                 "keywords": list(st.keywords),
                 "examples": list(st.exemplar_texts[:3]),
             }
-            for st in self._engine.store.states().values()
+            for st in engine.store.states().values()
         ]
 
     # ------------------------------------------------------------------ loop
@@ -243,12 +265,17 @@ class Learner:
         self._discover(engine, out)
         self._publish(out)
         self._since_snapshot += len(feedback) + len(unknowns)
-        if self._snapshot_due():
-            self.snapshot()
+        wanted = self._snapshot_due() or self._snapshot_wanted.is_set()
+        if wanted and self._snapshot() is not None:
+            self._snapshot_wanted.clear()
+        self._refresh_views(engine)
         return len(feedback) + len(unknowns)
 
-    def snapshot(self) -> Path | None:
-        """Writes the snapshot and commits the offsets it covers (skipped while discovering)."""
+    def _snapshot(self) -> Path | None:
+        """Writes the snapshot and commits the offsets it covers (skipped while discovering).
+
+        The loop's thread only: it reads the Engine and commits with the consumer.
+        """
         engine, consumer = self._require()
         if self._job is not None:
             return None  # the discoverer is busy in the background; next step
@@ -376,7 +403,7 @@ class Learner:
             self._discover(engine, out)
             self._job = None
             self._publish(out)
-        self.snapshot()
+        self._snapshot()
 
     # ------------------------------------------------------------- lifecycle
     def _open(self) -> None:
@@ -413,6 +440,7 @@ class Learner:
         self._consumer = consumer
         self._publisher = Publisher(s.kafka, self.topics)
         self._engine = engine
+        self._refresh_views(engine)
         self._log.info(
             "learner_ready",
             restored_from=self._stats.restored_from or "empty",

@@ -67,6 +67,7 @@ class WorkerStats:
     batches: int = 0
     commits: int = 0
     rebalances: int = 0
+    last_rebalance_s: float = 0.0
     publish_retries: int = 0
     observations_dropped: int = 0
     class_events_applied: int = 0
@@ -191,6 +192,7 @@ class StreamWorker:
         self._inflight: list[Any] = []
         self._rng = np.random.default_rng(abs(hash(worker_id)) % (2**32))
         self._stats = WorkerStats(worker_id=worker_id)
+        self._revoked_at: float | None = None
         configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
         self._log = structlog.get_logger("streamlabel.worker").bind(worker_id=worker_id)
 
@@ -220,10 +222,7 @@ class StreamWorker:
 
     def stats(self) -> dict[str, Any]:
         """Current counters (plain data)."""
-        s = self._stats
-        if self._engine is not None:
-            s.store_version = self._engine.store.version
-            s.classes = len(self._engine.store.active_ids())
+        s = self._stats  # written by the loop's thread only; read here
         s.rss_bytes = rss_bytes()
         return s.as_dict()
 
@@ -242,6 +241,7 @@ class StreamWorker:
         events = self._tail.poll(timeout_ms=0)
         if events:
             self._stats.class_events_applied += self._engine.apply(events)
+            self._refresh_store_stats()
         polled = self._consumer.poll(
             timeout_ms=self.settings.runtime.poll_timeout_ms,
             max_records=self.settings.runtime.batch_size,
@@ -266,6 +266,13 @@ class StreamWorker:
         s.last_batch_ms = elapsed * 1e3
         s.busy_s += elapsed
         s.lag = lag(self._consumer)
+        self._log.debug(
+            "batch",
+            records=len(messages),
+            offsets=_offset_ranges(messages),
+            unknowns=len(out.unknowns),
+            ms=round(elapsed * 1e3, 1),
+        )
         if out.dead_letters:
             self._log.warning(
                 "dead_lettered",
@@ -331,6 +338,7 @@ class StreamWorker:
             listener=_Rebalances(self),
         )
         self._engine = engine
+        self._refresh_store_stats()
         self._stats.started_at = time.time()
         self._log.info(
             "worker_ready",
@@ -352,13 +360,32 @@ class StreamWorker:
             self._publisher.close()
         self._engine = None
 
+    def _refresh_store_stats(self) -> None:
+        if self._engine is not None:
+            self._stats.store_version = self._engine.store.version
+            self._stats.classes = len(self._engine.store.active_ids())
+
     def _on_revoked(self, revoked: Any) -> None:
         # Nothing is ever pending here: a batch is committed before the next poll.
+        self._revoked_at = time.monotonic()
         self._log.info(
             "partitions_revoked", partitions=sorted(f"{t.topic}:{t.partition}" for t in revoked)
         )
 
     def _on_assigned(self, assigned: Any) -> None:
+        if self._revoked_at is not None:  # revoke -> assign: the time this worker was idle
+            self._stats.last_rebalance_s = time.monotonic() - self._revoked_at
+            self._revoked_at = None
         self._stats.rebalances += 1
         self._stats.assigned = sorted(f"{t.topic}:{t.partition}" for t in assigned)
         self._log.info("partitions_assigned", partitions=self._stats.assigned)
+
+
+def _offset_ranges(messages: list[Any]) -> dict[str, list[int]]:
+    """``{"topic:partition": [first, last]}`` of a batch (for logs)."""
+    ranges: dict[str, list[int]] = {}
+    for m in messages:
+        key = f"{m.topic}:{m.partition}"
+        lo_hi = ranges.setdefault(key, [m.offset, m.offset])
+        lo_hi[0], lo_hi[1] = min(lo_hi[0], m.offset), max(lo_hi[1], m.offset)
+    return ranges

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -45,17 +46,25 @@ _ACTOR_ENV = {
 
 
 def init_ray(settings: RuntimeSettings) -> bool:
-    """Connects to ``ray.address``/``RAY_ADDRESS`` or starts a local Ray on 127.0.0.1.
+    """Connects to ``ray.address``/``RAY_ADDRESS`` or starts a local Ray on loopback only.
+
+    A local Ray is single-node: every Ray process (GCS, raylet, workers, agents)
+    listens on 127.0.0.1 only. Ray rewrites a node IP of 127.0.0.1 to the
+    machine's external address unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``
+    (its single-node mode, the default on macOS and Windows), so that is set
+    for this process and the Ray processes it starts.
 
     Returns:
         True when this call started (and so must shut down) Ray.
     """
+    address = settings.ray.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        _loopback_only()
     import ray
 
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = settings.ray.address or os.environ.get("RAY_ADDRESS")
     if address:
         runtime_env = {"env_vars": dict(_ACTOR_ENV)}
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
@@ -63,6 +72,7 @@ def init_ray(settings: RuntimeSettings) -> bool:
         for key, value in _ACTOR_ENV.items():  # local workers inherit the driver's env
             os.environ.setdefault(key, value)
         ray.init(
+            address="local",  # a new local instance, never one a `ray start` left behind
             _node_ip_address="127.0.0.1",
             include_dashboard=settings.ray.include_dashboard,
             num_cpus=settings.ray.num_cpus,
@@ -71,6 +81,14 @@ def init_ray(settings: RuntimeSettings) -> bool:
             configure_logging=True,
         )
     return True
+
+
+def _loopback_only() -> None:
+    """Keeps a local Ray on 127.0.0.1 (see :func:`init_ray`)."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:  # Ray was imported before the variable was set
+        constants.ENABLE_RAY_CLUSTER = False  # type: ignore[attr-defined]
 
 
 @dataclass
