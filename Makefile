@@ -32,12 +32,12 @@ demo: $(STAMP) ## Run the main job on embedded defaults: broker + Ray + model on
 	$(VENV)/bin/streamlabel demo --dataset $(DATA)/stackoverflow
 
 test: $(STAMP) lint typecheck ## Lint, type-check, unit tests and doctests, then integration tests
-	$(PY) -m pytest tests/unit -q
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest tests/unit -q
 	$(PY) -m pytest --doctest-modules streamlabel -q
 	$(PY) -m pytest tests/integration -q
 
 test-unit: $(STAMP) ## Unit tests only (no model, no broker, no Ray)
-	$(PY) -m pytest tests/unit -q
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest tests/unit -q
 
 test-integration: $(STAMP) ## Integration tests (real model, real tansu broker, local Ray)
 	$(PY) -m pytest tests/integration -q

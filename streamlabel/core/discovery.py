@@ -247,11 +247,12 @@ class Discoverer:
 
     def load(self, state: dict[str, Any]) -> None:
         """Restores a :meth:`state`."""
-        self._runs = int(state["runs"])
-        self._candidates = [
+        runs = int(state["runs"])
+        candidates = [
             _Candidate(str(c["id"]), set(c["members"]), int(c["sightings"]))
             for c in state["candidates"]
         ]
+        self._runs, self._candidates = runs, candidates  # all or nothing
 
     def run(self, buffer: UnknownBuffer, store: PrototypeStore) -> DiscoveryReport:
         """Clusters the buffer and returns the clusters that pass every criterion."""

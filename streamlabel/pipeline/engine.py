@@ -204,6 +204,8 @@ class Engine:
         revised label (reason ``reclassified``) instead of being buffered.
         """
         out = EngineOutput()
+        # An item already revised past this report (e.g. by feedback) stays as revised.
+        unknowns = [u for u in unknowns if not self._revised_past(u.item_id, u.revision)]
         if not unknowns:
             return out
         vectors = l2_normalize(np.stack([np.asarray(u.vector, np.float32) for u in unknowns]))
@@ -236,6 +238,10 @@ class Engine:
             )
             self._unknowns_since_run += len(rows)
         return out
+
+    def _revised_past(self, item_id: str, revision: int) -> bool:
+        cached = self._cache.get(item_id)
+        return cached is not None and cached.revision > revision
 
     def discovery_due(self) -> bool:
         """True when ``discovery.run_every`` new unknowns have arrived since the last run."""
@@ -294,6 +300,8 @@ class Engine:
         Raises:
             SnapshotError: the state is of another format or does not fit.
         """
+        if not isinstance(state, dict):
+            raise SnapshotError(f"engine state must be a map, got {type(state).__name__}")
         try:
             if state.get("format") != STATE_FORMAT:
                 raise SnapshotError(f"engine state format {state.get('format')!r} is not supported")
@@ -309,12 +317,13 @@ class Engine:
                 )
             buffer = UnknownBuffer(self.settings.discovery.buffer_capacity, store.dim)
             buffer.load(state["buffer"])
-            self.discoverer.load(state["discoverer"])
+            discoverer = Discoverer(self.discoverer.config)
+            discoverer.load(state["discoverer"])
         except SnapshotError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SnapshotError(f"invalid engine state: {exc}") from exc
-        self.store, self.buffer = store, buffer
+        self.store, self.buffer, self.discoverer = store, buffer, discoverer
         self._unknowns_since_run = int(state.get("unknowns_since_run", 0))
 
     def learn(self, feedback: Iterable[Feedback | RawRecord]) -> EngineOutput:

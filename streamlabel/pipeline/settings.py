@@ -149,8 +149,26 @@ def load_settings(**overrides: Any) -> EngineSettings:
     try:
         return EngineSettings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-            for e in exc.errors()
-        )
-        raise SettingsError(f"invalid settings: {problems}") from None
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+_SECRET_WORDS = ("password", "secret", "token")
+
+
+def _redact(value: Any, name: str = "") -> Any:
+    """The value with secrets masked (a field whose name says it holds one)."""
+    if any(w in name.lower() for w in _SECRET_WORDS) and value is not None:
+        return "**********"
+    if isinstance(value, dict):
+        return {k: _redact(v, str(k)) for k, v in value.items()}
+    return value
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming every invalid setting (``kafka.partitions: ...``), secrets masked."""
+    problems = []
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        shown = _redact(e.get("input"), str(e["loc"][-1]) if e["loc"] else "")
+        problems.append(f"{loc or '<settings>'}: {e['msg']} (got {shown!r})")
+    return "invalid settings: " + "; ".join(problems)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import structlog
 from kafka import ConsumerRebalanceListener
+from threadpoolctl import threadpool_limits
 
 from streamlabel.core.discovery import DiscoveryReport
 from streamlabel.core.embedder import Embedder
@@ -409,6 +410,9 @@ class Learner:
     def _open(self) -> None:
         if self._engine is not None:
             return
+        # Small matrix products only: one BLAS thread, so actors sharing cores do not
+        # oversubscribe them (multi-threaded OpenBLAS made the drift tests 10-30x slower).
+        threadpool_limits(limits=1, user_api="blas")
         s = self.settings
         embedder = self._embedder or load_embedder(s.model, threads=s.runtime.torch_threads or 1)
         engine = Engine(s, embedder)

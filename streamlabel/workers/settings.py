@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import EnvSettingsSource
 
 from streamlabel.errors import SettingsError
-from streamlabel.pipeline.settings import EngineSettings, _Section
+from streamlabel.pipeline.settings import EngineSettings, _Section, describe_validation_error
 
 __all__ = [
     "KafkaSettings",
@@ -186,32 +187,16 @@ def load_runtime_settings(
 ) -> RuntimeSettings:
     """Builds runtime settings: overrides > environment > file > defaults.
 
+    The three sources are merged first and validated once, so a rule that
+    relates two settings (e.g. SASL needs credentials) sees the merged values.
+
     Raises:
         SettingsError: naming every invalid setting, e.g. ``kafka.bootstrap_servers``.
     """
     file_data = _read_file(config_file) if config_file is not None else {}
+    env_data = EnvSettingsSource(RuntimeSettings)()  # raw strings, not validated yet
+    merged = _deep_merge(_deep_merge(file_data, env_data), overrides)
     try:
-        env_only = RuntimeSettings()  # defaults + environment
-        env_set = _explicit(env_only)
-        merged = _deep_merge(_deep_merge(file_data, env_set), overrides)
         return RuntimeSettings(**merged)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-            for e in exc.errors()
-        )
-        raise SettingsError(f"invalid settings: {problems}") from None
-
-
-def _explicit(model: Any) -> dict[str, Any]:
-    """The fields set explicitly (by the environment), nested, secrets unwrapped."""
-    out: dict[str, Any] = {}
-    for name in model.model_fields_set:
-        value = getattr(model, name)
-        if hasattr(value, "model_fields_set"):
-            out[name] = _explicit(value)
-        elif isinstance(value, SecretStr):
-            out[name] = value.get_secret_value()
-        else:
-            out[name] = value
-    return out
+        raise SettingsError(describe_validation_error(exc)) from None

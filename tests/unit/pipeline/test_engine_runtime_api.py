@@ -263,14 +263,6 @@ def test_absorb_with_discovery_disabled_buffers_nothing(make_engine) -> None:
     assert not learner.discovery_due()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: Engine.absorb re-buffers (and re-caches as 'unknown', revision 0) an item "
-    "that feedback already revised: the learner drains observations, learns feedback, then "
-    "absorbs unknowns in one step, so a feedback-by-id and the item's unknown report in the "
-    "same poll lose the feedback revision (absorb has no 'already revised' guard like observe)",
-)
 def test_a_late_unknown_report_does_not_undo_a_feedback_revision(make_engine) -> None:
     learner, worker = learner_and_worker(make_engine)
     out = worker.process([Item(id="w1", text="haskell monad functor ghc")])
@@ -431,13 +423,6 @@ def test_a_rejected_state_leaves_the_store_and_buffer_as_they_were(make_engine) 
     assert engine.buffer.ids == ids
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: Engine.load_state calls Discoverer.load before validating the rest, and "
-    "Discoverer.load sets the run count before reading the candidates: a state rejected "
-    "with SnapshotError still changes the engine's discoverer",
-)
 def test_a_rejected_state_leaves_the_discoverer_as_it_was(make_engine) -> None:
     engine = make_engine()
     teach(engine, ["python"])

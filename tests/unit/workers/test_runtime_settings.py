@@ -116,13 +116,6 @@ def test_a_secret_from_the_environment_completes_sasl_settings_from_overrides(
     assert s.kafka.sasl_password.get_secret_value() == "from-env-secret"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SettingsError,
-    reason="BUG: load_runtime_settings validates the environment alone (RuntimeSettings()) "
-    "before merging it with the file, so a cross-field rule fails on a combination that is "
-    "valid once merged (e.g. protocol from env, credentials from the file)",
-)
 @pytest.mark.parametrize(
     ("env", "file_text"),
     [
@@ -219,13 +212,6 @@ def test_a_heartbeat_longer_than_a_third_of_the_session_timeout_is_rejected() ->
         load_runtime_settings(kafka={"session_timeout_ms": 6000, "heartbeat_interval_ms": 2500})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: SettingsError messages include the rejected input verbatim ('got {...!r}'); "
-    "for a model-level Kafka error the input is the whole kafka section, so the SASL "
-    "password is printed in clear text (CLI stderr, logs)",
-)
 def test_a_settings_error_never_shows_the_sasl_password() -> None:
     kafka = {k: v for k, v in SASL.items() if k != "sasl_mechanism"}
     with pytest.raises(SettingsError) as caught:
