@@ -49,3 +49,7 @@ class BrokerError(StreamlabelError):
 
 class PublishError(BrokerError):
     """Records could not be delivered; their input offsets must not be committed."""
+
+
+class ChangelogError(StreamlabelError):
+    """The ``classes`` changelog cannot be read or holds a record no replica can apply."""

@@ -21,6 +21,7 @@ import numpy as np
 from streamlabel.bench.data import LabelledTexts
 from streamlabel.bench.metrics import open_world_scores
 from streamlabel.bench.openworld import SeedResult, split_protocol
+from streamlabel.errors import StreamlabelError
 from streamlabel.schemas import UNKNOWN, Feedback, Item
 from streamlabel.workers.client import LabelCollector, produce_feedback, produce_items
 from streamlabel.workers.settings import RuntimeSettings
@@ -88,7 +89,8 @@ def run_seed_kafka(
             collector.poll(timeout_ms=500)
             rt.check()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"seed {seed}: {len(ids - collector.first.keys())} unlabelled")
+                missing = len(ids - collector.first.keys())
+                raise StreamlabelError(f"seed {seed}: {missing} items still unlabelled")
             if time.monotonic() - last > 10:
                 last = time.monotonic()
                 say(f"seed {seed} (kafka): {rt.progress().line()}")

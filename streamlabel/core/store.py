@@ -423,6 +423,14 @@ class PrototypeStore:
             "retired", state.model_copy(update={"status": "retired"}), cause="operator"
         )
 
+    def reassert(self, class_id: str, *, cause: str = "recovery") -> ClassEvent:
+        """Re-emits a class's current state with a new version.
+
+        A recovering learner uses it when replicas may hold another state of the
+        class: the new version supersedes whatever they hold.
+        """
+        return self._emit("updated", self.get(class_id), cause=cause)
+
     def merge(self, source_id: str, target_id: str) -> list[ClassEvent]:
         """Folds ``source`` into ``target``: target absorbs its examples, source is retired.
 

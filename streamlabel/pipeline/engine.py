@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import time
 from collections import OrderedDict
@@ -82,20 +83,22 @@ class _Example:
 
 @dataclass
 class DiscoveryJob:
-    """One discovery run over frozen copies of the buffer and the store.
+    """One discovery run over frozen copies of the buffer, the store and the discoverer.
 
     :meth:`run` touches nothing the Engine uses, so it can run in a background
-    thread while the Engine goes on; hand its report to
+    thread while the Engine goes on; then hand the job to
     :meth:`Engine.finish_discovery` on the Engine's own thread.
     """
 
     buffer: UnknownBuffer
     store: PrototypeStore
     discoverer: Discoverer
+    report: DiscoveryReport | None = None
 
     def run(self) -> DiscoveryReport:
-        """Clusters the copied buffer against the copied store."""
-        return self.discoverer.run(self.buffer, self.store)
+        """Clusters the copied buffer against the copied store (keeps the report)."""
+        self.report = self.discoverer.run(self.buffer, self.store)
+        return self.report
 
 
 @dataclass
@@ -256,10 +259,22 @@ class Engine:
         store = PrototypeStore.restore(
             self.store.snapshot(), self.store.config, clock=self._clock, use_gpu=False
         )
-        return DiscoveryJob(self.buffer.copy(), store, self.discoverer)
+        return DiscoveryJob(self.buffer.copy(), store, copy.deepcopy(self.discoverer))
 
-    def finish_discovery(self, report: DiscoveryReport) -> EngineOutput:
-        """Adopts a run's findings as classes and relabels the items they explain."""
+    def finish_discovery(self, job: DiscoveryJob) -> EngineOutput:
+        """Adopts a finished job's findings as classes and relabels the items they explain.
+
+        The job's discoverer (it carries the run's candidates) replaces the Engine's.
+
+        Raises:
+            ValueError: the job has not run.
+        """
+        if job.report is None:
+            raise ValueError("the discovery job has not run")
+        self.discoverer = job.discoverer
+        return self._adopt(job.report)
+
+    def _adopt(self, report: DiscoveryReport) -> EngineOutput:
         out = EngineOutput()
         log.debug(
             "discovery_run",
@@ -270,12 +285,17 @@ class Engine:
             buffered=len(self.buffer),
         )
         assigned: dict[str, str] = {}
+        adopted: set[str] = set()
         for finding in report.findings:
-            out.class_events.append(adopt(self.store, finding))
+            try:  # the store may have changed since the run's copy was taken
+                out.class_events.append(adopt(self.store, finding))
+            except StoreError as exc:
+                log.warning("discovery_finding_rejected", class_id=finding.class_id, error=str(exc))
+                continue
+            adopted.add(finding.class_id)
             assigned.update(dict.fromkeys(finding.item_ids, finding.class_id))
-        if report.findings:
+        if adopted:
             out.labels.extend(self._relabel_buffer(assigned))
-            adopted = {f.class_id for f in report.findings}
             out.labels.extend(self._relabel_recent(adopted))
         return out
 
@@ -388,7 +408,7 @@ class Engine:
     def discover(self) -> EngineOutput:
         """One discovery run: new classes and extended ones, then relabel the buffer."""
         self._unknowns_since_run = 0
-        return self.finish_discovery(self.discoverer.run(self.buffer, self.store))
+        return self._adopt(self.discoverer.run(self.buffer, self.store))
 
     def register_zero_shot(self, name: str, description: str) -> EngineOutput:
         """Creates a class known only by a name and a description (embedded by the model)."""

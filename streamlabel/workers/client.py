@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamlabel.errors import DecodeError
+from streamlabel.errors import BrokerError, DecodeError
 from streamlabel.schemas import (
     ClassEvent,
     DriftAlert,
@@ -83,7 +83,13 @@ class TopicReader:
         self.topic = topics.name(kind)
         self.kind = kind
         self._consumer = make_consumer(settings, group_id=None, max_poll_records=5000)
-        parts = self._consumer.partitions_for_topic(self.topic) or {0}
+        parts = self._consumer.partitions_for_topic(self.topic)
+        if not parts:
+            self._consumer.close()
+            raise BrokerError(
+                f"topic {self.topic!r} does not exist (is kafka.topic_prefix right, and has "
+                "streamlabel run created its topics?)"
+            )
         self._tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
         self._consumer.assign(self._tps)
         self._consumer.seek_to_beginning(*self._tps)

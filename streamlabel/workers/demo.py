@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import numpy as np
 
 from streamlabel.bench.data import LabelledTexts, read_tsv
 from streamlabel.bench.metrics import open_world_scores
-from streamlabel.errors import SettingsError
+from streamlabel.errors import SettingsError, StreamlabelError
 from streamlabel.schemas import UNKNOWN, DriftAlert, Feedback, Item
 from streamlabel.workers.client import (
     LabelCollector,
@@ -93,7 +94,9 @@ def plan_demo(
     order = before + after
     items = [Item(id=f"demo-{i}", text=test.texts[i]) for i in order]
     truth = {f"demo-{i}": test.labels[i] for i in order}
-    confirm_idx = [i for i in before if rng.random() < 0.02]
+    # confirmed by a person once labelled: drawn from the first quarter of the stream,
+    # sent when half of the pre-shift part is labelled
+    confirm_idx = [i for i in before[: len(before) // 4] if rng.random() < 0.08]
     confirm = [
         Feedback(item_id=f"demo-{i}", label=test.labels[i], source="demo") for i in confirm_idx
     ]
@@ -115,6 +118,12 @@ def run_demo(
         if not p.is_file():
             raise SettingsError(f"--dataset {str(dataset)!r} has no {p.name} (text<TAB>label)")
     plan = plan_demo(read_tsv(train_path), read_tsv(test_path), n_items=n_items, seed=seed)
+    if settings.kafka.bootstrap_servers is not None:  # a shared broker: topics of its own
+        run = uuid.uuid4().hex[:8]
+        kafka = settings.kafka.model_copy(
+            update={"topic_prefix": f"demo-{run}.", "group_id": f"demo-{run}"}
+        )
+        settings = settings.model_copy(update={"kafka": kafka})
     say(
         f"dataset {dataset}: {len(plan.known)} classes taught with {len(plan.feedback)} "
         f"labelled examples, {len(plan.held_back)} held back ({', '.join(plan.held_back)})"
@@ -131,9 +140,12 @@ def run_demo(
         say(f"teaching {len(plan.feedback)} labelled examples through the feedback topic ...")
         rt.wait_until_learned(len(plan.feedback))
         t0 = time.monotonic()
-        producer = threading.Thread(
-            target=produce_items, args=(kafka, plan.items), kwargs={"chunk": 200}, daemon=True
-        )
+        produced: list[int] = []
+
+        def produce() -> None:
+            produced.append(produce_items(kafka, plan.items, chunk=200))
+
+        producer = threading.Thread(target=produce, daemon=True)
         producer.start()
         collector = LabelCollector(kafka)
         ids = set(plan.truth)
@@ -142,6 +154,8 @@ def run_demo(
         while not ids <= collector.first.keys():
             collector.poll(timeout_ms=200)
             rt.check()
+            if not producer.is_alive() and not produced:
+                raise StreamlabelError("the demo's producer thread failed (see its traceback)")
             if not confirmed and len(collector.first) >= plan.shift_at // 2:
                 produce_feedback(kafka, plan.confirm)
                 confirmed = True
@@ -149,7 +163,7 @@ def run_demo(
                 last = time.monotonic()
                 say(rt.progress().line())
             if time.monotonic() - t0 > 1800:
-                raise TimeoutError("the demo stream did not finish in 30 minutes")
+                raise StreamlabelError("the demo stream did not finish in 30 minutes")
         stream_s = time.monotonic() - t0
         say(rt.progress().line())
         say("stream labelled; letting discovery run on the last unknowns ...")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from streamlabel.core.embedder import Embedder, SentenceTransformerEmbedder
-from streamlabel.errors import EmbeddingError
+from streamlabel.errors import EmbeddingError, StreamlabelError
 from streamlabel.pipeline.settings import ModelSettings
 
 __all__ = ["EmbedderActor", "RemoteEmbedder", "load_embedder", "resolve_embedder_mode"]
@@ -102,7 +102,7 @@ class RemoteEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import ray
-        from ray.exceptions import RayTaskError
+        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
         try:
             out = ray.get(self._handle.embed.remote(list(texts)), timeout=self._timeout)
@@ -110,5 +110,7 @@ class RemoteEmbedder:
             cause = exc.as_instanceof_cause()
             if isinstance(cause, EmbeddingError):
                 raise EmbeddingError(str(cause)) from exc
-            raise
+            raise StreamlabelError(f"the embedder actor failed: {exc}") from exc
+        except (GetTimeoutError, RayActorError) as exc:
+            raise StreamlabelError(f"the embedder actor is unavailable: {exc}") from exc
         return np.asarray(out, np.float32)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from streamlabel.errors import BrokerError, PublishError
+from streamlabel.errors import BrokerError, PublishError, SettingsError
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.output import EngineOutput
 from streamlabel.schemas import DeadLetter, SourceRef, encode
@@ -24,7 +24,11 @@ if TYPE_CHECKING:
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.consumer.fetcher import ConsumerRecord
 
+OutRecord = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
+"""One record to publish: topic, key, value, headers."""
+
 __all__ = [
+    "OutRecord",
     "Publisher",
     "commit_batch",
     "dead_letter_headers",
@@ -50,7 +54,7 @@ def make_consumer(
     With ``topics`` it subscribes (group management); without, the caller assigns.
     """
     from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaConfigurationError, KafkaError
 
     try:
         consumer = KafkaConsumer(
@@ -63,6 +67,8 @@ def make_consumer(
             max_poll_interval_ms=settings.max_poll_interval_ms,
             **settings.client_kwargs(),
         )
+    except KafkaConfigurationError as exc:
+        raise SettingsError(f"invalid Kafka client configuration (kafka.*): {exc}") from exc
     except KafkaError as exc:
         raise BrokerError(
             f"cannot reach Kafka at {settings.bootstrap_servers!r} (kafka.bootstrap_servers): {exc}"
@@ -75,7 +81,7 @@ def make_consumer(
 def make_producer(settings: KafkaSettings) -> KafkaProducer:
     """A producer that waits for all in-sync replicas (``acks=all``)."""
     from kafka import KafkaProducer
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaConfigurationError, KafkaError
 
     try:
         return KafkaProducer(
@@ -85,6 +91,8 @@ def make_producer(settings: KafkaSettings) -> KafkaProducer:
             max_request_size=8 * 1024 * 1024,
             **settings.client_kwargs(),
         )
+    except KafkaConfigurationError as exc:
+        raise SettingsError(f"invalid Kafka client configuration (kafka.*): {exc}") from exc
     except KafkaError as exc:
         raise BrokerError(
             f"cannot reach Kafka at {settings.bootstrap_servers!r} (kafka.bootstrap_servers): {exc}"
@@ -146,31 +154,48 @@ class Publisher:
         key: bytes | None,
         value: bytes,
         headers: Iterable[tuple[str, bytes]] | None = None,
+        *,
+        partition: int | None = None,
     ) -> None:
         """Queues one record; :meth:`flush` checks it was delivered."""
         from kafka.errors import KafkaError
 
         try:
-            future = self.producer.send(topic, key=key, value=value, headers=list(headers or []))
+            future = self.producer.send(
+                topic, key=key, value=value, headers=list(headers or []), partition=partition
+            )
         except KafkaError as exc:
             self._reset()
             raise PublishError(f"cannot send to {topic!r}: {exc}") from exc
         self._pending.append((topic, future))
 
+    def records(
+        self, out: EngineOutput, *, event_headers: Sequence[tuple[str, bytes]] = ()
+    ) -> list[OutRecord]:
+        """Every record of ``out`` as (topic, key, value, headers), in publishing order."""
+        t = self._topics
+        recs: list[OutRecord] = []
+        recs.extend((t.labels, r.item_id.encode(), encode(r), []) for r in out.labels)
+        recs.extend((t.unknowns, u.item_id.encode(), encode(u), []) for u in out.unknowns)
+        recs.extend(
+            (t.classes, e.class_id.encode(), encode(e), list(event_headers))
+            for e in out.class_events
+        )
+        recs.extend((t.alerts, a.kind.encode(), encode(a), []) for a in out.alerts)
+        recs.extend((t.dlq, _dlq_key(d), d.value, dead_letter_headers(d)) for d in out.dead_letters)
+        return recs
+
+    def send_all(self, records: Iterable[OutRecord]) -> int:
+        """Queues records built by :meth:`records`; returns how many are pending."""
+        classes = self._topics.classes
+        for topic, key, value, headers in records:
+            # the changelog has one partition; never let a keyed partitioner pick another
+            self.send(topic, key, value, headers, partition=0 if topic == classes else None)
+        return len(self._pending)
+
     def publish(self, out: EngineOutput) -> int:
         """Queues every record of ``out`` on its topic; returns how many."""
-        t = self._topics
-        for label in out.labels:
-            self.send(t.labels, label.item_id.encode(), encode(label))
-        for unknown in out.unknowns:
-            self.send(t.unknowns, unknown.item_id.encode(), encode(unknown))
-        for event in out.class_events:
-            self.send(t.classes, event.class_id.encode(), encode(event))
-        for alert in out.alerts:
-            self.send(t.alerts, alert.kind.encode(), encode(alert))
-        for letter in out.dead_letters:
-            self.send(t.dlq, _dlq_key(letter), letter.value, dead_letter_headers(letter))
-        return len(self._pending)
+        return self.send_all(self.records(out))
 
     def flush(self, timeout: float | None = None) -> int:
         """Waits for every queued record; returns how many were delivered.

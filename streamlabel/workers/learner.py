@@ -6,19 +6,31 @@ item cache, best effort over Ray), runs novel-class discovery in a background
 thread, and publishes class events to ``classes``, revised labels to
 ``labels``, alerts to ``alerts`` and bad feedback to ``dlq``.
 
-State and recovery: every ``runtime.snapshot_every_s`` seconds (or records) the
-learner writes a snapshot — the Engine's state (store, unknown buffer,
-discovery candidates) plus the ``feedback``/``unknowns`` offsets it covers — and
-only then commits those offsets. A restarted learner loads the snapshot,
-seeks to its offsets and replays the rest; without a snapshot it rebuilds the
-store from the ``classes`` changelog. Either way its store version is moved
-past the highest version on the changelog, so its next events supersede
-everything replicas hold.
+Checkpoints (the outbox pattern). A step that produced records first writes a
+snapshot holding the Engine's state (store, unknown buffer, discovery
+candidates), the ``feedback``/``unknowns`` offsets it covers AND the records
+to publish; then publishes them, checks every delivery, marks the outbox
+published, and commits the offsets. Steps without output snapshot every
+``runtime.snapshot_every_s`` seconds or ``runtime.snapshot_every_records``.
+So whatever the moment of a crash:
+
+* state and outputs are persisted together: a restart republishes an outbox
+  that was not marked published (duplicates at worst, keyed and idempotent);
+* feedback is never counted twice: the restored state and the replayed
+  offsets come from the same snapshot;
+* replicas converge: on restore the learner compares its store with the
+  changelog, re-asserts (new version) every class that differs and retires
+  classes it does not have.
+
+Without a snapshot (``runtime.state_dir`` lost) it rebuilds the store from
+``classes`` and resumes at the offsets carried by the last class event
+(header ``learner.offsets``): the store is recovered, the unknown buffer is not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import tempfile
@@ -36,15 +48,15 @@ from threadpoolctl import threadpool_limits
 
 from streamlabel.core.discovery import DiscoveryReport
 from streamlabel.core.embedder import Embedder
-from streamlabel.errors import PublishError, SnapshotError
+from streamlabel.errors import PublishError, SnapshotError, StreamlabelError
 from streamlabel.logging import configure_logging
-from streamlabel.pipeline.engine import Engine
+from streamlabel.pipeline.engine import DiscoveryJob, Engine
 from streamlabel.pipeline.output import EngineOutput, Observed
-from streamlabel.schemas import DeadLetter, UnknownRecord, decode
+from streamlabel.schemas import ClassEvent, DeadLetter, UnknownRecord, decode
 from streamlabel.workers.embedding import load_embedder
-from streamlabel.workers.kafka_io import Publisher, make_consumer, to_raw
+from streamlabel.workers.kafka_io import OutRecord, Publisher, lag, make_consumer, to_raw
 from streamlabel.workers.settings import RuntimeSettings
-from streamlabel.workers.stream_worker import ClassTail, rss_bytes
+from streamlabel.workers.stream_worker import LEARNER_OFFSETS_HEADER, ClassTail, rss_bytes
 from streamlabel.workers.topics import Topics
 
 if TYPE_CHECKING:
@@ -52,7 +64,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Learner", "LearnerStats", "read_snapshot", "snapshot_path"]
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+OBSERVATION_QUEUE = 64  # batches; beyond it observations are dropped (best effort)
 
 
 def snapshot_path(settings: RuntimeSettings) -> Path:
@@ -78,18 +91,20 @@ def read_snapshot(path: Path) -> dict[str, Any] | None:
         snap: dict[str, Any] = msgpack.unpackb(data, raw=False, strict_map_key=False)
     except (msgpack.UnpackException, ValueError) as exc:
         raise SnapshotError(f"snapshot {str(path)!r} is corrupt: {exc}") from exc
-    if snap.get("format") != SNAPSHOT_FORMAT:
-        raise SnapshotError(f"snapshot {str(path)!r} has format {snap.get('format')!r}")
+    if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
+        found = snap.get("format") if isinstance(snap, dict) else type(snap).__name__
+        raise SnapshotError(f"snapshot {str(path)!r} has format {found!r}")
     return snap
 
 
 @dataclass
 class LearnerStats:
-    """Counters of the learner."""
+    """Counters of the learner (updated after each step's records are published)."""
 
     feedback: int = 0
     unknowns: int = 0
     observed: int = 0
+    observations_dropped: int = 0
     class_events: int = 0
     revisions: int = 0
     alerts: int = 0
@@ -98,9 +113,12 @@ class LearnerStats:
     discovered: int = 0
     snapshots: int = 0
     restored_from: str = ""
+    republished: int = 0
+    reconciled: int = 0
     store_version: int = 0
     classes: int = 0
     buffered: int = 0
+    lag: int = 0
     rss_bytes: int = 0
     running: bool = False
 
@@ -110,18 +128,20 @@ class LearnerStats:
 
 
 class _Seek(ConsumerRebalanceListener):
-    """Rebalance listener that moves newly assigned partitions to the snapshot's offsets."""
+    """Moves (re)assigned partitions to the learner's own positions (its checkpoint)."""
 
-    def __init__(self, offsets: dict[str, int]) -> None:
-        self.offsets = offsets
+    def __init__(self, positions: dict[str, int]) -> None:
+        self.positions = positions  # the learner's live dict
+        self.consumer: KafkaConsumer | None = None
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         pass
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self.consumer: KafkaConsumer
+        if self.consumer is None:
+            return
         for tp in assigned:
-            offset = self.offsets.get(f"{tp.topic}:{tp.partition}")
+            offset = self.positions.get(f"{tp.topic}:{tp.partition}")
             if offset is not None:
                 self.consumer.seek(tp, offset)
 
@@ -141,14 +161,15 @@ class Learner:
         self._engine: Engine | None = None
         self._consumer: KafkaConsumer | None = None
         self._publisher: Publisher | None = None
-        self._observations: queue.SimpleQueue[Observed] = queue.SimpleQueue()
+        self._observations: queue.Queue[Observed] = queue.Queue(OBSERVATION_QUEUE)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="discovery")
-        self._job: Future[DiscoveryReport] | None = None
+        self._job: tuple[DiscoveryJob, Future[DiscoveryReport]] | None = None
         self._stop = threading.Event()
         self._force_discovery = threading.Event()
         self._snapshot_wanted = threading.Event()
         self._class_view: list[dict[str, Any]] = []
         self._positions: dict[str, int] = {}
+        self._seq = 0
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self._stats = LearnerStats()
@@ -158,7 +179,7 @@ class Learner:
 
     # --------------------------------------------------------------- control
     def ready(self) -> bool:
-        """Loads the model, restores state and connects."""
+        """Loads the model, restores state, republishes what was pending, connects."""
         self._open()
         return True
 
@@ -180,12 +201,30 @@ class Learner:
         self._stop.set()
 
     def request_discovery(self) -> int:
-        """Runs discovery at the next step even if not due; returns the runs so far.
+        """Runs discovery at the next step even if not due.
 
-        Used when a stream ends (as the Engine benchmark does) and by operators.
+        Returns:
+            The discovery runs completed so far: the requested run is done once
+            ``stats()["discovery_runs"]`` exceeds it.
         """
+        runs = self._stats.discovery_runs
         self._force_discovery.set()
-        return self._stats.discovery_runs
+        return runs
+
+    def request_snapshot(self, timeout_s: float = 60.0) -> int:
+        """Has the loop write a snapshot at its next step; returns the snapshots written.
+
+        Raises:
+            StreamlabelError: the loop did not write it in time.
+        """
+        before = self._stats.snapshots
+        self._snapshot_wanted.set()
+        deadline = time.monotonic() + timeout_s
+        while self._stats.snapshots == before:
+            if time.monotonic() > deadline:
+                raise StreamlabelError("the learner did not write a snapshot in time")
+            time.sleep(0.05)
+        return self._stats.snapshots
 
     def idle(self) -> bool:
         """True when no discovery is running or requested and no observation is queued."""
@@ -195,7 +234,10 @@ class Learner:
 
     def observe(self, observed: Observed) -> None:
         """Queues items a stream worker labelled (called by workers through Ray)."""
-        self._observations.put(observed)
+        try:
+            self._observations.put_nowait(observed)
+        except queue.Full:
+            self._stats.observations_dropped += len(observed)
 
     def stats(self) -> dict[str, Any]:
         """Current counters (plain data)."""
@@ -206,43 +248,9 @@ class Learner:
     def classes(self) -> list[dict[str, Any]]:
         """The current classes (id, name, status, origin, count, keywords, example texts).
 
-        A view the loop refreshes after every change (Ray calls this from another thread).
+        A view the loop refreshes after every step (Ray calls this from another thread).
         """
         return list(self._class_view)
-
-    def request_snapshot(self, timeout_s: float = 60.0) -> int:
-        """Has the loop write a snapshot at its next step; returns the snapshots written.
-
-        Raises:
-            TimeoutError: the loop did not write it in time (e.g. discovery is running).
-        """
-        before = self._stats.snapshots
-        self._snapshot_wanted.set()
-        deadline = time.monotonic() + timeout_s
-        while self._stats.snapshots == before:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the learner did not write a snapshot in time")
-            time.sleep(0.05)
-        return self._stats.snapshots
-
-    def _refresh_views(self, engine: Engine) -> None:
-        """Updates what other threads read (stats, class list) from the loop's thread."""
-        s = self._stats
-        s.store_version = engine.store.version
-        s.classes = len(engine.store.active_ids())
-        s.buffered = len(engine.buffer)
-        self._class_view = [
-            {
-                "class_id": st.class_id,
-                "name": st.name,
-                "status": st.status,
-                "origin": st.origin,
-                "count": st.count,
-                "keywords": list(st.keywords),
-                "examples": list(st.exemplar_texts[:3]),
-            }
-            for st in engine.store.states().values()
-        ]
 
     # ------------------------------------------------------------------ loop
     def step(self) -> int:
@@ -250,65 +258,121 @@ class Learner:
         engine, consumer = self._require()
         out = EngineOutput()
         polled = consumer.poll(timeout_ms=self.settings.runtime.poll_timeout_ms, max_records=2000)
+        self._stats.lag = sum(lag(consumer).values())
         feedback: list[Any] = []
         unknowns: list[Any] = []
         for tp, messages in polled.items():
             for m in messages:
                 (feedback if tp.topic == self.topics.feedback else unknowns).append(m)
                 self._positions[f"{tp.topic}:{tp.partition}"] = m.offset + 1
-        self._drain_observations(engine, out)  # first: feedback may name observed items
+        self._drain_observations(engine, out)  # feedback may name observed items...
+        if unknowns:  # ...or unknowns of this very poll
+            out.extend(engine.absorb(self._decode_unknowns(unknowns, out)))
         if feedback:
             out.extend(engine.learn([to_raw(m) for m in feedback]))
-            self._stats.feedback += len(feedback)
-        if unknowns:
-            out.extend(engine.absorb(self._decode_unknowns(unknowns, out)))
-            self._stats.unknowns += len(unknowns)
-        self._discover(engine, out)
-        self._publish(out)
+        runs = self._discover(engine, out)
         self._since_snapshot += len(feedback) + len(unknowns)
-        wanted = self._snapshot_due() or self._snapshot_wanted.is_set()
-        if wanted and self._snapshot() is not None:
+        has_output = bool(
+            out.labels or out.class_events or out.alerts or out.dead_letters or out.unknowns
+        )
+        if has_output or self._snapshot_due() or self._snapshot_wanted.is_set():
+            self._checkpoint(out)
             self._snapshot_wanted.clear()
+        s = self._stats  # counted once published, so readers never see work in flight
+        s.feedback += len(feedback)
+        s.unknowns += len(unknowns)
+        s.discovery_runs += runs
         self._refresh_views(engine)
         return len(feedback) + len(unknowns)
 
-    def _snapshot(self) -> Path | None:
-        """Writes the snapshot and commits the offsets it covers (skipped while discovering).
+    def _checkpoint(self, out: EngineOutput) -> None:
+        """Snapshot (state + offsets + outbox) -> publish -> mark published -> commit."""
+        publisher = self._require_publisher()
+        headers = [(LEARNER_OFFSETS_HEADER, json.dumps(self._positions).encode())]
+        outbox = publisher.records(out, event_headers=headers)
+        self._write_snapshot(outbox)
+        self._publish_records(outbox)
+        self._mark_published()
+        self._commit()
+        s = self._stats
+        s.class_events += len(out.class_events)
+        s.revisions += len(out.labels)
+        s.alerts += len(out.alerts)
+        s.dead_letters += len(out.dead_letters)
+        for alert in out.alerts:
+            self._log.warning("drift_alert", kind=alert.kind, detail=alert.detail)
 
-        The loop's thread only: it reads the Engine and commits with the consumer.
-        """
-        engine, consumer = self._require()
-        if self._job is not None:
-            return None  # the discoverer is busy in the background; next step
-        from kafka.structs import OffsetAndMetadata, TopicPartition
+    # ------------------------------------------------------------- internals
+    def _require(self) -> tuple[Engine, KafkaConsumer]:
+        if self._engine is None or self._consumer is None:
+            raise StreamlabelError("the learner is not open")
+        return self._engine, self._consumer
 
+    def _require_publisher(self) -> Publisher:
+        if self._publisher is None:
+            raise StreamlabelError("the learner is not open")
+        return self._publisher
+
+    def _write_snapshot(self, outbox: list[OutRecord]) -> None:
+        engine, _ = self._require()
+        self._seq += 1
         snap = {
             "format": SNAPSHOT_FORMAT,
+            "seq": self._seq,
             "engine": engine.state(),
             "offsets": dict(self._positions),
+            "outbox": [list(r) for r in outbox],
             "written_at": time.time(),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(msgpack.packb(snap, use_bin_type=True))
         os.replace(tmp, self.path)
-        if self._positions:
-            commits = {}
-            for key, offset in self._positions.items():
-                topic, part = key.rsplit(":", 1)
-                commits[TopicPartition(topic, int(part))] = OffsetAndMetadata(offset, None, -1)
-            consumer.commit(commits)
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self._stats.snapshots += 1
-        self._log.debug("snapshot_written", path=str(self.path), offsets=self._positions)
-        return self.path
 
-    # ------------------------------------------------------------- internals
-    def _require(self) -> tuple[Engine, KafkaConsumer]:
-        if self._engine is None or self._consumer is None:
-            raise RuntimeError("the learner is not open")
-        return self._engine, self._consumer
+    def _mark_published(self) -> None:
+        """Records that the snapshot's outbox is out (a restart need not resend it)."""
+        marker = self.path.with_suffix(".published")
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(str(self._seq))
+        os.replace(tmp, marker)
+
+    def _published_seq(self) -> int:
+        try:
+            return int(self.path.with_suffix(".published").read_text())
+        except (OSError, ValueError):
+            return -1
+
+    def _commit(self) -> None:
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
+        _, consumer = self._require()
+        if not self._positions:
+            return
+        commits = {}
+        for key, offset in self._positions.items():
+            topic, part = key.rsplit(":", 1)
+            commits[TopicPartition(topic, int(part))] = OffsetAndMetadata(offset, None, -1)
+        try:
+            consumer.commit(commits)
+        except Exception as exc:
+            self._log.warning("commit_failed", error=str(exc))
+
+    def _publish_records(self, records: list[OutRecord]) -> None:
+        publisher = self._require_publisher()
+        if not records:
+            return
+        for attempt in (1, 2):
+            try:
+                publisher.send_all(records)
+                publisher.flush()
+                return
+            except PublishError as exc:
+                self._log.warning("publish_failed", attempt=attempt, error=str(exc))
+                if attempt == 2:
+                    raise
 
     def _decode_unknowns(self, messages: list[Any], out: EngineOutput) -> list[UnknownRecord]:
         records = []
@@ -339,17 +403,17 @@ class Learner:
             self._stats.observed += len(observed)
             out.extend(engine.observe(observed))
 
-    def _discover(self, engine: Engine, out: EngineOutput) -> None:
-        """Collects a finished background run; starts the next one when due."""
-        if self._job is not None and self._job.done():
-            job, self._job = self._job, None
+    def _discover(self, engine: Engine, out: EngineOutput) -> int:
+        """Collects a finished background run; starts the next when due. Returns runs collected."""
+        collected = 0
+        if self._job is not None and self._job[1].done():
+            (job, future), self._job = self._job, None
             try:
-                report = job.result()
+                future.result()
             except Exception:
                 self._log.exception("discovery_failed")
             else:
-                found = engine.finish_discovery(report)
-                self._stats.discovery_runs += 1
+                found = engine.finish_discovery(job)
                 self._stats.discovered += sum(e.cause == "discovery" for e in found.class_events)
                 for event in found.class_events:
                     self._log.info(
@@ -360,30 +424,31 @@ class Learner:
                         kind=event.kind,
                     )
                 out.extend(found)
+            collected = 1
         if self._job is None and (engine.discovery_due() or self._force_discovery.is_set()):
-            self._force_discovery.clear()
-            self._job = self._pool.submit(engine.begin_discovery().run)
+            job = engine.begin_discovery()
+            self._job = (job, self._pool.submit(job.run))
+            self._force_discovery.clear()  # after _job is set: idle() never sees a gap
+        return collected
 
-    def _publish(self, out: EngineOutput) -> None:
-        publisher = self._publisher
-        if publisher is None:
-            raise RuntimeError("the learner is not open")
+    def _refresh_views(self, engine: Engine) -> None:
+        """Updates what other threads read (stats, class list) from the loop's thread."""
         s = self._stats
-        s.class_events += len(out.class_events)
-        s.revisions += len(out.labels)
-        s.alerts += len(out.alerts)
-        s.dead_letters += len(out.dead_letters)
-        for alert in out.alerts:
-            self._log.warning("drift_alert", kind=alert.kind, detail=alert.detail)
-        for attempt in (1, 2):
-            try:
-                publisher.publish(out)
-                publisher.flush()
-                return
-            except PublishError as exc:
-                self._log.warning("publish_failed", attempt=attempt, error=str(exc))
-                if attempt == 2:
-                    raise
+        s.store_version = engine.store.version
+        s.classes = len(engine.store.active_ids())
+        s.buffered = len(engine.buffer)
+        self._class_view = [
+            {
+                "class_id": st.class_id,
+                "name": st.name,
+                "status": st.status,
+                "origin": st.origin,
+                "count": st.count,
+                "keywords": list(st.keywords),
+                "examples": list(st.exemplar_texts[:3]),
+            }
+            for st in engine.store.states().values()
+        ]
 
     def _snapshot_due(self) -> bool:
         r = self.settings.runtime
@@ -395,16 +460,16 @@ class Learner:
         )
 
     def _finish(self) -> None:
-        """On stop: waits for a running discovery, publishes it, snapshots."""
+        """On stop: waits for a running discovery, publishes it, checkpoints."""
         engine, _ = self._require()
+        out = EngineOutput()
         if self._job is not None:
             with contextlib.suppress(Exception):
-                self._job.result(timeout=self.settings.runtime.stop_timeout_s / 2)
-            out = EngineOutput()
-            self._discover(engine, out)
+                self._job[1].result(timeout=self.settings.runtime.stop_timeout_s / 2)
+            if self._job[1].done():
+                self._stats.discovery_runs += self._discover(engine, out)
             self._job = None
-            self._publish(out)
-        self._snapshot()
+        self._checkpoint(out)
 
     # ------------------------------------------------------------- lifecycle
     def _open(self) -> None:
@@ -422,17 +487,22 @@ class Learner:
         finally:
             tail.close()
         snap = read_snapshot(self.path)
-        offsets: dict[str, int] = {}
+        outbox: list[OutRecord] = []
         if snap is not None:
             engine.load_state(snap["engine"])
-            offsets = {str(k): int(v) for k, v in snap["offsets"].items()}
+            self._positions.update({str(k): int(v) for k, v in snap["offsets"].items()})
+            self._seq = int(snap["seq"])
+            if self._published_seq() != self._seq:
+                outbox = [(str(t), k, bytes(v), [tuple(h) for h in hs])
+                          for t, k, v, hs in snap["outbox"]]  # fmt: skip
             self._stats.restored_from = "snapshot"
         elif events:
             engine.apply(events)
+            self._positions.update(tail.learner_offsets or {})
             self._stats.restored_from = "changelog"
         engine.store.advance_version(max((e.store_version for e in events), default=0))
-        self._positions = dict(offsets)
-        seek = _Seek(offsets)
+        fixes = _reconcile(engine, events) if snap is not None else EngineOutput()
+        seek = _Seek(self._positions)
         consumer = make_consumer(
             s.kafka,
             group_id=f"{s.kafka.group_id}.learner",
@@ -444,6 +514,13 @@ class Learner:
         self._consumer = consumer
         self._publisher = Publisher(s.kafka, self.topics)
         self._engine = engine
+        if outbox:
+            self._publish_records(outbox)
+            self._mark_published()
+            self._stats.republished = len(outbox)
+        if fixes.class_events:
+            self._checkpoint(fixes)
+            self._stats.reconciled = len(fixes.class_events)
         self._refresh_views(engine)
         self._log.info(
             "learner_ready",
@@ -451,6 +528,8 @@ class Learner:
             store_version=engine.store.version,
             classes=len(engine.store.active_ids()),
             buffered=len(engine.buffer),
+            republished=len(outbox),
+            reconciled=len(fixes.class_events),
             snapshot=str(self.path),
         )
 
@@ -463,3 +542,28 @@ class Learner:
             self._publisher.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._engine = None
+
+
+def _reconcile(engine: Engine, events: list[ClassEvent]) -> EngineOutput:
+    """Events that make the replicas (which hold the changelog) match the restored store.
+
+    A class whose latest changelog state differs from the store's is re-asserted
+    with a new version; a class on the changelog that the store does not have
+    (a snapshot older than the changelog) is retired.
+    """
+    latest: dict[str, ClassEvent] = {}
+    for event in events:
+        current = latest.get(event.class_id)
+        if current is None or event.state.updated_version >= current.state.updated_version:
+            latest[event.class_id] = event
+    states = engine.store.states()
+    out = EngineOutput()
+    for class_id, state in states.items():
+        seen = latest.get(class_id)
+        if seen is None or seen.state != state:
+            out.class_events.append(engine.store.reassert(class_id))
+    for class_id, event in latest.items():
+        if class_id not in states and event.state.status != "retired":
+            engine.store.apply(event)
+            out.class_events.append(engine.store.retire(class_id))
+    return out

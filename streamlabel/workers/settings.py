@@ -58,7 +58,7 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
     heartbeat_interval_ms: int = Field(default=3000, ge=100)
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
-    request_timeout_ms: int = Field(default=30_000, ge=1000)
+    request_timeout_ms: int = Field(default=30_000, ge=1000, le=300_000)
     delivery_timeout_s: float = Field(
         default=30.0, gt=0, description="Flush deadline before a batch counts as undelivered."
     )
@@ -129,7 +129,13 @@ class RuntimeSection(_Section):
         description="local: each worker loads the model; actor: one shared embedder actor "
         "(owns the GPU); auto: actor when the Ray cluster has a GPU, local otherwise.",
     )
-    batch_size: int = Field(default=64, ge=1, le=100_000, description="Max records per poll.")
+    batch_size: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Max records per poll. Larger polls embed faster (the model sorts a "
+        "poll's texts by length, so batches carry less padding) at the cost of latency.",
+    )
     poll_timeout_ms: int = Field(default=200, ge=1, le=60_000)
     torch_threads: int | None = Field(
         default=None, ge=1, description="Threads per local embedder; None = cores / workers."

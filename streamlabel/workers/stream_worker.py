@@ -18,6 +18,7 @@ with ``ray.remote``.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -30,7 +31,7 @@ from kafka import ConsumerRebalanceListener
 from threadpoolctl import threadpool_limits
 
 from streamlabel.core.embedder import Embedder
-from streamlabel.errors import BrokerError, PublishError
+from streamlabel.errors import ChangelogError, DecodeError, PublishError
 from streamlabel.logging import configure_logging
 from streamlabel.pipeline.engine import Engine
 from streamlabel.pipeline.output import EngineOutput, Observed
@@ -44,7 +45,10 @@ from streamlabel.workers.topics import Topics
 if TYPE_CHECKING:
     from kafka import KafkaConsumer
 
-__all__ = ["ClassTail", "StreamWorker", "WorkerStats", "rss_bytes"]
+__all__ = ["LEARNER_OFFSETS_HEADER", "ClassTail", "StreamWorker", "WorkerStats", "rss_bytes"]
+
+LEARNER_OFFSETS_HEADER = "learner.offsets"
+"""Header of class events: the learner's consumed offsets when it published them."""
 
 
 def rss_bytes() -> int:
@@ -67,6 +71,7 @@ class WorkerStats:
     dead_letters: int = 0
     batches: int = 0
     commits: int = 0
+    commit_failures: int = 0
     rebalances: int = 0
     last_rebalance_s: float = 0.0
     publish_retries: int = 0
@@ -78,6 +83,7 @@ class WorkerStats:
     lag: dict[str, int] = field(default_factory=dict)
     last_batch_ms: float = 0.0
     busy_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=dict)
     started_at: float = 0.0
     rss_bytes: int = 0
     running: bool = False
@@ -90,7 +96,9 @@ class WorkerStats:
 class ClassTail:
     """Tails the ``classes`` changelog into an Engine's store (a read replica).
 
-    Uses its own consumer without a group (every replica reads everything).
+    Uses its own consumer without a group (every replica reads everything). A
+    record that does not decode stops the replica (:class:`ChangelogError`):
+    skipping it would let the replica diverge silently.
     """
 
     def __init__(self, settings: RuntimeSettings, topics: Topics, log: Any) -> None:
@@ -98,6 +106,8 @@ class ClassTail:
         self._topic = topics.classes
         self._consumer: KafkaConsumer | None = None
         self._log = log
+        self.learner_offsets: dict[str, int] | None = None
+        """The learner's consumed offsets carried by the last event (``learner.offsets``)."""
 
     def _open(self) -> KafkaConsumer:
         from kafka.structs import TopicPartition
@@ -111,36 +121,53 @@ class ClassTail:
         return self._consumer
 
     def poll(self, timeout_ms: int = 0) -> list[ClassEvent]:
-        """New class events (possibly none)."""
+        """New class events (possibly none).
+
+        Raises:
+            ChangelogError: a record is not a class event.
+        """
         consumer = self._open()
         events: list[ClassEvent] = []
         for messages in consumer.poll(timeout_ms=timeout_ms, max_records=10_000).values():
             for m in messages:
                 try:
                     events.append(decode(m.value, ClassEvent, max_bytes=64 * 1024 * 1024))
-                except Exception as exc:
-                    self._log.error("bad_class_event", offset=m.offset, error=str(exc))
+                except DecodeError as exc:
+                    raise ChangelogError(
+                        f"{self._topic!r} offset {m.offset} is not a class event ({exc}); "
+                        "replicas cannot apply it"
+                    ) from exc
+                for name, value in m.headers or []:
+                    if name == LEARNER_OFFSETS_HEADER:
+                        self.learner_offsets = {
+                            str(k): int(v) for k, v in json.loads(value).items()
+                        }
         return events
 
-    def catch_up(self, timeout_s: float = 30.0) -> list[ClassEvent]:
+    def catch_up(self, stall_timeout_s: float = 30.0) -> list[ClassEvent]:
         """Every event up to the current end of the changelog.
 
         Raises:
-            BrokerError: the end is not reached within ``timeout_s``.
+            ChangelogError: no progress for ``stall_timeout_s`` before the end.
         """
         from kafka.structs import TopicPartition
 
         consumer = self._open()
         tp = TopicPartition(self._topic, 0)
         events: list[ClassEvent] = []
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + stall_timeout_s
         while time.monotonic() < deadline:
             got = self.poll(timeout_ms=200)
-            events.extend(got)
+            if got:
+                events.extend(got)
+                deadline = time.monotonic() + stall_timeout_s  # progress: keep going
+                continue
             high = consumer.highwater(tp)
-            if not got and high is not None and consumer.position(tp) >= high:
+            if high is not None and consumer.position(tp) >= high:
                 return events
-        raise BrokerError(f"could not read {self._topic!r} to its end in {timeout_s:.0f}s")
+        raise ChangelogError(
+            f"could not read {self._topic!r} to its end: no progress in {stall_timeout_s:.0f}s"
+        )
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -243,22 +270,33 @@ class StreamWorker:
         if events:
             self._stats.class_events_applied += self._engine.apply(events)
             self._refresh_store_stats()
+        t_poll = time.perf_counter()
         polled = self._consumer.poll(
             timeout_ms=self.settings.runtime.poll_timeout_ms,
             max_records=self.settings.runtime.batch_size,
         )
         messages = [m for batch in polled.values() for m in batch]
+        self._stats.stage_s["poll"] = self._stats.stage_s.get("poll", 0.0) + (
+            time.perf_counter() - t_poll
+        )
         if not messages:
             self._stats.lag = lag(self._consumer)
             return 0
         t0 = time.perf_counter()
         out = self._engine.process([to_raw(m) for m in messages])
+        t1 = time.perf_counter()
         self._deliver(out)
-        commit_batch(self._consumer, messages)
-        self._stats.commits += 1
+        t2 = time.perf_counter()
+        self._commit(messages)
+        t3 = time.perf_counter()
         self._observe(out.observed)
         elapsed = time.perf_counter() - t0
         s = self._stats
+        for stage, seconds in (
+            ("process", t1 - t0), ("publish", t2 - t1), ("commit", t3 - t2),
+            ("observe", elapsed - (t3 - t0)),
+        ):  # fmt: skip
+            s.stage_s[stage] = s.stage_s.get(stage, 0.0) + seconds
         s.items += len(messages)
         s.labels += len(out.labels)
         s.unknowns += len(out.unknowns)
@@ -282,6 +320,26 @@ class StreamWorker:
                 offsets=[d.source.offset for d in out.dead_letters if d.source][:10],
             )
         return len(messages)
+
+    def _commit(self, messages: list[Any]) -> None:
+        """Commits the batch; a commit refused by a rebalance is logged, not fatal.
+
+        The outputs are already delivered: the partition's new owner reads the
+        batch again and labels it again (same keys, a higher revision), which is
+        the at-least-once contract. Crashing here would only cause another rebalance.
+        """
+        from kafka.errors import CommitFailedError, IllegalGenerationError, KafkaError
+
+        assert self._consumer is not None
+        try:
+            commit_batch(self._consumer, messages)
+            self._stats.commits += 1
+        except (CommitFailedError, IllegalGenerationError) as exc:
+            self._stats.commit_failures += 1
+            self._log.warning("commit_refused", error=str(exc), offsets=_offset_ranges(messages))
+        except KafkaError as exc:
+            self._stats.commit_failures += 1
+            self._log.warning("commit_failed", error=str(exc), offsets=_offset_ranges(messages))
 
     def _deliver(self, out: EngineOutput) -> None:
         """Publishes and flushes; one retry on a fresh producer, then gives up (no commit)."""

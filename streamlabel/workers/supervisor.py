@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from streamlabel.errors import BrokerError, StreamlabelError
+from streamlabel.errors import BrokerError, SettingsError, StreamlabelError
 from streamlabel.workers.broker import EmbeddedBroker
 from streamlabel.workers.embedding import EmbedderActor, RemoteEmbedder, resolve_embedder_mode
 from streamlabel.workers.learner import Learner
@@ -165,6 +165,13 @@ class Runtime:
             BrokerError: Kafka cannot be reached or started.
             StreamlabelError: an actor failed to start.
         """
+        try:
+            return self._start(timeout_s)
+        except BaseException:
+            self.stop()  # no broker, Ray, actor or temp dir left behind
+            raise
+
+    def _start(self, timeout_s: float) -> Runtime:
         s = self.settings
         kafka = s.kafka
         if kafka.bootstrap_servers is None:
@@ -177,6 +184,8 @@ class Runtime:
         self.settings = s = s.model_copy(update={"kafka": kafka, "runtime": runtime})
         ensure_topics(s.kafka, self.topics)
         self._started_ray = init_ray(s)
+        if self._started_ray:  # a shared or autoscaling cluster is the operator's to size
+            self._check_resources()
         self._start_embedder()
         self.learner = _Slot("learner")
         self._create_learner(self.learner)
@@ -195,6 +204,20 @@ class Runtime:
         )
         return self
 
+    def _check_resources(self) -> None:
+        """Fails fast (naming the settings) when the actors cannot all be scheduled."""
+        import ray
+
+        cpus = float(ray.cluster_resources().get("CPU", 0.0))
+        r = self.settings.ray
+        need = self.settings.runtime.workers * r.worker_num_cpus + r.learner_num_cpus
+        if need > cpus:
+            raise SettingsError(
+                f"runtime.workers={self.settings.runtime.workers} x ray.worker_num_cpus="
+                f"{r.worker_num_cpus} + ray.learner_num_cpus={r.learner_num_cpus} needs "
+                f"{need:g} CPUs; the Ray cluster has {cpus:g} (ray.num_cpus for a local Ray)"
+            )
+
     def _start_embedder(self) -> None:
         import ray
 
@@ -205,6 +228,8 @@ class Runtime:
             name=f"{self.topics.prefix}embedder",
             num_gpus=self.settings.ray.embedder_num_gpus if gpus else 0,
             max_concurrency=4,
+            max_restarts=-1,  # stateless: Ray restarts it; callers retry through the handle
+            max_task_retries=2,
         )
         self._embedder_actor = actor_cls.remote(self.settings.model)
         self._embedder = RemoteEmbedder(self._embedder_actor)
@@ -345,22 +370,41 @@ class Runtime:
             time.sleep(0.2)
         return version
 
-    def settle(self, timeout_s: float = 120.0) -> bool:
-        """Waits until the learner has absorbed every unknown the workers emitted and is idle."""
+    def settle(self, timeout_s: float = 120.0, quiet_s: float = 1.0) -> bool:
+        """Waits until the learner has consumed everything published to it and is idle.
+
+        Settled means: no lag on ``feedback``/``unknowns``, no discovery running or
+        requested, and its counters unchanged for ``quiet_s`` (a fetch in flight
+        can hide the newest records from the lag for a moment).
+        """
         deadline = time.monotonic() + timeout_s
+        last: tuple[int, int] | None = None
+        since = time.monotonic()
         while time.monotonic() < deadline:
-            p = self.progress()
-            if p.learner.get("unknowns", 0) >= p.unknowns and self.call_learner("idle"):
+            learner = self.progress().learner
+            now = (learner.get("unknowns", 0), learner.get("feedback", 0))
+            if now != last:
+                last, since = now, time.monotonic()
+            calm = time.monotonic() - since >= quiet_s
+            if calm and learner.get("lag", 1) == 0 and self.call_learner("idle"):
                 return True
-            time.sleep(0.5)
+            time.sleep(0.2)
         return False
 
     def finish_discovery(self, runs: int = 2, timeout_s: float = 300.0) -> None:
-        """At the end of a stream: lets discovery run ``runs`` more times on what is buffered."""
+        """At the end of a stream: lets discovery run ``runs`` more times on what is buffered.
+
+        Raises:
+            StreamlabelError: a run did not complete within ``timeout_s``.
+        """
         for _ in range(runs):
             self.settle(timeout_s)
-            self.call_learner("request_discovery")
-            self.settle(timeout_s)
+            before = int(self.call_learner("request_discovery"))
+            deadline = time.monotonic() + timeout_s
+            while self.progress().learner.get("discovery_runs", 0) <= before:
+                if time.monotonic() > deadline:
+                    raise StreamlabelError("a requested discovery run did not complete in time")
+                time.sleep(0.3)
 
     def call_learner(self, method: str, *args: Any, timeout_s: float = 60.0) -> Any:
         """Calls a learner method (``classes``, ``request_discovery``...) and waits."""

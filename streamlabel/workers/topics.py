@@ -9,7 +9,7 @@ everything; nothing here relies on compaction for correctness).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import structlog
 
@@ -94,6 +94,8 @@ def ensure_topics(settings: KafkaSettings, topics: Topics | None = None) -> list
         ) from exc
     try:
         existing = set(admin.list_topics())
+        if topics.classes in existing:
+            _check_single_partition(admin, topics.classes)
         missing = [
             NewTopic(
                 name,
@@ -124,3 +126,14 @@ def ensure_topics(settings: KafkaSettings, topics: Topics | None = None) -> list
         raise BrokerError(f"Kafka admin request failed: {exc}") from exc
     finally:
         admin.close()
+
+
+def _check_single_partition(admin: Any, topic: str) -> None:
+    """The changelog must have exactly one partition (replicas read partition 0 in order)."""
+    described = admin.describe_topics([topic])
+    partitions = len(described[0].get("partitions", [])) if described else 0
+    if partitions != 1:
+        raise BrokerError(
+            f"topic {topic!r} has {partitions} partitions; the class changelog needs exactly 1 "
+            "(delete it or choose another kafka.topic_prefix)"
+        )

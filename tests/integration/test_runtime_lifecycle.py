@@ -159,6 +159,7 @@ def test_the_learner_recovers_from_its_snapshot_and_replays_the_rest(small_runti
     _wait(lambda: rt.check() is not None and rt.learner.restarts == 1, 60, "the restart")
     learner = rt.progress().learner
     assert learner["restored_from"] == "snapshot"
+    assert learner["reconciled"] == 0  # the changelog already held the snapshot's classes
     assert {c["class_id"] for c in rt.call_learner("classes")} == classes_before
     unknown_after = sum(collector.first[i.id].is_unknown for i in after)
     _wait(lambda: rt.progress().learner["buffered"] >= buffered_before + unknown_after, 60,

@@ -284,7 +284,8 @@ def test_a_discovery_job_finished_on_the_engine_equals_discover(make_engine) -> 
     for _ in range(2):  # the first run sees a candidate, the second accepts it
         expected = direct.discover()
         job = staged.begin_discovery()
-        got = staged.finish_discovery(job.run())
+        job.run()
+        got = staged.finish_discovery(job)
         assert events_and_labels(got) == events_and_labels(expected)
     assert any(kind == "created" for kind, _ in events_and_labels(got)[0])
     assert staged.store.version == direct.store.version

@@ -145,8 +145,18 @@ class FakeProducer:
     flushes: list[float | None] = field(default_factory=list)
     closed: list[float] = field(default_factory=list)
 
-    def send(self, topic: str, *, key: bytes | None, value: bytes, headers: list) -> FakeFuture:
-        self.sent.append({"topic": topic, "key": key, "value": value, "headers": headers})
+    def send(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes,
+        headers: list,
+        partition: int | None = None,
+    ) -> FakeFuture:
+        self.sent.append(
+            {"topic": topic, "key": key, "value": value, "headers": headers, "partition": partition}
+        )
         return self.outcomes.pop(0) if self.outcomes else FakeFuture()
 
     def flush(self, timeout: float | None = None) -> None:
@@ -331,3 +341,24 @@ def test_a_publisher_does_not_connect_until_it_sends() -> None:
     assert publisher.flush() == 0
     publisher.close()
     assert publisher._producer is None
+
+
+def test_class_events_always_go_to_partition_zero_of_the_changelog(output: EngineOutput) -> None:
+    """The changelog has one partition; a keyed partitioner must never pick another."""
+    fake = FakeProducer()
+    publisher_with(fake).publish(output)
+    assert {s["partition"] for s in fake.on("t.classes")} == {0}
+    assert {s["partition"] for s in fake.on("t.labels")} == {None}
+
+
+def test_class_events_carry_the_given_headers_and_other_records_do_not(
+    output: EngineOutput,
+) -> None:
+    """The learner stamps its consumed offsets on class events only."""
+    publisher = publisher_with(FakeProducer())
+    records = publisher.records(output, event_headers=[("learner.offsets", b'{"t.feedback:0": 3}')])
+    for topic, _key, _value, headers in records:
+        if topic == "t.classes":
+            assert headers == [("learner.offsets", b'{"t.feedback:0": 3}')]
+        elif topic != "t.dlq":
+            assert headers == []
