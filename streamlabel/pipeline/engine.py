@@ -71,6 +71,7 @@ R = TypeVar("R", Item, Feedback)
 class _Decoded:
     item: Item
     source: SourceRef | None
+    raw: RawRecord | None = None  # the consumed message, for a dead letter
 
 
 @dataclass(frozen=True)
@@ -465,7 +466,7 @@ class Engine:
                     f"vector has {len(item.vector)} dimensions, the model {self.embedder.dim}",
                 )
                 continue
-            decoded.append(_Decoded(item, source))
+            decoded.append(_Decoded(item, source, entry if isinstance(entry, RawRecord) else None))
         return decoded
 
     def _embed(
@@ -487,7 +488,7 @@ class Engine:
                     ok[i] = False
                     d = decoded[i]
                     self._dead_item(
-                        out, d.item, d.source, None, "embedding", "the model failed on this text"
+                        out, d.item, d.source, d.raw, "embedding", "the model failed on this text"
                     )
                 else:
                     vectors[i] = vec
