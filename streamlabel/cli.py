@@ -28,6 +28,16 @@ def _seeds(value: str) -> list[int]:
         ) from None
 
 
+def _int_list(value: str) -> list[int]:
+    try:
+        out = [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1,2 got {value!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {value!r}")
+    return out
+
+
 def _ratio(value: str) -> float:
     x = float(value)
     if not 0.0 < x <= 1.0:
@@ -56,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine: the Engine in-process; kafka: through the embedded broker and Ray actors",
     )
     ow.add_argument("--workers", type=int, default=None, help="stream workers (kafka mode)")
+
+    rb = bench.add_parser("runtime", help="end-to-end items/s vs bare encode, rebalance, memory")
+    rb.add_argument("--train", default="data/stackoverflow/train.tsv", help="feedback source")
+    rb.add_argument("--test", default="data/stackoverflow/test.tsv", help="texts to stream")
+    rb.add_argument("--items", type=int, default=3000)
+    rb.add_argument("--workers", type=_int_list, default=[1, 2], help="e.g. 1,2")
+    rb.add_argument("--no-rebalance", action="store_true")
+    rb.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     demo = sub.add_parser("demo", help="the whole system on a dataset, no infrastructure needed")
     demo.add_argument("--dataset", default="data/stackoverflow", help="dir with train/test.tsv")
@@ -105,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "bench" and args.bench == "openworld":
             return _bench_openworld(args)
+        if args.command == "bench" and args.bench == "runtime":
+            return _bench_runtime(args)
         from streamlabel.workers import commands
 
         handlers = {
@@ -176,6 +196,23 @@ def _bench_openworld(args: argparse.Namespace) -> int:
         print(format_table(results, summaries[mode]))
     if args.json:
         print(json.dumps(summaries[modes[0]] if len(modes) == 1 else summaries))
+    return 0
+
+
+def _bench_runtime(args: argparse.Namespace) -> int:
+    from streamlabel.bench.data import read_tsv
+    from streamlabel.bench.runtime import run_runtime_bench
+    from streamlabel.logging import configure_logging
+    from streamlabel.workers.settings import load_runtime_settings
+
+    configure_logging(json_logs=False, level="warning")
+    settings = load_runtime_settings(runtime={"log_level": "warning"})
+    result = run_runtime_bench(
+        settings, read_tsv(args.train), read_tsv(args.test), items=args.items,
+        worker_counts=args.workers, rebalance=not args.no_rebalance,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
     return 0
 
 
