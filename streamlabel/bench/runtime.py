@@ -102,8 +102,19 @@ def run_runtime_bench(
 def _rebalance(rt: Runtime, texts: list[str], collector: LabelCollector) -> dict[str, Any]:
     """Adds then removes a worker while items flow; times the pauses, counts duplicates."""
     kafka = rt.settings.kafka
-    more = [Item(id=f"rb-{i}", text=t) for i, t in enumerate(texts[:3000])]
-    producer = threading.Thread(target=produce_items, args=(kafka, more), daemon=True)
+    stop = threading.Event()
+    sent: list[str] = []
+
+    def flow() -> None:  # keeps the partitions busy until the rebalances are over
+        n = 0
+        while not stop.is_set():
+            chunk = [Item(id=f"rb-{n + i}", text=texts[(n + i) % len(texts)]) for i in range(100)]
+            produce_items(kafka, chunk)
+            sent.extend(item.id for item in chunk)
+            n += len(chunk)
+            time.sleep(0.5)
+
+    producer = threading.Thread(target=flow, daemon=True)
     producer.start()
     t0 = time.monotonic()
     name = rt.add_worker()
@@ -119,7 +130,10 @@ def _rebalance(rt: Runtime, texts: list[str], collector: LabelCollector) -> dict
     t2 = time.monotonic()
     rt.remove_worker()
     removed_s = time.monotonic() - t2
-    if not collector.wait_for({i.id for i in more}, 1800):
+    time.sleep(10.0)  # the remaining workers take the partitions back while items flow
+    stop.set()
+    producer.join()
+    if not collector.wait_for(set(sent), 1800):
         raise StreamlabelError("not every item was labelled during the rebalance")
     collector.drain(quiet_s=2.0)
     pauses_remove = {w["worker_id"]: round(w["last_rebalance_s"], 2) for w in rt.progress().workers}
