@@ -6,9 +6,11 @@ waits until it answers Kafka metadata requests, and stops it on exit. Its
 storage is memory: everything is gone when it stops.
 
 Example:
-    >>> with EmbeddedBroker() as broker:  # doctest: +SKIP
-    ...     print(broker.bootstrap_servers)
-    127.0.0.1:40123
+    >>> from streamlabel.logging import configure_logging
+    >>> configure_logging(json_logs=False, level="warning")
+    >>> with EmbeddedBroker() as broker:
+    ...     print(broker.bootstrap_servers.startswith("127.0.0.1:"), broker.running)
+    True True
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ def test_bench_prints_the_table_and_a_json_summary_with_sane_scores(small_train,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert lines[0].split()[:4] == ["seed", "ACC", "NMI", "ARI"]
+    assert lines[0] == "== engine mode"
+    assert lines[1].split()[:4] == ["seed", "ACC", "NMI", "ARI"]
     summary = json.loads(lines[-1])
     assert set(summary) == KEYS
     # 20 classes, 75% known: 5 held back; 800 train - 30% of 15 known classes' items + 300 test.
@@ -42,6 +43,23 @@ def test_bench_prints_the_table_and_a_json_summary_with_sane_scores(small_train,
     assert summary["acc"] >= summary["first_acc"]
     assert summary["items_per_s"] > 0
     assert "discovered novel-" in proc.stderr
+
+
+def test_kafka_mode_runs_the_same_protocol_through_broker_and_ray(small_train, small_test):
+    """Feedback, items and labels through tansu + Ray actors: same JSON keys, sane scores."""
+    proc = run_cli(
+        "bench", "openworld", "--train", str(small_train), "--test", str(small_test),
+        "--seeds", "0", "--labeled-ratio", "0.3", "--mode", "kafka", "--workers", "1", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "== kafka mode"
+    summary = json.loads(lines[-1])
+    assert set(summary) == KEYS
+    assert summary["items"] == 800 - 15 * 12 + 300
+    assert summary["known_acc"] >= 60
+    assert summary["acc"] >= 50
+    assert "0 duplicate firsts" in proc.stderr
 
 
 def test_bench_with_a_missing_file_exits_non_zero_naming_it(small_test, tmp_path):
