@@ -1,5 +1,27 @@
-"""Ray actors and Kafka I/O around the Engine (stream workers, learner, supervisor).
+"""Ray actors and Kafka I/O around the Engine.
 
-The distributed runtime lands with the next issue; the Engine in
-:mod:`streamlabel.pipeline` already does all the work for one batch.
+* :class:`~streamlabel.workers.stream_worker.StreamWorker` — consumes ``items``,
+  labels them against a read replica of the store, publishes, then commits;
+* :class:`~streamlabel.workers.learner.Learner` — the single writer of the store:
+  feedback, unknowns, background discovery, drift, checkpoints;
+* :class:`~streamlabel.workers.supervisor.Runtime` — starts the broker (when
+  none is configured), Ray and the actors, restarts them, stops them gracefully;
+* :class:`~streamlabel.workers.broker.EmbeddedBroker` — tansu on 127.0.0.1;
+* :func:`~streamlabel.workers.settings.load_runtime_settings` — settings from
+  a file, the environment and overrides, validated once.
 """
+
+from streamlabel.workers.broker import EmbeddedBroker
+from streamlabel.workers.learner import Learner
+from streamlabel.workers.settings import RuntimeSettings, load_runtime_settings
+from streamlabel.workers.stream_worker import StreamWorker
+from streamlabel.workers.supervisor import Runtime
+
+__all__ = [
+    "EmbeddedBroker",
+    "Learner",
+    "Runtime",
+    "RuntimeSettings",
+    "StreamWorker",
+    "load_runtime_settings",
+]
