@@ -91,12 +91,31 @@ def run_runtime_bench(
                 },
             }
             say(f"{workers} worker(s): {rate:.1f} items/s end to end ({rate / bare:.2f} of bare)")
+            run["new_class_on_every_worker_s"] = round(_new_class_latency(rt), 2)
+            say(f"a new label reached every worker in {run['new_class_on_every_worker_s']} s")
             if rebalance and workers == worker_counts[-1]:
                 run["rebalance"] = _rebalance(rt, test.texts[items:], collector)
                 say(f"rebalance: {run['rebalance']}")
             collector.close()
             result["runs"].append(run)
     return result
+
+
+def _new_class_latency(rt: Runtime) -> float:
+    """Seconds from producing feedback with a never-seen label to every replica using it."""
+    before = rt.progress()
+    want = before.classes + 1
+    t0 = time.monotonic()
+    produce_feedback(
+        rt.settings.kafka, [Feedback(text="how do I pickle a lambda in python", label="new-label")]
+    )
+
+    def everywhere() -> bool:
+        p = rt.progress()
+        return p.classes >= want and all(w["classes"] >= want for w in p.workers)
+
+    _wait(everywhere, 120, "the new class on every worker")
+    return time.monotonic() - t0
 
 
 def _rebalance(rt: Runtime, texts: list[str], collector: LabelCollector) -> dict[str, Any]:
