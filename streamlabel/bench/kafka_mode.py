@@ -20,9 +20,9 @@ import numpy as np
 
 from streamlabel.bench.data import LabelledTexts
 from streamlabel.bench.metrics import open_world_scores
-from streamlabel.bench.openworld import SeedResult, split_protocol
+from streamlabel.bench.openworld import SeedResult, protocol_feedback, split_protocol, stream_order
 from streamlabel.errors import StreamlabelError
-from streamlabel.schemas import UNKNOWN, Feedback, Item
+from streamlabel.schemas import UNKNOWN, Item
 from streamlabel.workers.client import LabelCollector, produce_feedback, produce_items
 from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.supervisor import Runtime
@@ -57,20 +57,8 @@ def run_seed_kafka(
             ),
         }
     )
-    feedback = [
-        Feedback(
-            item_id=f"train-{i}",
-            text=train.texts[i],
-            vector=train_vectors[i],
-            label=train.labels[i],
-            source="bench",
-        )
-        for i in split.labelled
-    ]
-    rng = np.random.default_rng(seed + 1)
-    order = [("train", int(i)) for i in split.stream] + [
-        ("test", int(i)) for i in rng.permutation(len(test))
-    ]
+    feedback = protocol_feedback(train, train_vectors, split)
+    order = stream_order(split, len(test), seed)
     items = []
     for part, i in order:
         data, vecs = (train, train_vectors) if part == "train" else (test, test_vectors)

@@ -72,6 +72,30 @@ def split_protocol(
     return Split(known, np.flatnonzero(labelled), stream)
 
 
+def protocol_feedback(
+    train: LabelledTexts, train_vectors: np.ndarray, split: Split
+) -> list[Feedback]:
+    """The labelled training items, as feedback carrying their vectors."""
+    return [
+        Feedback(
+            item_id=f"train-{i}",
+            text=train.texts[i],
+            vector=train_vectors[i],
+            label=train.labels[i],
+            source="bench",
+        )
+        for i in split.labelled
+    ]
+
+
+def stream_order(split: Split, n_test: int, seed: int) -> list[tuple[str, int]]:
+    """The stream: the unlabelled training items, then the test items shuffled."""
+    rng = np.random.default_rng(seed + 1)
+    return [("train", int(i)) for i in split.stream] + [
+        ("test", int(i)) for i in rng.permutation(n_test)
+    ]
+
+
 def run_seed(
     train: LabelledTexts,
     test: LabelledTexts,
@@ -92,22 +116,10 @@ def run_seed(
     )
     engine = Engine(settings.model_copy(update={"seed": seed}), embedder)
     started = time.perf_counter()
-    feedback = [
-        Feedback(
-            item_id=f"train-{i}",
-            text=train.texts[i],
-            vector=train_vectors[i],
-            label=train.labels[i],
-            source="bench",
-        )
-        for i in split.labelled
-    ]
+    feedback = protocol_feedback(train, train_vectors, split)
     for lo in range(0, len(feedback), 512):
         engine.learn(feedback[lo : lo + 512])
-    rng = np.random.default_rng(seed + 1)
-    order = [("train", int(i)) for i in split.stream] + [
-        ("test", int(i)) for i in rng.permutation(len(test))
-    ]
+    order = stream_order(split, len(test), seed)
     first: dict[str, LabelRecord] = {}
     final: dict[str, LabelRecord] = {}
 

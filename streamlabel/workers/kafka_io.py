@@ -8,7 +8,8 @@ does a caller commit its input offsets (:func:`commit_batch`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -30,6 +31,7 @@ OutRecord = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
 __all__ = [
     "OutRecord",
     "Publisher",
+    "client_errors",
     "commit_batch",
     "dead_letter_headers",
     "lag",
@@ -39,6 +41,26 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+
+@contextlib.contextmanager
+def client_errors(settings: KafkaSettings) -> Iterator[None]:
+    """Turns a Kafka client's construction errors into errors that name the setting.
+
+    Raises:
+        SettingsError: the client rejected its configuration (``kafka.*``).
+        BrokerError: the brokers at ``kafka.bootstrap_servers`` cannot be reached.
+    """
+    from kafka.errors import KafkaConfigurationError, KafkaError
+
+    try:
+        yield
+    except KafkaConfigurationError as exc:
+        raise SettingsError(f"invalid Kafka client configuration (kafka.*): {exc}") from exc
+    except KafkaError as exc:
+        raise BrokerError(
+            f"cannot reach Kafka at {settings.bootstrap_servers!r} (kafka.bootstrap_servers): {exc}"
+        ) from exc
 
 
 def make_consumer(
@@ -54,9 +76,8 @@ def make_consumer(
     With ``topics`` it subscribes (group management); without, the caller assigns.
     """
     from kafka import KafkaConsumer
-    from kafka.errors import KafkaConfigurationError, KafkaError
 
-    try:
+    with client_errors(settings):
         consumer = KafkaConsumer(
             group_id=group_id,
             enable_auto_commit=False,
@@ -67,12 +88,6 @@ def make_consumer(
             max_poll_interval_ms=settings.max_poll_interval_ms,
             **settings.client_kwargs(),
         )
-    except KafkaConfigurationError as exc:
-        raise SettingsError(f"invalid Kafka client configuration (kafka.*): {exc}") from exc
-    except KafkaError as exc:
-        raise BrokerError(
-            f"cannot reach Kafka at {settings.bootstrap_servers!r} (kafka.bootstrap_servers): {exc}"
-        ) from exc
     if topics:
         consumer.subscribe(list(topics), listener=listener)
     return consumer
@@ -81,9 +96,8 @@ def make_consumer(
 def make_producer(settings: KafkaSettings) -> KafkaProducer:
     """A producer that waits for all in-sync replicas (``acks=all``)."""
     from kafka import KafkaProducer
-    from kafka.errors import KafkaConfigurationError, KafkaError
 
-    try:
+    with client_errors(settings):
         return KafkaProducer(
             acks="all",
             linger_ms=settings.linger_ms,
@@ -91,12 +105,6 @@ def make_producer(settings: KafkaSettings) -> KafkaProducer:
             max_request_size=8 * 1024 * 1024,
             **settings.client_kwargs(),
         )
-    except KafkaConfigurationError as exc:
-        raise SettingsError(f"invalid Kafka client configuration (kafka.*): {exc}") from exc
-    except KafkaError as exc:
-        raise BrokerError(
-            f"cannot reach Kafka at {settings.bootstrap_servers!r} (kafka.bootstrap_servers): {exc}"
-        ) from exc
 
 
 def to_raw(message: ConsumerRecord) -> RawRecord:

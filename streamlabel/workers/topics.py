@@ -85,13 +85,11 @@ def ensure_topics(settings: KafkaSettings, topics: Topics | None = None) -> list
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+    from streamlabel.workers.kafka_io import client_errors  # kafka_io imports this module
+
     topics = topics or Topics(settings.topic_prefix)
-    try:
+    with client_errors(settings):
         admin = KafkaAdminClient(**settings.client_kwargs())
-    except KafkaError as exc:
-        raise BrokerError(
-            f"cannot reach Kafka at {settings.bootstrap_servers!r} (kafka.bootstrap_servers): {exc}"
-        ) from exc
     try:
         existing = set(admin.list_topics())
         if topics.classes in existing:

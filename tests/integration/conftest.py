@@ -55,14 +55,14 @@ def local_ray():
         ray.shutdown()
 
 
-@pytest.fixture
-def runtime_settings(broker, tmp_path):
-    """Factory: runtime settings on the session broker with a fresh topic prefix."""
+@pytest.fixture(scope="session")
+def make_runtime_settings(broker):
+    """Factory: runtime settings on the session broker with a fresh topic prefix and group."""
     import uuid
 
     from streamlabel.workers.settings import load_runtime_settings
 
-    def make(**overrides):
+    def make(state_dir, **overrides):
         run = uuid.uuid4().hex[:8]
         kafka = {
             "bootstrap_servers": broker.bootstrap_servers,
@@ -70,8 +70,14 @@ def runtime_settings(broker, tmp_path):
             "group_id": f"g{run}",
             **overrides.pop("kafka", {}),
         }
-        runtime = {"state_dir": str(tmp_path / "state"), "log_level": "warning",
+        runtime = {"state_dir": str(state_dir), "log_level": "warning",
                    **overrides.pop("runtime", {})}  # fmt: skip
         return load_runtime_settings(kafka=kafka, runtime=runtime, **overrides)
 
     return make
+
+
+@pytest.fixture
+def runtime_settings(make_runtime_settings, tmp_path):
+    """Factory: like ``make_runtime_settings``, with the test's own state directory."""
+    return lambda **overrides: make_runtime_settings(tmp_path / "state", **overrides)

@@ -40,22 +40,15 @@ def so():
 
 
 @pytest.fixture(scope="module")
-def deployment(broker, local_ray, tmp_path_factory):
+def deployment(make_runtime_settings, local_ray, tmp_path_factory):
     # Discovery runs only when a test asks (run_every is high): the drift test then
     # sees one regime change, not the extra one of the system learning the new domain.
-    import uuid
-
-    from streamlabel.workers.settings import load_runtime_settings
-
-    run = uuid.uuid4().hex[:8]
-    settings = load_runtime_settings(
-        kafka={"bootstrap_servers": broker.bootstrap_servers, "topic_prefix": f"rt{run}.",
-               "group_id": f"rt{run}"},
-        runtime={"workers": 2, "state_dir": str(tmp_path_factory.mktemp("state")),
-                 "log_level": "warning", "batch_size": 32},
+    settings = make_runtime_settings(
+        tmp_path_factory.mktemp("state"),
+        runtime={"workers": 2, "batch_size": 32},
         limits={"max_text_chars": 2000},
         discovery={"run_every": 1000, "min_cluster_size": 15, "min_samples": 5},
-    )  # fmt: skip
+    )
     with Runtime(settings) as rt:
         yield rt
 

@@ -90,19 +90,12 @@ def test_sigterm_finishes_the_batch_and_leaves_nothing_processed_uncommitted(
 
 
 @pytest.fixture(scope="module")
-def small_runtime(broker, local_ray, tmp_path_factory):
-    import uuid
-
-    from streamlabel.workers.settings import load_runtime_settings
-
-    run = uuid.uuid4().hex[:8]
-    settings = load_runtime_settings(
-        kafka={"bootstrap_servers": broker.bootstrap_servers, "topic_prefix": f"lc{run}.",
-               "group_id": f"lc{run}"},
-        runtime={"workers": 1, "state_dir": str(tmp_path_factory.mktemp("state")),
-                 "log_level": "warning", "batch_size": 32, "snapshot_every_s": 3600},
+def small_runtime(make_runtime_settings, local_ray, tmp_path_factory):
+    settings = make_runtime_settings(
+        tmp_path_factory.mktemp("state"),
+        runtime={"workers": 1, "batch_size": 32, "snapshot_every_s": 3600},
         discovery={"run_every": 100000},
-    )  # fmt: skip
+    )
     with Runtime(settings) as rt:
         yield rt
 
