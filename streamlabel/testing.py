@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from streamlabel.core.embedder import l2_normalize
-from streamlabel.errors import EmbeddingError
+from streamlabel.errors import EmbeddingError, StreamlabelError
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.schemas import Item, Record, SourceRef, encode
 
@@ -145,3 +146,18 @@ class MemorySink:
     def get(self, topic: str) -> list[Record]:
         """Everything written to a topic so far."""
         return list(self.topics.get(topic, []))
+
+
+def wait_until(
+    condition: Callable[[], object], timeout_s: float, what: str, *, interval_s: float = 0.2
+) -> None:
+    """Polls ``condition`` until it is truthy.
+
+    Raises:
+        StreamlabelError: ``timed out waiting for <what>`` after ``timeout_s`` seconds.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise StreamlabelError(f"timed out waiting for {what}")
+        time.sleep(interval_s)

@@ -19,6 +19,7 @@ from streamlabel.bench.data import LabelledTexts
 from streamlabel.core.embedder import SentenceTransformerEmbedder
 from streamlabel.errors import StreamlabelError
 from streamlabel.schemas import Feedback, Item
+from streamlabel.testing import wait_until
 from streamlabel.workers.client import LabelCollector, produce_feedback, produce_items
 from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.supervisor import Runtime
@@ -36,14 +37,6 @@ def bare_encode_rate(settings: RuntimeSettings, texts: list[str]) -> float:
     t0 = time.perf_counter()
     model.embed(texts)
     return len(texts) / (time.perf_counter() - t0)
-
-
-def _wait(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise StreamlabelError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def run_runtime_bench(
@@ -114,7 +107,7 @@ def _new_class_latency(rt: Runtime) -> float:
         p = rt.progress()
         return p.classes >= want and all(w["classes"] >= want for w in p.workers)
 
-    _wait(everywhere, 120, "the new class on every worker")
+    wait_until(everywhere, 120, "the new class on every worker")
     return time.monotonic() - t0
 
 
@@ -143,7 +136,7 @@ def _rebalance(rt: Runtime, texts: list[str], collector: LabelCollector) -> dict
     def new_worker_busy() -> bool:
         return any(w["worker_id"] == name and w["items"] > 0 for w in rt.progress().workers)
 
-    _wait(new_worker_busy, 300, "the added worker's first item")
+    wait_until(new_worker_busy, 300, "the added worker's first item")
     first_item_s = time.monotonic() - t1
     pauses_add = {w["worker_id"]: round(w["last_rebalance_s"], 2) for w in rt.progress().workers}
     t2 = time.monotonic()

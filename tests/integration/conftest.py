@@ -33,6 +33,14 @@ def small_test() -> Path:
 
 
 @pytest.fixture(scope="session")
+def so_test():
+    """The StackOverflow test split (6,000 titles, 20 classes)."""
+    from streamlabel.bench.data import read_tsv
+
+    return read_tsv(DATA.parent.parent / "data" / "stackoverflow" / "test.tsv")
+
+
+@pytest.fixture(scope="session")
 def broker():
     """A real tansu broker on 127.0.0.1, one per test session."""
     from streamlabel.workers.broker import EmbeddedBroker

@@ -16,6 +16,7 @@ import pytest
 
 from streamlabel.bench.data import read_tsv
 from streamlabel.schemas import DriftAlert, Feedback, Item, encode
+from streamlabel.testing import wait_until
 from streamlabel.workers.client import LabelCollector, TopicReader, produce_feedback, produce_items
 from streamlabel.workers.kafka_io import Publisher
 from streamlabel.workers.supervisor import Runtime
@@ -25,18 +26,6 @@ HELD_BACK = "svn"
 REPO = Path(__file__).resolve().parents[2] / "data"
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(cond, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
-
-@pytest.fixture(scope="module")
-def so():
-    return read_tsv(REPO / "stackoverflow" / "test.tsv")
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +49,16 @@ def collector(deployment):
     c.close()
 
 
-def _items(so, classes, n, prefix):
-    picked = [(t, y) for t, y in zip(so.texts, so.labels, strict=True) if y in classes][:n]
+def _items(so_test, classes, n, prefix):
+    picked = [(t, y) for t, y in zip(so_test.texts, so_test.labels, strict=True) if y in classes][
+        :n
+    ]
     return [Item(id=f"{prefix}-{i}", text=t) for i, (t, _) in enumerate(picked)], [
         y for _, y in picked
     ]
 
 
-def test_feedback_creates_classes_that_every_worker_uses(deployment, so):
+def test_feedback_creates_classes_that_every_worker_uses(deployment, so_test):
     """A label never seen before becomes a class; every replica applies it within seconds."""
     train = read_tsv(REPO / "stackoverflow" / "train.tsv")
     feedback = [
@@ -90,10 +81,10 @@ def test_feedback_creates_classes_that_every_worker_uses(deployment, so):
 
 
 def test_every_item_gets_exactly_one_first_label_and_both_workers_share_the_work(
-    deployment, collector, so
+    deployment, collector, so_test
 ):
     """400 items: one revision-0 label each, keyed by item id, labelled by both workers."""
-    items, truth = _items(so, TAUGHT, 400, "stationary")
+    items, truth = _items(so_test, TAUGHT, 400, "stationary")
     produce_items(deployment.settings.kafka, items)
     ids = {i.id for i in items}
     assert collector.wait_for(ids, timeout_s=180), "not every item was labelled"
@@ -112,7 +103,7 @@ def test_every_item_gets_exactly_one_first_label_and_both_workers_share_the_work
 
 
 def test_poison_input_goes_to_the_dlq_with_its_offset_and_the_stream_goes_on(
-    deployment, collector, so
+    deployment, collector, so_test
 ):
     """Each kind of bad record lands in the DLQ with source offset and reason; later items flow."""
     kafka = deployment.settings.kafka
@@ -142,12 +133,12 @@ def test_poison_input_goes_to_the_dlq_with_its_offset_and_the_stream_goes_on(
         publisher.send(topics.items, key, value)
     publisher.flush()
     publisher.close()
-    after, _ = _items(so, TAUGHT, 50, "after-poison")
+    after, _ = _items(so_test, TAUGHT, 50, "after-poison")
     produce_items(kafka, after)
     assert collector.wait_for({i.id for i in after}, timeout_s=120)
     reader = TopicReader(kafka, "dlq")
     letters = {}
-    _wait(lambda: letters.update({m.key: m for m in reader.poll(500)}) or len(letters) >= 6,
+    wait_until(lambda: letters.update({m.key: m for m in reader.poll(500)}) or len(letters) >= 6,
           60, "dead letters")  # fmt: skip
     reader.close()
     by_reason = {}
@@ -164,7 +155,7 @@ def test_poison_input_goes_to_the_dlq_with_its_offset_and_the_stream_goes_on(
         assert by_reason[reason] == poison[key]  # the raw bytes, unchanged
 
 
-def test_an_injected_shift_raises_an_alert_and_no_storm(deployment, collector, so):
+def test_an_injected_shift_raises_an_alert_and_no_storm(deployment, collector, so_test):
     """A stream that moves to another domain (SNIPS intents) raises alerts, one per detector."""
     snips = read_tsv(REPO / "snips" / "test.tsv")
     shifted = [Item(id=f"shift-{i}", text=t) for i, t in enumerate(snips.texts[:500])]
@@ -172,7 +163,7 @@ def test_an_injected_shift_raises_an_alert_and_no_storm(deployment, collector, s
     assert collector.wait_for({i.id for i in shifted}, timeout_s=180)
     reader = TopicReader(deployment.settings.kafka, "alerts")
     alerts: list[DriftAlert] = []
-    _wait(lambda: alerts.extend(reader.records(500)) or any(a.at_item >= 400 for a in alerts),
+    wait_until(lambda: alerts.extend(reader.records(500)) or any(a.at_item >= 400 for a in alerts),
           60, "a drift alert after the shift")  # fmt: skip
     reader.close()
     stationary = [a for a in alerts if a.at_item < 400]
@@ -182,9 +173,9 @@ def test_an_injected_shift_raises_an_alert_and_no_storm(deployment, collector, s
     assert max(kinds.values()) == 1, f"alert storm: {kinds}"
 
 
-def test_a_held_back_class_is_discovered_and_announced_with_a_name(deployment, collector, so):
+def test_a_held_back_class_is_discovered_and_announced_with_a_name(deployment, collector, so_test):
     """Items of a never-taught class are unknown first, then a named class revises them."""
-    items, _ = _items(so, {HELD_BACK}, 150, "novel")
+    items, _ = _items(so_test, {HELD_BACK}, 150, "novel")
     produce_items(deployment.settings.kafka, items)
     ids = {i.id for i in items}
     assert collector.wait_for(ids, timeout_s=120)
@@ -198,7 +189,7 @@ def test_a_held_back_class_is_discovered_and_announced_with_a_name(deployment, c
     assert svn, f"no discovered class named after svn: {[c['name'] for c in found]}"
     reader = TopicReader(deployment.settings.kafka, "classes")
     events = []
-    _wait(lambda: events.extend(reader.records(500)) or any(
+    wait_until(lambda: events.extend(reader.records(500)) or any(
         e.class_id == svn[0]["class_id"] for e in events), 30, "the class event")  # fmt: skip
     reader.close()
     collector.drain(quiet_s=2.0)

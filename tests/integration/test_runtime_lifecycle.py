@@ -13,6 +13,7 @@ import pytest
 
 from streamlabel.bench.data import read_tsv
 from streamlabel.schemas import Feedback, Item
+from streamlabel.testing import wait_until
 from streamlabel.workers.client import LabelCollector, produce_feedback, produce_items
 from streamlabel.workers.supervisor import Runtime
 from streamlabel.workers.topics import ensure_topics
@@ -21,20 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 
-def _wait(cond, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
-
-@pytest.fixture(scope="module")
-def so():
-    return read_tsv(REPO / "data" / "stackoverflow" / "test.tsv")
-
-
 def test_sigterm_finishes_the_batch_and_leaves_nothing_processed_uncommitted(
-    runtime_settings, so, tmp_path
+    runtime_settings, so_test, tmp_path
 ):
     """`streamlabel run` gets SIGTERM mid-stream: exit 0, and per partition the committed
     offset is exactly one past the last labelled offset (no processed batch uncommitted)."""
@@ -43,7 +32,7 @@ def test_sigterm_finishes_the_batch_and_leaves_nothing_processed_uncommitted(
     settings = runtime_settings()
     kafka = settings.kafka
     ensure_topics(kafka)
-    items = [Item(id=f"s-{i}", text=t) for i, t in enumerate(so.texts[:3000])]
+    items = [Item(id=f"s-{i}", text=t) for i, t in enumerate(so_test.texts[:3000])]
     produce_items(kafka, items)
     env = {
         **os.environ,
@@ -61,7 +50,7 @@ def test_sigterm_finishes_the_batch_and_leaves_nothing_processed_uncommitted(
     )  # fmt: skip
     collector = LabelCollector(kafka)
     try:
-        _wait(lambda: collector.poll() >= 0 and len(collector.first) >= 200, 240, "labels")
+        wait_until(lambda: collector.poll() >= 0 and len(collector.first) >= 200, 240, "labels")
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=180)
     finally:
@@ -100,16 +89,16 @@ def small_runtime(make_runtime_settings, local_ray, tmp_path_factory):
         yield rt
 
 
-def test_a_killed_worker_is_restarted_and_the_stream_completes(small_runtime, so):
+def test_a_killed_worker_is_restarted_and_the_stream_completes(small_runtime, so_test):
     """kill -9 of a stream worker: the supervisor restarts it; every item still gets a label."""
     import ray
 
     rt = small_runtime
     kafka = rt.settings.kafka
-    items = [Item(id=f"k-{i}", text=t) for i, t in enumerate(so.texts[:300])]
+    items = [Item(id=f"k-{i}", text=t) for i, t in enumerate(so_test.texts[:300])]
     collector = LabelCollector(kafka)
     produce_items(kafka, items[:150])
-    _wait(lambda: collector.poll() >= 0 and len(collector.first) >= 50, 120, "first labels")
+    wait_until(lambda: collector.poll() >= 0 and len(collector.first) >= 50, 120, "first labels")
     ray.kill(rt.workers[0].handle, no_restart=True)
     produce_items(kafka, items[150:])
     deadline = time.monotonic() + 240
@@ -122,7 +111,7 @@ def test_a_killed_worker_is_restarted_and_the_stream_completes(small_runtime, so
     collector.close()
 
 
-def test_the_learner_recovers_from_its_snapshot_and_replays_the_rest(small_runtime, so):
+def test_the_learner_recovers_from_its_snapshot_and_replays_the_rest(small_runtime, so_test):
     """Learner killed after a snapshot: the new one restores classes and buffer, then
     replays the unknowns published after the snapshot (nothing lost, nothing doubled)."""
     import ray
@@ -135,7 +124,7 @@ def test_the_learner_recovers_from_its_snapshot_and_replays_the_rest(small_runti
                 if y in taught][:60]  # fmt: skip
     produce_feedback(kafka, feedback)
     rt.wait_until_learned(len(feedback))
-    novel = [t for t, y in zip(so.texts, so.labels, strict=True) if y == "haskell"]
+    novel = [t for t, y in zip(so_test.texts, so_test.labels, strict=True) if y == "haskell"]
     before = [Item(id=f"h-{i}", text=t) for i, t in enumerate(novel[:80])]
     after = [Item(id=f"h2-{i}", text=t) for i, t in enumerate(novel[80:140])]
     collector = LabelCollector(kafka)
@@ -149,13 +138,13 @@ def test_the_learner_recovers_from_its_snapshot_and_replays_the_rest(small_runti
     ray.kill(rt.learner.handle, no_restart=True)
     produce_items(kafka, after)  # published while the learner is down
     assert collector.wait_for({i.id for i in after}, 120)
-    _wait(lambda: rt.check() is not None and rt.learner.restarts == 1, 60, "the restart")
+    wait_until(lambda: rt.check() is not None and rt.learner.restarts == 1, 60, "the restart")
     learner = rt.progress().learner
     assert learner["restored_from"] == "snapshot"
     assert learner["reconciled"] == 0  # the changelog already held the snapshot's classes
     assert {c["class_id"] for c in rt.call_learner("classes")} == classes_before
     unknown_after = sum(collector.first[i.id].is_unknown for i in after)
-    _wait(lambda: rt.progress().learner["buffered"] >= buffered_before + unknown_after, 60,
+    wait_until(lambda: rt.progress().learner["buffered"] >= buffered_before + unknown_after, 60,
           "the replayed unknowns")  # fmt: skip
     assert rt.progress().learner["buffered"] == buffered_before + unknown_after
     collector.close()
