@@ -8,9 +8,10 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streamlabel.errors import StreamlabelError
+from streamlabel.errors import SettingsError, StreamlabelError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -75,6 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--no-rebalance", action="store_true")
     rb.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
+    chaos = sub.add_parser("chaos", help="fault injection on a real deployment: prove no loss")
+    chaos.add_argument(
+        "--scenarios", type=_names, default=None,
+        help="comma-separated subset of: worker_kill, rebalance_churn, learner_crash, poison, "
+        "stall, deterministic_replay, settings, broker_restart (default: all)",
+    )  # fmt: skip
+    chaos.add_argument("--cycles", type=int, default=10, help="kill/churn cycles per fault point")
+    chaos.add_argument("--items", type=int, default=400, help="items produced per cycle")
+    chaos.add_argument("--workers", type=int, default=2, help="stream workers")
+    chaos.add_argument("--dataset", default="data/stackoverflow", help="dir with train/test.tsv")
+    chaos.add_argument("--seed", type=int, default=0)
+    chaos.add_argument("--json", action="store_true", help="print the report as the last line")
+
+    replay = sub.add_parser("replay", help="relabel an offset range against a pinned snapshot")
+    replay.add_argument("--snapshot", required=True, help="a learner snapshot file")
+    replay.add_argument("--partition", type=int, required=True)
+    replay.add_argument("--from", dest="start", type=int, required=True, help="first offset")
+    replay.add_argument("--to", dest="end", type=int, required=True, help="last offset + 1")
+    _common(replay)
+
     demo = sub.add_parser("demo", help="the whole system on a dataset, no infrastructure needed")
     demo.add_argument("--dataset", default="data/stackoverflow", help="dir with train/test.tsv")
     demo.add_argument("--workers", type=int, default=None, help="stream workers (default 2)")
@@ -103,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _names(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return names
+
+
 def _fraction(value: str) -> float:
     x = float(value)
     if not 0.0 <= x <= 1.0:
@@ -125,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench_openworld(args)
         if args.command == "bench" and args.bench == "runtime":
             return _bench_runtime(args)
+        if args.command == "chaos":
+            return _chaos(args)
         from streamlabel.workers import commands
 
         handlers = {
@@ -132,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run": commands.cmd_run,
             "produce": commands.cmd_produce,
             "tail": commands.cmd_tail,
+            "replay": commands.cmd_replay,
         }
         return handlers[args.command](args)
     except StreamlabelError as exc:
@@ -214,6 +245,31 @@ def _bench_runtime(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     return 0
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from streamlabel.chaos import ORDER, run_chaos
+    from streamlabel.chaos.harness import ChaosConfig
+    from streamlabel.logging import configure_logging
+
+    dataset = Path(args.dataset)
+    if not (dataset / "train.tsv").is_file() or not (dataset / "test.tsv").is_file():
+        raise SettingsError(f"--dataset {args.dataset!r} needs train.tsv and test.tsv")
+    if args.cycles < 1 or args.items < 10 or args.workers < 1:
+        raise SettingsError("--cycles and --workers must be >= 1, --items >= 10")
+    configure_logging(json_logs=False, level="warning")
+    config = ChaosConfig(
+        dataset=dataset, cycles=args.cycles, items_per_cycle=args.items, workers=args.workers,
+        seed=args.seed,
+    )  # fmt: skip
+    report = run_chaos(config, args.scenarios or ORDER)
+    print(
+        f"{'PASSED' if report['passed'] else 'FAILED'}: lost {report['lost_total']} in "
+        f"{sum(s['inputs'] for s in report['scenarios'])} inputs, {report['seconds']:.0f}s"
+    )
+    if args.json:
+        print(json.dumps(report, default=str))
+    return 0 if report["passed"] else 1
 
 
 def _kafka_seeds(

@@ -20,7 +20,10 @@ MetadataValue = str | int | float | bool | None
 ClassStatus = Literal["known", "provisional", "retired"]
 ClassOrigin = Literal["feedback", "discovery", "zero_shot"]
 ClassEventKind = Literal["created", "updated", "renamed", "merged", "retired"]
-DriftKind = Literal["embedding", "unknown_rate", "label_mix", "prototype_shift", "confidence"]
+DriftKind = Literal[
+    "embedding", "unknown_rate", "label_mix", "prototype_shift", "confidence", "broker_reset"
+]
+"""Which detector fired; ``broker_reset`` is operational (the broker lost its topics)."""
 Severity = Literal["info", "warning", "critical"]
 
 

@@ -25,6 +25,7 @@ from streamlabel.logging import configure_logging
 from streamlabel.schemas import ClassEvent, Feedback, Item, Record
 from streamlabel.workers.client import TopicReader, produce_feedback, produce_items
 from streamlabel.workers.settings import RuntimeSettings, load_runtime_settings
+from streamlabel.workers.topics import Topics
 
 __all__ = ["cmd_demo", "cmd_produce", "cmd_run", "cmd_tail", "settings_from_args"]
 
@@ -180,4 +181,16 @@ def cmd_tail(args: Any, out: Callable[[str], None] = print) -> int:
         pass
     finally:
         reader.close()
+    return 0
+
+
+def cmd_replay(args: Any, out: Callable[[str], None] = print) -> int:
+    """``streamlabel replay``: labels of an offset range against a pinned snapshot (JSON lines)."""
+    from streamlabel.workers.replay import replay
+
+    settings = settings_from_args(args)
+    configure_logging(json_logs=settings.runtime.log_json, level="warning")
+    topic = Topics(settings.kafka.topic_prefix).items
+    for record in replay(settings, args.snapshot, topic, args.partition, args.start, args.end):
+        out(record.model_dump_json())
     return 0

@@ -103,6 +103,9 @@ def make_producer(settings: KafkaSettings) -> KafkaProducer:
             linger_ms=settings.linger_ms,
             retries=5,
             max_request_size=8 * 1024 * 1024,
+            # a missing topic or a dead broker fails a send within the delivery deadline
+            # (the default blocks for 60 s)
+            max_block_ms=int(settings.delivery_timeout_s * 1000),
             **settings.client_kwargs(),
         )
 

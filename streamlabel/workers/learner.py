@@ -52,8 +52,9 @@ from streamlabel.errors import PublishError, SnapshotError, StreamlabelError
 from streamlabel.logging import configure_logging
 from streamlabel.pipeline.engine import DiscoveryJob, Engine
 from streamlabel.pipeline.output import EngineOutput, Observed
-from streamlabel.schemas import ClassEvent, DeadLetter, UnknownRecord, decode
+from streamlabel.schemas import ClassEvent, DeadLetter, DriftAlert, UnknownRecord, decode
 from streamlabel.workers.embedding import load_embedder
+from streamlabel.workers.faults import LEARNER_POINTS, FaultAction, Faults
 from streamlabel.workers.kafka_io import OutRecord, Publisher, lag, make_consumer, to_raw
 from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.stream_worker import LEARNER_OFFSETS_HEADER, ClassTail, rss_bytes
@@ -115,6 +116,7 @@ class LearnerStats:
     restored_from: str = ""
     republished: int = 0
     reconciled: int = 0
+    broker_resets: int = 0
     store_version: int = 0
     classes: int = 0
     buffered: int = 0
@@ -167,6 +169,8 @@ class Learner:
         self._stop = threading.Event()
         self._force_discovery = threading.Event()
         self._snapshot_wanted = threading.Event()
+        self._reset_requested = threading.Event()
+        self.faults = Faults(LEARNER_POINTS, notes_dir=settings.runtime.state_dir)
         self._class_view: list[dict[str, Any]] = []
         self._positions: dict[str, int] = {}
         self._seq = 0
@@ -226,6 +230,26 @@ class Learner:
             time.sleep(0.05)
         return self._stats.snapshots
 
+    def pid(self) -> int:
+        """The actor's process id (the chaos harness kills it from outside)."""
+        return os.getpid()
+
+    def arm_fault(
+        self, point: str, action: FaultAction = "kill", after: int = 1, stall_s: float = 0.0
+    ) -> None:
+        """Arms a fault point (see :mod:`streamlabel.workers.faults`)."""
+        self.faults.arm(point, action=action, after=after, stall_s=stall_s)
+
+    def broker_reset(self) -> None:
+        """The broker lost its data: at the next step, consume ``feedback`` and
+        ``unknowns`` from their beginning, re-publish every class (the replicas
+        re-seed from it) and raise a ``broker_reset`` alert."""
+        self._reset_requested.set()
+
+    def disarm_faults(self) -> None:
+        """Disarms every fault point."""
+        self.faults.disarm()
+
     def idle(self) -> bool:
         """True when no discovery is running or requested and no observation is queued."""
         return (
@@ -252,11 +276,19 @@ class Learner:
         """
         return list(self._class_view)
 
+    def replica(self) -> dict[str, tuple[int, str]]:
+        """The store's classes as ``{class_id: (updated_version, status)}`` (what every
+        worker's replica must converge to)."""
+        return {c["class_id"]: (c["updated_version"], c["status"]) for c in self._class_view}
+
     # ------------------------------------------------------------------ loop
     def step(self) -> int:
         """One poll of feedback/unknowns, plus observations and discovery; returns records."""
         engine, consumer = self._require()
         out = EngineOutput()
+        if self._reset_requested.is_set():
+            self._reset_requested.clear()
+            self._reseed(engine, consumer, out)
         polled = consumer.poll(timeout_ms=self.settings.runtime.poll_timeout_ms, max_records=2000)
         self._stats.lag = sum(lag(consumer).values())
         feedback: list[Any] = []
@@ -270,6 +302,10 @@ class Learner:
             out.extend(engine.absorb(self._decode_unknowns(unknowns, out)))
         if feedback:
             out.extend(engine.learn([to_raw(m) for m in feedback]))
+            self.faults.hit(
+                "feedback_applied",
+                note={"counts": {c: st.count for c, st in engine.store.states().items()}},
+            )
         runs = self._discover(engine, out)
         self._since_snapshot += len(feedback) + len(unknowns)
         has_output = bool(
@@ -291,7 +327,10 @@ class Learner:
         headers = [(LEARNER_OFFSETS_HEADER, json.dumps(self._positions).encode())]
         outbox = publisher.records(out, event_headers=headers)
         self._write_snapshot(outbox)
+        note = {"classes": sorted({e.class_id for e in out.class_events}), "seq": self._seq}
+        self.faults.hit("after_snapshot", note)
         self._publish_records(outbox)
+        self.faults.hit("after_publish", note)
         self._mark_published()
         self._commit()
         s = self._stats
@@ -364,15 +403,53 @@ class Learner:
         publisher = self._require_publisher()
         if not records:
             return
-        for attempt in (1, 2):
+        deadline = time.monotonic() + self.settings.runtime.publish_retry_s
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 publisher.send_all(records)
                 publisher.flush()
                 return
             except PublishError as exc:
                 self._log.warning("publish_failed", attempt=attempt, error=str(exc))
-                if attempt == 2:
+                if time.monotonic() >= deadline:
                     raise
+                time.sleep(min(0.25 * 2**attempt, 5.0))
+
+    def _reseed(self, engine: Engine, consumer: KafkaConsumer, out: EngineOutput) -> None:
+        """After the broker lost its data: start the inputs over, re-publish every class.
+
+        The store, the unknown buffer and the discovery candidates are this
+        learner's own (memory, backed by its snapshot); only the topics are new.
+        """
+        self._positions.clear()
+        assignment = consumer.assignment()
+        if assignment:
+            consumer.seek_to_beginning(*assignment)
+        states = engine.store.states()
+        out.class_events.extend(engine.store.reassert(cid, cause="broker_reset") for cid in states)
+        out.alerts.append(
+            DriftAlert(
+                alert_id=f"broker-reset-{engine.store.version}-{int(time.time())}",
+                kind="broker_reset",
+                statistic=float(len(states)),
+                threshold=0.0,
+                window=0,
+                reference=0,
+                at_item=self._stats.observed,
+                severity="critical",
+                detail=(
+                    f"the broker lost its topics; {len(states)} classes re-published from the "
+                    "learner's state, inputs read from the new topics' beginning; records "
+                    "that were only on the old broker are gone"
+                ),
+                store_version=engine.store.version,
+                emitted_at=time.time(),
+            )
+        )
+        self._stats.broker_resets += 1
+        self._log.error("broker_reset", classes=len(states), store_version=engine.store.version)
 
     def _decode_unknowns(self, messages: list[Any], out: EngineOutput) -> list[UnknownRecord]:
         records = []
@@ -424,6 +501,11 @@ class Learner:
                         kind=event.kind,
                     )
                 out.extend(found)
+                if found.class_events:
+                    self.faults.hit(
+                        "discovery_adopted",
+                        note={"classes": sorted({e.class_id for e in found.class_events})},
+                    )
             collected = 1
         if self._job is None and (engine.discovery_due() or self._force_discovery.is_set()):
             job = engine.begin_discovery()
@@ -444,6 +526,7 @@ class Learner:
                 "status": st.status,
                 "origin": st.origin,
                 "count": st.count,
+                "updated_version": st.updated_version,
                 "keywords": list(st.keywords),
                 "examples": list(st.exemplar_texts[:3]),
             }

@@ -150,6 +150,18 @@ class RuntimeSection(_Section):
     snapshot_every_s: float = Field(default=30.0, gt=0)
     snapshot_every_records: int = Field(default=5000, ge=1)
     max_restarts: int = Field(default=5, ge=0, description="Restarts per actor before giving up.")
+    publish_retry_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a worker retries delivering a batch (fresh producer, backoff) "
+        "before it fails; covers a broker restart.",
+    )
+    broker_check_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often the supervisor checks that the topics were not recreated "
+        "(a broker that lost its data).",
+    )
     stop_timeout_s: float = Field(default=60.0, gt=0)
     log_json: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -38,6 +38,7 @@ from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.pipeline.settings import DriftSettings
 from streamlabel.schemas import ClassEvent, decode
 from streamlabel.workers.embedding import default_threads, load_embedder
+from streamlabel.workers.faults import WORKER_POINTS, FaultAction, Faults, FaultyEmbedder
 from streamlabel.workers.kafka_io import Publisher, commit_batch, lag, make_consumer, to_raw
 from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.topics import Topics
@@ -75,6 +76,9 @@ class WorkerStats:
     rebalances: int = 0
     last_rebalance_s: float = 0.0
     publish_retries: int = 0
+    fenced_batches: int = 0
+    partition_resets: int = 0
+    broker_resets: int = 0
     observations_dropped: int = 0
     class_events_applied: int = 0
     store_version: int = 0
@@ -106,6 +110,7 @@ class ClassTail:
         self._topic = topics.classes
         self._consumer: KafkaConsumer | None = None
         self._log = log
+        self.resets = 0
         self.learner_offsets: dict[str, int] | None = None
         """The learner's consumed offsets carried by the last event (``learner.offsets``)."""
 
@@ -127,6 +132,7 @@ class ClassTail:
             ChangelogError: a record is not a class event.
         """
         consumer = self._open()
+        self._detect_reset(consumer)
         events: list[ClassEvent] = []
         for messages in consumer.poll(timeout_ms=timeout_ms, max_records=10_000).values():
             for m in messages:
@@ -168,6 +174,29 @@ class ClassTail:
         raise ChangelogError(
             f"could not read {self._topic!r} to its end: no progress in {stall_timeout_s:.0f}s"
         )
+
+    def reset(self) -> None:
+        """Reads the changelog again from its beginning (after the broker lost it)."""
+        from kafka.structs import TopicPartition
+
+        if self._consumer is not None:
+            self._consumer.seek_to_beginning(TopicPartition(self._topic, 0))
+
+    def _detect_reset(self, consumer: KafkaConsumer) -> None:
+        """A position past the high watermark means the topic was recreated: start over.
+
+        Applying the changelog again is safe: events older than a class's state
+        are ignored, and a recovering learner re-asserts every class.
+        """
+        from kafka.structs import TopicPartition
+
+        tp = TopicPartition(self._topic, 0)
+        high = consumer.highwater(tp)
+        if high is not None and consumer.position(tp) > high:
+            self._log.warning("changelog_reset", topic=self._topic, position=consumer.position(tp),
+                              high_watermark=high)  # fmt: skip
+            consumer.seek_to_beginning(tp)
+            self.resets += 1
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -221,6 +250,8 @@ class StreamWorker:
         self._rng = np.random.default_rng(abs(hash(worker_id)) % (2**32))
         self._stats = WorkerStats(worker_id=worker_id)
         self._revoked_at: float | None = None
+        self._reset_requested = threading.Event()
+        self.faults = Faults(WORKER_POINTS)
         configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
         self._log = structlog.get_logger("streamlabel.worker").bind(worker_id=worker_id)
 
@@ -254,6 +285,34 @@ class StreamWorker:
         s.rss_bytes = rss_bytes()
         return s.as_dict()
 
+    def pid(self) -> int:
+        """The actor's process id (the chaos harness kills it from outside)."""
+        return os.getpid()
+
+    def arm_fault(
+        self, point: str, action: FaultAction = "kill", after: int = 1, stall_s: float = 0.0
+    ) -> None:
+        """Arms a fault point (see :mod:`streamlabel.workers.faults`)."""
+        self.faults.arm(point, action=action, after=after, stall_s=stall_s)
+
+    def disarm_faults(self) -> None:
+        """Disarms every fault point."""
+        self.faults.disarm()
+
+    def replica(self) -> dict[str, tuple[int, str]]:
+        """This replica's classes: ``{class_id: (updated_version, status)}``."""
+        if self._engine is None:
+            return {}
+        return {
+            cid: (st.updated_version, st.status) for cid, st in self._engine.store.states().items()
+        }
+
+    def broker_reset(self) -> None:
+        """The broker lost its data (the supervisor saw topics recreated): at the next
+        step, re-read the changelog and resume each partition at its committed
+        offset, or at its beginning where that offset is gone."""
+        self._reset_requested.set()
+
     def set_learner(self, learner: Any) -> None:
         """Points the drift observations at a (restarted) learner."""
         self._learner = learner
@@ -266,6 +325,9 @@ class StreamWorker:
         assert self._consumer is not None
         assert self._tail is not None
         assert self._publisher is not None
+        if self._reset_requested.is_set():
+            self._reset_requested.clear()
+            self._after_broker_reset()
         events = self._tail.poll(timeout_ms=0)
         if events:
             self._stats.class_events_applied += self._engine.apply(events)
@@ -275,18 +337,31 @@ class StreamWorker:
             timeout_ms=self.settings.runtime.poll_timeout_ms,
             max_records=self.settings.runtime.batch_size,
         )
+        polled_at = time.monotonic()
         messages = [m for batch in polled.values() for m in batch]
         self._stats.stage_s["poll"] = self._stats.stage_s.get("poll", 0.0) + (
             time.perf_counter() - t_poll
         )
         if not messages:
+            self._detect_resets()
             self._stats.lag = lag(self._consumer)
             return 0
         t0 = time.perf_counter()
         out = self._engine.process([to_raw(m) for m in messages])
+        self.faults.hit("after_embed")
         t1 = time.perf_counter()
+        if self._fenced(polled_at):
+            self._drop(messages, "before_publish")
+            return 0
         self._deliver(out)
         t2 = time.perf_counter()
+        self.faults.hit("after_flush")
+        if self._fenced(polled_at):
+            # Delivered, but the partitions may be another worker's by now: their new
+            # owner labels the batch again (a bounded duplicate); committing would only
+            # be refused. Rewinding keeps the batch if this worker still owns them.
+            self._drop(messages, "before_commit")
+            return 0
         self._commit(messages)
         t3 = time.perf_counter()
         self._observe(out.observed)
@@ -344,16 +419,84 @@ class StreamWorker:
     def _deliver(self, out: EngineOutput) -> None:
         """Publishes and flushes; one retry on a fresh producer, then gives up (no commit)."""
         assert self._publisher is not None
-        for attempt in (1, 2):
+        deadline = time.monotonic() + self.settings.runtime.publish_retry_s
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 self._publisher.publish(out)
+                if attempt == 1:
+                    self.faults.hit("after_produce")
                 self._publisher.flush()
                 return
             except PublishError as exc:
                 self._stats.publish_retries += 1
                 self._log.warning("publish_failed", attempt=attempt, error=str(exc))
-                if attempt == 2:
+                if time.monotonic() >= deadline:
                     raise
+                # a broker that restarts, or topics being recreated: back off and retry
+                # on a fresh producer (the Publisher dropped the failed one)
+                time.sleep(min(0.25 * 2**attempt, 5.0))
+
+    def _fenced(self, polled_at: float) -> bool:
+        """True when the batch took longer than ``kafka.max_poll_interval_ms``.
+
+        The consumer's heartbeat thread has then left the group: the batch's
+        partitions belong to another worker, which reads them from the last commit.
+        """
+        return time.monotonic() - polled_at > self.settings.kafka.max_poll_interval_ms / 1e3
+
+    def _drop(self, messages: list[Any], stage: str) -> None:
+        """Discards a fenced batch: rewinds the partitions this worker may still own."""
+        from kafka.structs import TopicPartition
+
+        assert self._consumer is not None
+        first: dict[TopicPartition, int] = {}
+        for m in messages:
+            tp = TopicPartition(m.topic, m.partition)
+            first[tp] = min(first.get(tp, m.offset), m.offset)
+        owned = self._consumer.assignment()
+        for tp, offset in first.items():
+            if tp in owned:
+                self._consumer.seek(tp, offset)
+        self._stats.fenced_batches += 1
+        limit = self.settings.kafka.max_poll_interval_ms
+        self._log.warning(
+            "batch_fenced",
+            stage=stage,
+            offsets=_offset_ranges(messages),
+            max_poll_interval_ms=limit,
+        )
+
+    def _detect_resets(self) -> None:
+        """Resets partitions whose position is past the high watermark (topic recreated)."""
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            position = self._consumer.position(tp)
+            if position > high:
+                self._log.warning("partition_reset", partition=f"{tp.topic}:{tp.partition}",
+                                  position=position, high_watermark=high)  # fmt: skip
+                self._consumer.seek_to_beginning(tp)
+                self._stats.partition_resets += 1
+
+    def _after_broker_reset(self) -> None:
+        """Re-reads the changelog; resumes partitions at a commit that still exists, else 0."""
+        assert self._consumer is not None
+        assert self._tail is not None
+        self._tail.reset()
+        for tp in self._consumer.assignment():
+            committed = self._consumer.committed(tp)
+            high = self._consumer.highwater(tp)
+            if committed is not None and (high is None or committed <= high):
+                self._consumer.seek(tp, committed)
+            else:
+                self._consumer.seek_to_beginning(tp)
+        self._stats.broker_resets += 1
+        self._log.warning("broker_reset", partitions=sorted(
+            f"{tp.topic}:{tp.partition}" for tp in self._consumer.assignment()))  # fmt: skip
 
     def _observe(self, observed: Observed | None) -> None:
         """Sends labelled items to the learner's detectors; drops them under backpressure."""
@@ -378,8 +521,12 @@ class StreamWorker:
         # oversubscribe them (multi-threaded OpenBLAS made the drift tests 10-30x slower).
         threadpool_limits(limits=1, user_api="blas")
         s = self.settings
-        embedder = self._embedder or load_embedder(
-            s.model, threads=s.runtime.torch_threads or default_threads(s.runtime.workers)
+        embedder = FaultyEmbedder(
+            self._embedder
+            or load_embedder(
+                s.model, threads=s.runtime.torch_threads or default_threads(s.runtime.workers)
+            ),
+            self.faults,
         )
         replica = s.model_copy(
             update={

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +26,7 @@ import structlog
 
 from streamlabel.errors import BrokerError, SettingsError, StreamlabelError
 from streamlabel.workers.broker import EmbeddedBroker
+from streamlabel.workers.broker_watch import BrokerWatch
 from streamlabel.workers.embedding import EmbedderActor, RemoteEmbedder, resolve_embedder_mode
 from streamlabel.workers.learner import Learner
 from streamlabel.workers.settings import RuntimeSettings
@@ -156,6 +158,9 @@ class Runtime:
         self._t0 = time.monotonic()
         self._last: tuple[float, int] = (time.monotonic(), 0)
         self._stopped = False
+        self._watch: BrokerWatch | None = None
+        self._watched_at = 0.0
+        self.broker_resets = 0
 
     # ------------------------------------------------------------------ start
     def start(self, timeout_s: float = 300.0) -> Runtime:
@@ -173,6 +178,7 @@ class Runtime:
 
     def _start(self, timeout_s: float) -> Runtime:
         s = self.settings
+        _check_model(s)
         kafka = s.kafka
         if kafka.bootstrap_servers is None:
             self.broker = EmbeddedBroker().start()
@@ -183,6 +189,8 @@ class Runtime:
             runtime = runtime.model_copy(update={"state_dir": self._temp_state})
         self.settings = s = s.model_copy(update={"kafka": kafka, "runtime": runtime})
         ensure_topics(s.kafka, self.topics)
+        self._watch = BrokerWatch(s.kafka, self.topics)
+        self._watch.baseline()
         self._started_ray = init_ray(s)
         if self._started_ray:  # a shared or autoscaling cluster is the operator's to size
             self._check_resources()
@@ -291,6 +299,7 @@ class Runtime:
         """
         import ray
 
+        self.check_broker()
         restarted = []
         refs = {id(s.run_ref): s for s in self._slots() if s.run_ref is not None}
         if not refs:
@@ -303,7 +312,8 @@ class Runtime:
                 ray.get(ref)
                 error = "the loop returned without being stopped"
             except Exception as exc:
-                error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                text = str(exc).strip()  # a Ray error: its banner, then the actor's traceback
+                error = f"{type(exc).__name__}: ...{text[-500:]}" if len(text) > 500 else text
             if slot.restarts >= self.settings.runtime.max_restarts:
                 raise StreamlabelError(f"{slot.name} failed {slot.restarts + 1} times: {error}")
             slot.restarts += 1
@@ -318,6 +328,39 @@ class Runtime:
                 self._launch_worker(slot, 300.0)
             restarted.append(slot.name)
         return restarted
+
+    def check_broker(self, *, force: bool = False) -> list[str]:
+        """Detects a broker that lost its topics and recovers from it (at most every
+        ``runtime.broker_check_s`` unless ``force``); returns the topics it found
+        recreated or missing.
+
+        Recovery: create the topics again, then tell every actor. Workers re-read
+        the changelog and resume at a committed offset that still exists (else at
+        the beginning); the learner reads its inputs from the beginning,
+        re-publishes every class from its own state and raises a
+        ``broker_reset`` alert. What only the old broker held is gone.
+        """
+        now = time.monotonic()
+        if self._watch is None or (
+            not force and now - self._watched_at < self.settings.runtime.broker_check_s
+        ):
+            return []
+        self._watched_at = now
+        changed = self._watch.changed()
+        if not changed:
+            return []
+        log.error("broker_reset_detected", topics=changed)
+        try:
+            ensure_topics(self.settings.kafka, self.topics)
+        except BrokerError as exc:
+            log.warning("topics_not_recreated", error=str(exc)[:300])
+            return []  # next check tries again
+        self._watch.baseline()
+        self.broker_resets += 1
+        for slot in self._slots():
+            with contextlib.suppress(Exception):
+                slot.handle.broker_reset.remote()
+        return changed
 
     def _slots(self) -> list[_Slot]:
         return [*([self.learner] if self.learner else []), *self.workers]
@@ -436,6 +479,8 @@ class Runtime:
                     ray.kill(self._embedder_actor)
             if self._started_ray:
                 ray.shutdown()
+        if self._watch is not None:
+            self._watch.close()
         if self.broker is not None:
             self.broker.stop()
         if self._temp_state is not None:
@@ -452,6 +497,21 @@ class Runtime:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _check_model(settings: RuntimeSettings) -> None:
+    """Fails before anything starts when ``model.path`` cannot hold a model.
+
+    Raises:
+        SettingsError: naming ``model.path``.
+    """
+    path = settings.model.path
+    if path is not None and not (Path(path) / "config.json").is_file():
+        what = "does not exist" if not Path(path).exists() else "has no config.json"
+        raise SettingsError(
+            f"model.path {path!r} {what}; it must be a sentence-transformers model directory "
+            "(unset it for the bundled all-MiniLM-L6-v2)"
+        )
 
 
 def _await_ready(slots: list[_Slot], timeout_s: float) -> None:

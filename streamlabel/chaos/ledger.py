@@ -1,0 +1,171 @@
+"""The delivery checker: joins what was produced to what came out.
+
+Every input the harness produces is written down with the partition and offset
+the broker gave it. What comes out is the first label of each item (revision
+0, on ``labels``) or its dead letter (on ``dlq``, keyed by source offset).
+The verdict counts:
+
+* ``lost``: inputs with neither a first label nor a dead letter;
+* ``duplicates``: outcomes beyond the first for an input (at-least-once
+  redelivery: a batch labelled again after a crash or a rebalance);
+* ``unexpected``: outcomes that match no input (an id that was never
+  produced, a label that names another offset than its item's, a poison
+  input that was labelled or a valid one that was dead-lettered).
+
+Pure Python, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Ledger", "Outcomes", "Verdict", "check", "longest_redelivery"]
+
+
+@dataclass(frozen=True)
+class Input:
+    """One produced record: its id, where it landed, and whether it is poison."""
+
+    item_id: str
+    partition: int
+    offset: int
+    poison: bool = False
+
+
+@dataclass
+class Ledger:
+    """What a scenario produced (filled as the producer's deliveries complete)."""
+
+    prefix: str
+    inputs: dict[str, Input] = field(default_factory=dict)
+
+    def add(self, item_id: str, partition: int, offset: int, *, poison: bool = False) -> None:
+        self.inputs[item_id] = Input(item_id, partition, offset, poison)
+
+    def by_offset(self) -> dict[tuple[int, int], Input]:
+        return {(i.partition, i.offset): i for i in self.inputs.values()}
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+@dataclass
+class Outcomes:
+    """What came out: first labels and dead letters, as they were read."""
+
+    labels: list[tuple[str, int, int]] = field(default_factory=list)
+    """(item_id, source partition, source offset) of every revision-0 label."""
+    dead: list[tuple[int, int, str]] = field(default_factory=list)
+    """(source partition, source offset, reason) of every dead letter from ``items``."""
+
+    def add_label(self, item_id: str, partition: int, offset: int) -> None:
+        self.labels.append((item_id, partition, offset))
+
+    def add_dead(self, partition: int, offset: int, reason: str) -> None:
+        self.dead.append((partition, offset, reason))
+
+
+@dataclass
+class Verdict:
+    """The result of one scenario (the ``--json`` line holds a list of these)."""
+
+    name: str
+    inputs: int
+    lost: int
+    duplicates: int
+    unexpected: int
+    passed: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check(
+    ledger: Ledger,
+    outcomes: Outcomes,
+    *,
+    max_duplicates: int | None = None,
+    batch_size: int | None = None,
+) -> Verdict:
+    """Joins ``ledger`` to ``outcomes``; only outcomes of ids under ``ledger.prefix`` count.
+
+    Args:
+        max_duplicates: the bound on all duplicates the scenario promises (None: any).
+        batch_size: when given, no partition may re-deliver a run of consecutive
+            inputs longer than this (one batch per revoked partition).
+
+    Returns:
+        A verdict that passes when nothing was lost or unexpected and duplicates
+        stay within the bounds.
+    """
+    by_offset = ledger.by_offset()
+    delivered: Counter[str] = Counter()
+    unexpected: list[str] = []
+    for item_id, partition, offset in outcomes.labels:
+        if not item_id.startswith(ledger.prefix):
+            continue  # another scenario's item
+        expected = ledger.inputs.get(item_id)
+        if expected is None:
+            unexpected.append(f"label for unknown id {item_id}")
+        elif (expected.partition, expected.offset) != (partition, offset):
+            unexpected.append(
+                f"label for {item_id} names {partition}:{offset}, "
+                f"it was produced at {expected.partition}:{expected.offset}"
+            )
+        elif expected.poison:
+            unexpected.append(f"poison input {item_id} was labelled")
+        else:
+            delivered[item_id] += 1
+    for partition, offset, reason in outcomes.dead:
+        found = by_offset.get((partition, offset))
+        if found is None:
+            continue  # another scenario's offset (dead letters are keyed by offset only)
+        if not found.poison:
+            unexpected.append(f"valid input {found.item_id} dead-lettered ({reason})")
+        else:
+            delivered[found.item_id] += 1
+    lost = [i for i in ledger.inputs if delivered[i] == 0]
+    duplicates = sum(n - 1 for n in delivered.values() if n > 1)
+    run = longest_redelivery(ledger, {i for i, n in delivered.items() if n > 1})
+    within = max_duplicates is None or duplicates <= max_duplicates
+    if batch_size is not None:
+        within = within and run <= batch_size
+    details: dict[str, Any] = {
+        "max_duplicates": max_duplicates,
+        "items_duplicated": sum(1 for n in delivered.values() if n > 1),
+        "longest_redelivery": run,
+    }
+    if lost:
+        details["lost_examples"] = sorted(lost)[:10]
+    if unexpected:
+        details["unexpected_examples"] = unexpected[:10]
+    return Verdict(
+        name="",
+        inputs=len(ledger),
+        lost=len(lost),
+        duplicates=duplicates,
+        unexpected=len(unexpected),
+        passed=not lost and not unexpected and within,
+        details=details,
+    )
+
+
+def longest_redelivery(ledger: Ledger, duplicated: set[str]) -> int:
+    """The longest run of consecutive inputs of one partition that came out twice.
+
+    A worker that loses a partition hands it over at its last commit, so what is
+    labelled twice is the tail it had polled but not committed: one batch at most.
+    """
+    longest = 0
+    by_partition: dict[int, list[Input]] = {}
+    for inp in ledger.inputs.values():
+        by_partition.setdefault(inp.partition, []).append(inp)
+    for inputs in by_partition.values():
+        run = 0
+        for inp in sorted(inputs, key=lambda i: i.offset):
+            run = run + 1 if inp.item_id in duplicated else 0
+            longest = max(longest, run)
+    return longest
