@@ -135,6 +135,7 @@ class Harness:
         if self._producer is None:
             self._producer = KafkaProducer(
                 acks="all", linger_ms=5, max_request_size=8 * 1024 * 1024,
+                allow_auto_create_topics=False,
                 **self.kafka.client_kwargs(),
             )  # fmt: skip
         topic = topic or self.runtime.topics.items

@@ -9,6 +9,7 @@ the broker.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -128,7 +129,8 @@ def learner_crash(h: Harness) -> Verdict:
         def restarted() -> bool:
             h.pump()
             if discover and learner.restarts == before:
-                h.runtime.call_learner("request_discovery")
+                with contextlib.suppress(Exception):  # it may be dying right now
+                    h.runtime.call_learner("request_discovery", timeout_s=5)
             return learner.restarts > before
 
         wait_until(restarted, timeout_s=300, interval_s=0.5, what=f"learner killed at {point}")
@@ -166,10 +168,11 @@ def learner_crash(h: Harness) -> Verdict:
 
     def rediscovered() -> bool:
         h.pump()
-        have = {c["class_id"] for c in h.runtime.call_learner("classes")}
-        if lost_ids <= have:
-            return True
-        h.runtime.call_learner("request_discovery")
+        with contextlib.suppress(Exception):
+            have = {c["class_id"] for c in h.runtime.call_learner("classes")}
+            if lost_ids <= have:
+                return True
+            h.runtime.call_learner("request_discovery")
         return False
 
     try:

@@ -86,6 +86,9 @@ def make_consumer(
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms,
+            # topics are created by ensure_topics with their partitions and configs; a
+            # broker that lost them must not get them back from a metadata request
+            allow_auto_create_topics=False,
             **settings.client_kwargs(),
         )
     if topics:
@@ -106,6 +109,7 @@ def make_producer(settings: KafkaSettings) -> KafkaProducer:
             # a missing topic or a dead broker fails a send within the delivery deadline
             # (the default blocks for 60 s)
             max_block_ms=int(settings.delivery_timeout_s * 1000),
+            allow_auto_create_topics=False,
             **settings.client_kwargs(),
         )
 

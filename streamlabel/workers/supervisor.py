@@ -351,7 +351,7 @@ class Runtime:
             return []
         log.error("broker_reset_detected", topics=changed)
         try:
-            ensure_topics(self.settings.kafka, self.topics)
+            ensure_topics(self.settings.kafka, self.topics, strict=False)
         except BrokerError as exc:
             log.warning("topics_not_recreated", error=str(exc)[:300])
             return []  # next check tries again

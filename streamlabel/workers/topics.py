@@ -75,8 +75,16 @@ class Topics:
         return [self.name(k) for k in TOPIC_KINDS]
 
 
-def ensure_topics(settings: KafkaSettings, topics: Topics | None = None) -> list[str]:
+def ensure_topics(
+    settings: KafkaSettings, topics: Topics | None = None, *, strict: bool = True
+) -> list[str]:
     """Creates the missing topics; returns the names it created.
+
+    With ``strict`` (start-up) a ``classes`` topic with more than one partition is
+    refused. Without (recovery from a broker that lost its topics, where a client's
+    fetch may have had the broker auto-create it with its default partitions) it
+    is accepted with a warning: replicas read and the learner writes partition 0
+    only, so the other partitions stay empty.
 
     Raises:
         BrokerError: the broker cannot be reached or refuses to create a topic.
@@ -93,7 +101,12 @@ def ensure_topics(settings: KafkaSettings, topics: Topics | None = None) -> list
     try:
         existing = set(admin.list_topics())
         if topics.classes in existing:
-            _check_single_partition(admin, topics.classes)
+            try:
+                _check_single_partition(admin, topics.classes)
+            except BrokerError as exc:
+                if strict:
+                    raise
+                log.warning("changelog_partitions", error=str(exc))
         missing = [
             NewTopic(
                 name,
