@@ -103,6 +103,7 @@ def check(
     """
     by_offset = ledger.by_offset()
     delivered: Counter[str] = Counter()
+    seen: set[str] = set()
     unexpected: list[str] = []
     for item_id, partition, offset in outcomes.labels:
         if not item_id.startswith(ledger.prefix):
@@ -117,6 +118,7 @@ def check(
             )
         elif expected.poison:
             unexpected.append(f"poison input {item_id} was labelled")
+            seen.add(item_id)  # not lost: it came out, as the wrong kind
         else:
             delivered[item_id] += 1
     for partition, offset, reason in outcomes.dead:
@@ -125,9 +127,10 @@ def check(
             continue  # another scenario's offset (dead letters are keyed by offset only)
         if not found.poison:
             unexpected.append(f"valid input {found.item_id} dead-lettered ({reason})")
+            seen.add(found.item_id)
         else:
             delivered[found.item_id] += 1
-    lost = [i for i in ledger.inputs if delivered[i] == 0]
+    lost = [i for i in ledger.inputs if delivered[i] == 0 and i not in seen]
     duplicates = sum(n - 1 for n in delivered.values() if n > 1)
     run = longest_redelivery(ledger, {i for i, n in delivered.items() if n > 1})
     within = max_duplicates is None or duplicates <= max_duplicates

@@ -40,6 +40,8 @@ def run_chaos(
         SettingsError: an unknown scenario name.
     """
     unknown = [n for n in names if n not in ORDER]
+    if not names:
+        raise SettingsError(f"no chaos scenario given; known: {', '.join(ORDER)}")
     if unknown:
         raise SettingsError(
             f"unknown chaos scenario(s) {', '.join(unknown)}; known: {', '.join(ORDER)}"

@@ -76,13 +76,13 @@ class Faults:
         Raises:
             SettingsError: the point or the action is not known.
         """
+        if action not in ("kill", "stall"):
+            raise SettingsError(f"unknown fault action {action!r} for point {point!r}")
         if point == "model_fail":
             self.model_fail = True
             return
         if point not in self.points:
             raise SettingsError(f"unknown fault point {point!r}; known: {', '.join(self.points)}")
-        if action not in ("kill", "stall"):
-            raise SettingsError(f"unknown fault action {action!r}")
         with self._lock:
             self._armed[point] = _Armed(action, max(1, after), stall_s)
 

@@ -1,0 +1,360 @@
+"""The stream worker's recovery logic on a fake consumer (no broker, no Ray).
+
+* a batch that outlived ``kafka.max_poll_interval_ms`` is fenced: dropped, and the
+  partitions this worker still owns are rewound to the batch's first offsets;
+* a partition whose position is past its high watermark was recreated: back to its start;
+* after a broker reset each partition resumes at its commit where that still exists.
+
+``StreamWorker(settings, id)`` does not connect; the tests put fakes in its
+``_consumer``/``_tail``/``_publisher`` slots, and a fake clock in place of
+``time.monotonic`` where a step has to take "too long".
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import structlog
+
+from streamlabel.pipeline import Engine, load_settings
+from streamlabel.schemas import Item, encode
+from streamlabel.testing import HashEmbedder, ManualClock
+from streamlabel.workers import stream_worker
+from streamlabel.workers.settings import load_runtime_settings
+from streamlabel.workers.stream_worker import StreamWorker
+
+with warnings.catch_warnings():  # kafka-python loads its protocol files with a deprecated API
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+ITEMS = "t.items"
+P0, P1, P2, P3 = (TopicPartition(ITEMS, p) for p in range(4))
+LIMIT_MS = 2000
+
+
+class FakeConsumer:
+    """The parts of a KafkaConsumer the worker uses; records seeks and commits."""
+
+    def __init__(
+        self,
+        assigned: set[TopicPartition],
+        *,
+        highwater: dict[TopicPartition, int] | None = None,
+        positions: dict[TopicPartition, int] | None = None,
+        committed: dict[TopicPartition, int] | None = None,
+        polls: list[dict[TopicPartition, list[Any]]] | None = None,
+    ) -> None:
+        self.assigned = set(assigned)
+        self.high = dict(highwater or {})
+        self.positions = dict(positions or {})
+        self.committed_offsets = dict(committed or {})
+        self.polls = list(polls or [])
+        self.seeks: dict[TopicPartition, int] = {}
+        self.rewound: list[TopicPartition] = []
+        self.commits: list[dict[TopicPartition, OffsetAndMetadata]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.high.get(tp)
+
+    def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]  # KeyError: the worker asked about a partition it should not
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        return self.committed_offsets.get(tp)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        assert tp in self.assigned, f"seek on unassigned {tp}"
+        self.seeks[tp] = offset
+        self.positions[tp] = offset
+
+    def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        for tp in tps:
+            assert tp in self.assigned, f"seek_to_beginning on unassigned {tp}"
+            self.rewound.append(tp)
+            self.positions[tp] = 0
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+        return self.polls.pop(0) if self.polls else {}
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        self.commits.append(offsets)
+
+
+class FakeTail:
+    """The class changelog replica: no new events; counts resets."""
+
+    def __init__(self) -> None:
+        self.resets = 0
+
+    def poll(self, timeout_ms: int = 0) -> list[Any]:
+        return []
+
+    def reset(self) -> None:
+        self.resets += 1
+
+
+class FakePublisher:
+    """Records what was published and flushed; ``on_flush`` runs inside the flush."""
+
+    def __init__(self, on_flush: Any = None) -> None:
+        self.published: list[Any] = []
+        self.flushes = 0
+        self._on_flush = on_flush
+
+    def publish(self, out: Any) -> None:
+        self.published.append(out)
+
+    def flush(self) -> None:
+        self.flushes += 1
+        if self._on_flush is not None:
+            self._on_flush()
+
+
+def msg(partition: int, offset: int, text: str = "python list dict") -> SimpleNamespace:
+    """A consumed record of ``items``."""
+    item_id = f"i-{partition}-{offset}"
+    return SimpleNamespace(
+        topic=ITEMS,
+        partition=partition,
+        offset=offset,
+        key=item_id.encode(),
+        value=encode(Item(id=item_id, text=text)),
+        headers=[],
+    )
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch):
+    """No STREAMLABEL_* variable leaks in; the worker's logging setup does not leak out."""
+    for name in list(os.environ):
+        if name.startswith("STREAMLABEL_"):
+            monkeypatch.delenv(name)
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.fixture
+def worker() -> StreamWorker:
+    settings = load_runtime_settings(
+        None,
+        kafka={"topic_prefix": "t.", "max_poll_interval_ms": LIMIT_MS},
+        runtime={"batch_size": 16, "log_level": "warning"},
+    )
+    w = StreamWorker(settings, "worker-t")
+    w._tail = FakeTail()  # type: ignore[assignment]
+    return w
+
+
+# ------------------------------------------------------------------ fenced
+def test_a_batch_is_fenced_only_once_it_outlived_max_poll_interval(worker: StreamWorker) -> None:
+    now = time.monotonic()
+    assert not worker._fenced(now)
+    assert not worker._fenced(now - LIMIT_MS / 1e3 / 2)
+    assert worker._fenced(now - LIMIT_MS / 1e3 - 0.5)
+    assert worker._fenced(now - 3600)
+
+
+def test_drop_rewinds_each_owned_partition_to_the_batchs_first_offset(
+    worker: StreamWorker,
+) -> None:
+    consumer = FakeConsumer({P0, P1, P3}, positions={P0: 108, P1: 15, P3: 7})
+    worker._consumer = consumer  # type: ignore[assignment]
+    batch = [msg(0, 100), msg(1, 12), msg(0, 101), msg(1, 13), msg(0, 107), msg(1, 14)]
+    worker._drop(batch, "before_publish")
+    assert consumer.seeks == {P0: 100, P1: 12}
+    assert consumer.positions[P3] == 7  # not in the batch: untouched
+    assert consumer.rewound == []
+    assert worker.stats()["fenced_batches"] == 1
+
+
+def test_drop_skips_partitions_no_longer_assigned(worker: StreamWorker) -> None:
+    consumer = FakeConsumer({P1})  # P0 and P2 went to another worker in the rebalance
+    worker._consumer = consumer  # type: ignore[assignment]
+    worker._drop([msg(0, 40), msg(0, 41), msg(1, 9), msg(2, 500)], "before_commit")
+    assert consumer.seeks == {P1: 9}
+    worker._drop([msg(0, 42)], "before_commit")  # nothing of it is owned: only counted
+    assert consumer.seeks == {P1: 9}
+    assert worker.stats()["fenced_batches"] == 2
+
+
+# ------------------------------------------------------------------ resets
+def test_a_position_past_the_high_watermark_rewinds_that_partition_only(
+    worker: StreamWorker,
+) -> None:
+    consumer = FakeConsumer(
+        {P0, P1, P2, P3},
+        highwater={P0: 10, P1: 250, P3: 0},  # P2: no watermark known yet
+        positions={P0: 240, P1: 250, P3: 31},  # P0, P3 recreated; P1 caught up
+    )
+    worker._consumer = consumer  # type: ignore[assignment]
+    worker._detect_resets()
+    assert sorted(consumer.rewound) == [P0, P3]
+    assert consumer.seeks == {}
+    assert worker.stats()["partition_resets"] == 2
+
+
+def test_no_reset_while_every_position_is_within_its_watermark(worker: StreamWorker) -> None:
+    consumer = FakeConsumer({P0, P1}, highwater={P0: 10, P1: 250}, positions={P0: 3, P1: 250})
+    worker._consumer = consumer  # type: ignore[assignment]
+    worker._detect_resets()
+    assert consumer.rewound == []
+    assert worker.stats()["partition_resets"] == 0
+
+
+def test_after_a_broker_reset_partitions_resume_at_a_commit_that_still_exists(
+    worker: StreamWorker,
+) -> None:
+    consumer = FakeConsumer(
+        {P0, P1, P2, P3},
+        highwater={P0: 80, P1: 10, P2: 5},  # P3: watermark unknown
+        committed={P0: 50, P1: 120, P3: 7},  # P1's commit is past the new log; P2 has none
+        positions={P0: 80, P1: 10, P2: 5, P3: 7},
+    )
+    worker._consumer = consumer  # type: ignore[assignment]
+    tail = worker._tail
+    worker._after_broker_reset()
+    assert consumer.seeks == {P0: 50, P3: 7}
+    assert sorted(consumer.rewound) == [P1, P2]
+    assert tail.resets == 1  # type: ignore[union-attr]
+    assert worker.stats()["broker_resets"] == 1
+
+
+def test_a_commit_equal_to_the_high_watermark_is_kept(worker: StreamWorker) -> None:
+    consumer = FakeConsumer({P0}, highwater={P0: 80}, committed={P0: 80})
+    worker._consumer = consumer  # type: ignore[assignment]
+    worker._after_broker_reset()
+    assert consumer.seeks == {P0: 80}
+    assert consumer.rewound == []
+
+
+# ------------------------------------------------------------ whole steps
+class FakeTime:
+    """``time`` for the worker's module: a settable monotonic clock, real everything else."""
+
+    def __init__(self) -> None:
+        self.now = 10_000.0
+        self.perf_counter = time.perf_counter
+        self.time = time.time
+        self.sleep = time.sleep
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class SlowEmbedder(HashEmbedder):
+    """A model that takes ``delay_s`` of the fake clock per batch (a stall)."""
+
+    def __init__(self, clock: FakeTime) -> None:
+        super().__init__(dim=32)
+        self.clock = clock
+        self.delay_s = 0.0
+
+    def embed(self, texts: Any) -> Any:
+        self.clock.now += self.delay_s
+        return super().embed(texts)
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    clock = FakeTime()
+    monkeypatch.setattr(stream_worker, "time", clock)
+    return clock
+
+
+def ready(
+    worker: StreamWorker, consumer: FakeConsumer, embedder: HashEmbedder, publisher: FakePublisher
+) -> None:
+    """Wires the fakes in where ``_open`` would have connected."""
+    worker._engine = Engine(
+        load_settings(drift={"enabled": False}), embedder, clock=ManualClock(1_000.0)
+    )
+    worker._consumer = consumer  # type: ignore[assignment]
+    worker._publisher = publisher  # type: ignore[assignment]
+
+
+def batch_poll() -> dict[TopicPartition, list[Any]]:
+    return {P0: [msg(0, 20), msg(0, 21), msg(0, 22)], P1: [msg(1, 5, "sql join table")]}
+
+
+def test_a_step_in_time_publishes_then_commits_the_next_offsets(
+    worker: StreamWorker, fake_time: FakeTime
+) -> None:
+    consumer = FakeConsumer(
+        {P0, P1}, highwater={P0: 23, P1: 6}, positions={P0: 23, P1: 6}, polls=[batch_poll()]
+    )
+    publisher = FakePublisher()
+    ready(worker, consumer, SlowEmbedder(fake_time), publisher)
+    assert worker.step() == 4
+    assert len(publisher.published) == 1
+    assert len(publisher.published[0].labels) == 4
+    assert [{tp: o.offset for tp, o in c.items()} for c in consumer.commits] == [{P0: 23, P1: 6}]
+    stats = worker.stats()
+    assert (stats["items"], stats["commits"], stats["fenced_batches"]) == (4, 1, 0)
+
+
+def test_a_batch_stalled_past_the_limit_is_dropped_before_publishing(
+    worker: StreamWorker, fake_time: FakeTime
+) -> None:
+    embedder = SlowEmbedder(fake_time)
+    consumer = FakeConsumer({P0, P1}, polls=[batch_poll()])
+    publisher = FakePublisher()
+    ready(worker, consumer, embedder, publisher)
+    embedder.delay_s = LIMIT_MS / 1e3 + 1  # the model hangs longer than max_poll_interval
+    assert worker.step() == 0
+    assert publisher.published == []
+    assert consumer.commits == []
+    assert consumer.seeks == {P0: 20, P1: 5}
+    stats = worker.stats()
+    assert (stats["fenced_batches"], stats["items"], stats["commits"]) == (1, 0, 0)
+
+
+def test_a_batch_fenced_during_its_flush_is_delivered_but_not_committed(
+    worker: StreamWorker, fake_time: FakeTime
+) -> None:
+    def slow_flush() -> None:
+        fake_time.now += LIMIT_MS / 1e3 + 1
+
+    consumer = FakeConsumer({P1}, polls=[batch_poll()])  # P0 was revoked meanwhile
+    publisher = FakePublisher(on_flush=slow_flush)
+    ready(worker, consumer, SlowEmbedder(fake_time), publisher)
+    assert worker.step() == 0
+    assert len(publisher.published) == 1
+    assert publisher.flushes == 1
+    assert consumer.commits == []  # the new owner labels it again: a bounded duplicate
+    assert consumer.seeks == {P1: 5}
+    assert worker.stats()["fenced_batches"] == 1
+
+
+def test_an_empty_poll_checks_for_recreated_partitions(
+    worker: StreamWorker, fake_time: FakeTime
+) -> None:
+    consumer = FakeConsumer({P0, P1}, highwater={P0: 0, P1: 9}, positions={P0: 64, P1: 9})
+    ready(worker, consumer, SlowEmbedder(fake_time), FakePublisher())
+    assert worker.step() == 0
+    assert consumer.rewound == [P0]
+    assert worker.stats()["partition_resets"] == 1
+
+
+def test_a_requested_broker_reset_is_applied_once_at_the_next_step(
+    worker: StreamWorker, fake_time: FakeTime
+) -> None:
+    consumer = FakeConsumer(
+        {P0}, highwater={P0: 3}, committed={P0: 90}, positions={P0: 0}, polls=[{}, {}]
+    )
+    ready(worker, consumer, SlowEmbedder(fake_time), FakePublisher())
+    worker.broker_reset()
+    assert worker.stats()["broker_resets"] == 0  # only requested: the loop's thread applies it
+    worker.step()
+    worker.step()
+    assert consumer.rewound == [P0]  # the commit at 90 is gone (the log ends at 3)
+    assert worker._tail.resets == 1  # type: ignore[union-attr]
+    assert worker.stats()["broker_resets"] == 1
