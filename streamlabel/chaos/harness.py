@@ -75,6 +75,8 @@ class Harness:
         self.config = config
         self.runtime = Runtime(settings)
         self.outcomes = Outcomes()
+        self.fault_marks: list[int] = []
+        self._peak_workers = 0
         self.plan: DemoPlan | None = None
         self._texts: list[str] = []
         self._next_text = 0
@@ -261,11 +263,27 @@ class Harness:
             if self.pump():
                 last = time.monotonic()
 
+    def mark_fault(self) -> None:
+        """Notes that a fault is being injected now (duplicates after it are its own)."""
+        self.fault_marks.append(len(self.outcomes.labels))
+        self._peak_workers = max(self._peak_workers, len(self.runtime.workers) + 1)
+
+    def per_fault_bound(self) -> int:
+        """What one fault may cost: the batch in flight on each worker's partitions
+        (counting a worker that joins during the fault)."""
+        workers = max(self._peak_workers, len(self.runtime.workers), 1)
+        return self.runtime.settings.runtime.batch_size * workers
+
     def verdict(self, name: str, ledger: Ledger, *, max_duplicates: int | None = None,
                 **details: Any) -> Verdict:  # fmt: skip
-        """The scenario's verdict (its extra ``details`` merged in)."""
-        batch = self.runtime.settings.runtime.batch_size
-        v = check(ledger, self.outcomes, max_duplicates=max_duplicates, batch_size=batch)
+        """The scenario's verdict (its extra ``details`` merged in); duplicates are
+        charged to the faults marked since the last verdict."""
+        v = check(
+            ledger, self.outcomes, max_duplicates=max_duplicates, event_marks=self.fault_marks,
+            max_per_event=self.per_fault_bound() if self.fault_marks else None,
+        )  # fmt: skip
+        self.fault_marks = []
+        self._peak_workers = 0
         v.name = name
         v.details.update(details)
         log.info("chaos_verdict", scenario=name, inputs=v.inputs, lost=v.lost,

@@ -17,7 +17,9 @@ Pure Python, no I/O.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -88,14 +90,17 @@ def check(
     outcomes: Outcomes,
     *,
     max_duplicates: int | None = None,
-    batch_size: int | None = None,
+    event_marks: Sequence[int] = (),
+    max_per_event: int | None = None,
 ) -> Verdict:
     """Joins ``ledger`` to ``outcomes``; only outcomes of ids under ``ledger.prefix`` count.
 
     Args:
         max_duplicates: the bound on all duplicates the scenario promises (None: any).
-        batch_size: when given, no partition may re-deliver a run of consecutive
-            inputs longer than this (one batch per revoked partition).
+        event_marks: ``len(outcomes.labels)`` at each fault the scenario injected;
+            duplicate labels read between two marks are charged to the earlier fault.
+        max_per_event: the bound on the duplicates charged to one fault (one batch
+            per worker whose partitions moved).
 
     Returns:
         A verdict that passes when nothing was lost or unexpected and duplicates
@@ -105,7 +110,8 @@ def check(
     delivered: Counter[str] = Counter()
     seen: set[str] = set()
     unexpected: list[str] = []
-    for item_id, partition, offset in outcomes.labels:
+    per_event = [0] * (len(event_marks) + 1)
+    for index, (item_id, partition, offset) in enumerate(outcomes.labels):
         if not item_id.startswith(ledger.prefix):
             continue  # another scenario's item
         expected = ledger.inputs.get(item_id)
@@ -121,6 +127,8 @@ def check(
             seen.add(item_id)  # not lost: it came out, as the wrong kind
         else:
             delivered[item_id] += 1
+            if delivered[item_id] > 1:
+                per_event[bisect.bisect_right(event_marks, index)] += 1
     for partition, offset, reason in outcomes.dead:
         found = by_offset.get((partition, offset))
         if found is None:
@@ -134,13 +142,19 @@ def check(
     duplicates = sum(n - 1 for n in delivered.values() if n > 1)
     run = longest_redelivery(ledger, {i for i, n in delivered.items() if n > 1})
     within = max_duplicates is None or duplicates <= max_duplicates
-    if batch_size is not None:
-        within = within and run <= batch_size
+    worst = max(per_event[1:], default=0)  # before the first fault nothing is charged
+    if max_per_event is not None:
+        within = within and worst <= max_per_event and per_event[0] == 0
     details: dict[str, Any] = {
         "max_duplicates": max_duplicates,
         "items_duplicated": sum(1 for n in delivered.values() if n > 1),
         "longest_redelivery": run,
     }
+    if event_marks:
+        details["faults"] = len(event_marks)
+        details["max_duplicates_per_fault"] = worst
+        details["duplicates_before_first_fault"] = per_event[0]
+        details["max_per_fault_bound"] = max_per_event
     if lost:
         details["lost_examples"] = sorted(lost)[:10]
     if unexpected:
@@ -157,11 +171,8 @@ def check(
 
 
 def longest_redelivery(ledger: Ledger, duplicated: set[str]) -> int:
-    """The longest run of consecutive inputs of one partition that came out twice.
-
-    A worker that loses a partition hands it over at its last commit, so what is
-    labelled twice is the tail it had polled but not committed: one batch at most.
-    """
+    """The longest run of consecutive inputs of one partition that came out twice
+    (information: two faults in a row can re-deliver adjacent batches)."""
     longest = 0
     by_partition: dict[int, list[Input]] = {}
     for inp in ledger.inputs.values():

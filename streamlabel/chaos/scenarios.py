@@ -23,7 +23,7 @@ import numpy as np
 import structlog
 
 from streamlabel.chaos.harness import Harness
-from streamlabel.chaos.ledger import Ledger, Verdict
+from streamlabel.chaos.ledger import Ledger, Verdict, check
 from streamlabel.errors import StreamlabelError
 from streamlabel.schemas import Feedback, Item, LabelRecord, encode
 from streamlabel.testing import wait_until
@@ -43,8 +43,7 @@ Scenario = Callable[[Harness], Verdict]
 def _dup_bound(h: Harness, revocations: int) -> int:
     """The promise: a revoked partition re-delivers at most the batch that was in
     flight on it, so each group change costs at most one batch per worker."""
-    batch = h.runtime.settings.runtime.batch_size
-    return max(1, revocations) * batch * max(1, len(h.runtime.workers))
+    return max(1, revocations) * h.per_fault_bound()
 
 
 # ----------------------------------------------------------------- 1. kill -9
@@ -59,6 +58,7 @@ def worker_kill(h: Harness) -> Verdict:
         for k, point in enumerate((*WORKER_POINTS, "anywhere")):
             slot = h.runtime.workers[(cycle + k) % len(h.runtime.workers)]
             before = slot.restarts
+            h.mark_fault()
             if point != "anywhere":
                 h.call(slot.handle, "arm_fault", point, "kill", 1)
             h.produce_texts(ledger, h.config.items_per_cycle)
@@ -93,9 +93,11 @@ def rebalance_churn(h: Harness) -> Verdict:
     for _ in range(h.config.cycles):
         h.produce_texts(ledger, n)
         t0 = time.monotonic()
+        h.mark_fault()
         h.runtime.add_worker()
         t1 = time.monotonic()
         h.produce_texts(ledger, n)
+        h.mark_fault()
         h.runtime.remove_worker()
         t2 = time.monotonic()
         timings.append({"add_s": round(t1 - t0, 1), "remove_s": round(t2 - t1, 1)})
@@ -269,6 +271,7 @@ def stall(h: Harness) -> Verdict:
     slot = h.runtime.workers[0]
     limit_s = h.runtime.settings.kafka.max_poll_interval_ms / 1e3
     before = h.call(slot.handle, "stats")
+    h.mark_fault()
     h.call(slot.handle, "arm_fault", "after_embed", "stall", 1, limit_s + 5)
     h.produce_texts(ledger, 2 * h.config.items_per_cycle)
     h.wait_delivered(ledger, timeout_s=h.config.delivery_timeout_s + limit_s)
@@ -361,6 +364,7 @@ def broker_restart(h: Harness) -> Verdict:
     h.produce_texts(inflight, h.config.items_per_cycle)
     resets = h.runtime.broker_resets
     t0 = time.monotonic()
+    h.mark_fault()
     broker.kill()
     broker.start()
     h.reset_producer()
@@ -374,7 +378,7 @@ def broker_restart(h: Harness) -> Verdict:
     recovered_s = time.monotonic() - t0
     alerts = [a for a in _read_all(h, "alerts") if getattr(a, "kind", "") == "broker_reset"]
     converged = h.replicas_converged()
-    inflight_lost = h.verdict("inflight", inflight).lost
+    inflight_lost = check(inflight, h.outcomes).lost
     v = h.verdict(
         "broker_restart", after, max_duplicates=_dup_bound(h, 2), detected_s=round(detected_s, 1),
         recovered_s=round(recovered_s, 1), broker_reset_alerts=len(alerts),

@@ -57,7 +57,7 @@ def test_the_ledger_counts_inputs_and_indexes_them_by_position(ledger: Ledger) -
 
 # --------------------------------------------------------------- the verdict
 def test_every_input_with_one_outcome_passes_with_nothing_lost(ledger: Ledger) -> None:
-    v = check(ledger, all_delivered(), max_duplicates=0, batch_size=2)
+    v = check(ledger, all_delivered(), max_duplicates=0)
     assert (v.inputs, v.lost, v.duplicates, v.unexpected) == (7, 0, 0, 0)
     assert v.passed
     assert v.details["longest_redelivery"] == 0
@@ -177,7 +177,7 @@ def test_max_duplicates_bounds_the_duplicates(
 def test_the_verdict_is_plain_json_data(ledger: Ledger) -> None:
     out = all_delivered(skip=("kill-0",))
     out.add_label("kill-99", 0, 103)
-    v = check(ledger, out, max_duplicates=0, batch_size=4)
+    v = check(ledger, out, max_duplicates=0)
     v.name = "worker_kill"
     d = json.loads(json.dumps(v.as_dict()))
     assert d["name"] == "worker_kill"
@@ -204,42 +204,48 @@ def labelled(ledger: Ledger, twice: set[str]) -> Outcomes:
     return out
 
 
-def test_a_redelivered_run_of_one_batch_passes_the_batch_bound() -> None:
+def test_duplicates_are_charged_to_the_fault_before_them() -> None:
     ledger = stream("s-", {0: range(20)})
-    twice = {f"s-0-{o}" for o in range(8, 12)}  # one uncommitted batch of 4, labelled again
-    v = check(ledger, labelled(ledger, twice), batch_size=4)
-    assert v.duplicates == 4
-    assert v.details["longest_redelivery"] == 4
+    out = labelled(ledger, set())  # 20 first labels
+    marks = [len(out.labels)]  # a fault after them...
+    for o in range(8, 12):  # ...re-delivers one batch of 4
+        out.add_label(f"s-0-{o}", 0, o)
+    marks.append(len(out.labels))  # a second fault...
+    for o in range(12, 15):  # ...re-delivers 3 adjacent records
+        out.add_label(f"s-0-{o}", 0, o)
+    v = check(ledger, out, event_marks=marks, max_per_event=4)
+    assert v.duplicates == 7
+    assert v.details["max_duplicates_per_fault"] == 4
+    assert v.details["faults"] == 2
+    assert v.details["longest_redelivery"] == 7  # adjacent batches: information only
     assert v.passed
 
 
-def test_a_redelivered_run_longer_than_a_batch_fails_even_within_max_duplicates() -> None:
+def test_a_fault_that_costs_more_than_its_bound_fails() -> None:
     ledger = stream("s-", {0: range(20)})
-    twice = {f"s-0-{o}" for o in range(8, 13)}  # 5 in a row
-    v = check(ledger, labelled(ledger, twice), max_duplicates=100, batch_size=4)
-    assert v.details["longest_redelivery"] == 5
-    assert (v.lost, v.unexpected) == (0, 0)
+    out = labelled(ledger, set())
+    marks = [len(out.labels)]
+    for o in range(5):
+        out.add_label(f"s-0-{o}", 0, o)
+    v = check(ledger, out, max_duplicates=100, event_marks=marks, max_per_event=4)
+    assert (v.lost, v.unexpected, v.duplicates) == (0, 0, 5)
     assert not v.passed
-    assert check(ledger, labelled(ledger, twice), max_duplicates=100).passed  # no batch bound
+    assert check(ledger, out, max_duplicates=100).passed  # no per-fault bound
 
 
-def test_a_delivered_once_input_ends_a_redelivered_run() -> None:
-    ledger = stream("s-", {0: range(20)})
-    twice = {f"s-0-{o}" for o in [*range(2, 6), *range(7, 11)]}  # 4, then offset 6 once, 4
-    v = check(ledger, labelled(ledger, twice), batch_size=4)
-    assert v.duplicates == 8
-    assert v.details["longest_redelivery"] == 4
-    assert v.passed
+def test_duplicates_before_any_fault_fail_a_per_fault_bound() -> None:
+    ledger = stream("s-", {0: range(4)})
+    out = labelled(ledger, {"s-0-1"})  # a duplicate with no fault to explain it
+    v = check(ledger, out, event_marks=[len(out.labels)], max_per_event=10)
+    assert v.details["duplicates_before_first_fault"] == 1
+    assert not v.passed
 
 
 def test_redelivered_runs_are_counted_per_partition() -> None:
     ledger = stream("s-", {0: range(10), 1: range(10)})
-    # The tail of partition 0 and the head of partition 1: 3 + 3 in a row if they were
-    # one sequence, but one batch of 3 per revoked partition.
     twice = {"s-0-7", "s-0-8", "s-0-9", "s-1-0", "s-1-1", "s-1-2"}
-    v = check(ledger, labelled(ledger, twice), batch_size=3)
+    v = check(ledger, labelled(ledger, twice))
     assert v.details["longest_redelivery"] == 3
-    assert v.passed
 
 
 def test_longest_redelivery_follows_offsets_not_production_order() -> None:
