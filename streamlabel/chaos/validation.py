@@ -20,7 +20,8 @@ __all__ = ["BAD_SETTINGS", "settings_validation"]
 
 BAD_SETTINGS: list[tuple[str, list[str], dict[str, str], str]] = [
     # (case, extra CLI args, extra env, what the error must name)
-    ("wrong_bootstrap", ["--bootstrap-servers", "127.0.0.1:{dead_port}"], {},
+    ("wrong_bootstrap", ["--bootstrap-servers", "127.0.0.1:{dead_port}"],
+     {"STREAMLABEL_KAFKA__BOOTSTRAP_TIMEOUT_MS": "5000"},
      "kafka.bootstrap_servers"),
     ("unknown_model_path", [], {"STREAMLABEL_MODEL__PATH": "/nonexistent/streamlabel-model"},
      "model.path"),

@@ -59,6 +59,13 @@ class KafkaSettings(_Section):
     heartbeat_interval_ms: int = Field(default=3000, ge=100)
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     request_timeout_ms: int = Field(default=30_000, ge=1000, le=300_000)
+    bootstrap_timeout_ms: int = Field(
+        default=30_000,
+        ge=1000,
+        le=600_000,
+        description="How long a client tries kafka.bootstrap_servers before giving up "
+        "(start-up fails naming the address).",
+    )
     delivery_timeout_s: float = Field(
         default=30.0, gt=0, description="Flush deadline before a batch counts as undelivered."
     )
@@ -94,6 +101,7 @@ class KafkaSettings(_Section):
             "client_id": self.client_id,
             "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
+            "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
         }
         if self.sasl_mechanism is not None:
             kw["sasl_mechanism"] = self.sasl_mechanism

@@ -233,6 +233,7 @@ def test_client_kwargs_export_the_servers_and_nothing_secret_by_default() -> Non
         "client_id": "streamlabel",
         "security_protocol": "PLAINTEXT",
         "request_timeout_ms": 30_000,
+        "bootstrap_timeout_ms": 30_000,
     }
 
 
