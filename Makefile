@@ -13,7 +13,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint typecheck bench-stackoverflow bench-kafka bench-snips clean
+.PHONY: help install demo test test-unit test-integration lint typecheck chaos bench-stackoverflow bench-kafka bench-snips clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ bench-stackoverflow: $(STAMP) ## Open-world benchmark, StackOverflow, seeds 0,1,
 
 bench-kafka: $(STAMP) ## Open-world benchmark, StackOverflow, engine and kafka modes side by side
 	$(VENV)/bin/streamlabel bench openworld --train $(DATA)/stackoverflow/train.tsv --test $(DATA)/stackoverflow/test.tsv --seeds 0,1,2 --mode both --json
+
+chaos: $(STAMP) ## Every fault scenario, 10 cycles per fault point (about 30 min)
+	$(VENV)/bin/streamlabel chaos --cycles 10 --json
 
 bench-snips: $(STAMP) ## Open-world benchmark, SNIPS, seeds 0,1,2
 	$(VENV)/bin/streamlabel bench openworld --train $(DATA)/snips/train.tsv --test $(DATA)/snips/test.tsv --seeds 0,1,2 --json

@@ -203,8 +203,9 @@ class Harness:
                         rec = decode(m.value, LabelRecord, max_bytes=64 * 1024 * 1024)
                         if rec.revision == 0 and rec.source is not None:
                             self.outcomes.add_label(
-                                rec.item_id, rec.source.partition, rec.source.offset
-                            )
+                                rec.item_id, rec.source.partition, rec.source.offset,
+                                at=time.monotonic(),
+                            )  # fmt: skip
                 else:
                     headers = dict(m.headers or [])
                     if headers.get("source.topic", b"").decode() == self.runtime.topics.items:

@@ -61,9 +61,20 @@ class Outcomes:
     """(item_id, source partition, source offset) of every revision-0 label."""
     dead: list[tuple[int, int, str]] = field(default_factory=list)
     """(source partition, source offset, reason) of every dead letter from ``items``."""
+    first_seen: dict[str, float] = field(default_factory=dict)
+    """When the first label of each item was read (the caller's clock; optional)."""
 
-    def add_label(self, item_id: str, partition: int, offset: int) -> None:
+    def add_label(self, item_id: str, partition: int, offset: int, at: float | None = None) -> None:
         self.labels.append((item_id, partition, offset))
+        if at is not None:
+            self.first_seen.setdefault(item_id, at)
+
+    def rate(self, ids: Sequence[str]) -> float:
+        """Items per second over the span in which ``ids`` got their first labels."""
+        times = sorted(self.first_seen[i] for i in ids if i in self.first_seen)
+        if len(times) < 2 or times[-1] <= times[0]:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
 
     def add_dead(self, partition: int, offset: int, reason: str) -> None:
         self.dead.append((partition, offset, reason))

@@ -246,21 +246,24 @@ def poison(h: Harness) -> Verdict:
     for w in h.runtime.workers:
         h.call(w.handle, "arm_fault", "model_fail")
     n = h.config.items_per_cycle
-    t0 = time.monotonic()
-    h.produce_texts(ledger, n)
+    clean = h.produce_texts(ledger, n)
     h.wait_delivered(ledger)
-    t1 = time.monotonic()
+    # the poison goes in the middle of a stream of valid items
+    mixed = h.produce_texts(ledger, n // 2)
     for k, (_, value) in enumerate(bad):
         h.produce(ledger, [(f"{ledger.prefix}bad-{k}", value, True)])
-    h.produce_texts(ledger, n)
+    mixed += h.produce_texts(ledger, n - n // 2)
     h.wait_delivered(ledger)
-    t2 = time.monotonic()
+    after = h.produce_texts(ledger, n)
+    h.wait_delivered(ledger)
     for w in h.runtime.workers:
         h.call(w.handle, "disarm_faults")
     reasons = sorted({r for _, _, r in h.outcomes.dead})
+    rate = h.outcomes.rate
     return h.verdict(
         "poison", ledger, max_duplicates=0, kinds=[k for k, _ in bad], dlq_reasons=reasons,
-        clean_items_per_s=round(n / (t1 - t0), 1), with_poison_items_per_s=round(n / (t2 - t1), 1),
+        items_per_s={"before": round(rate(clean), 1), "with_poison": round(rate(mixed), 1),
+                     "after": round(rate(after), 1)},
     )  # fmt: skip
 
 

@@ -256,3 +256,13 @@ def test_longest_redelivery_follows_offsets_not_production_order() -> None:
     assert longest_redelivery(ledger, {"s-1", "s-3", "s-5"}) == 1
     assert longest_redelivery(ledger, set()) == 0
     assert longest_redelivery(Ledger("s-"), {"s-1"}) == 0
+
+
+def test_rate_is_items_per_second_over_the_span_of_first_labels() -> None:
+    out = Outcomes()
+    for k in range(5):
+        out.add_label(f"r-{k}", 0, k, at=10.0 + k * 0.5)  # 5 items over 2 s
+    out.add_label("r-0", 0, 0, at=99.0)  # a duplicate does not move the first sighting
+    assert out.rate([f"r-{k}" for k in range(5)]) == 2.0
+    assert out.rate(["r-0"]) == 0.0  # one item has no span
+    assert out.rate(["missing"]) == 0.0
