@@ -33,10 +33,12 @@ __all__ = [
     "Publisher",
     "client_errors",
     "commit_batch",
+    "commit_offsets",
     "dead_letter_headers",
     "lag",
     "make_consumer",
     "make_producer",
+    "next_offsets",
     "to_raw",
 ]
 
@@ -261,16 +263,29 @@ class Publisher:
                 log.debug("producer_close_failed", exc_info=True)
 
 
-def commit_batch(consumer: KafkaConsumer, messages: Iterable[ConsumerRecord]) -> dict[Any, int]:
-    """Commits the offset after the last message of each partition; returns the offsets."""
-    from kafka.structs import OffsetAndMetadata, TopicPartition
+def next_offsets(messages: Iterable[ConsumerRecord]) -> dict[Any, int]:
+    """The offset after the last message of each partition (what a commit stores)."""
+    from kafka.structs import TopicPartition
 
     nxt: dict[TopicPartition, int] = {}
     for m in messages:
         tp = TopicPartition(m.topic, m.partition)
         nxt[tp] = max(nxt.get(tp, 0), m.offset + 1)
-    if nxt:
-        consumer.commit({tp: OffsetAndMetadata(o, None, -1) for tp, o in nxt.items()})
+    return nxt
+
+
+def commit_offsets(consumer: KafkaConsumer, offsets: Mapping[Any, int]) -> None:
+    """Commits ``{TopicPartition: next offset}`` synchronously."""
+    from kafka.structs import OffsetAndMetadata
+
+    if offsets:
+        consumer.commit({tp: OffsetAndMetadata(o, None, -1) for tp, o in offsets.items()})
+
+
+def commit_batch(consumer: KafkaConsumer, messages: Iterable[ConsumerRecord]) -> dict[Any, int]:
+    """Commits the offset after the last message of each partition; returns the offsets."""
+    nxt = next_offsets(messages)
+    commit_offsets(consumer, nxt)
     return nxt
 
 

@@ -39,7 +39,14 @@ from streamlabel.pipeline.settings import DriftSettings
 from streamlabel.schemas import ClassEvent, decode
 from streamlabel.workers.embedding import default_threads, load_embedder
 from streamlabel.workers.faults import WORKER_POINTS, FaultAction, Faults, FaultyEmbedder
-from streamlabel.workers.kafka_io import Publisher, commit_batch, lag, make_consumer, to_raw
+from streamlabel.workers.kafka_io import (
+    Publisher,
+    commit_offsets,
+    lag,
+    make_consumer,
+    next_offsets,
+    to_raw,
+)
 from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.topics import Topics
 
@@ -73,6 +80,7 @@ class WorkerStats:
     batches: int = 0
     commits: int = 0
     commit_failures: int = 0
+    recommits: int = 0
     rebalances: int = 0
     last_rebalance_s: float = 0.0
     publish_retries: int = 0
@@ -251,6 +259,8 @@ class StreamWorker:
         self._stats = WorkerStats(worker_id=worker_id)
         self._revoked_at: float | None = None
         self._reset_requested = threading.Event()
+        self._refused: dict[Any, int] = {}  # delivered, commit refused: {tp: next offset}
+        self._recommit: dict[Any, int] = {}  # refused offsets of partitions given back
         self.faults = Faults(WORKER_POINTS)
         configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
         self._log = structlog.get_logger("streamlabel.worker").bind(worker_id=worker_id)
@@ -338,6 +348,7 @@ class StreamWorker:
             max_records=self.settings.runtime.batch_size,
         )
         polled_at = time.monotonic()
+        self._recommit_kept()
         messages = [m for batch in polled.values() for m in batch]
         self._stats.stage_s["poll"] = self._stats.stage_s.get("poll", 0.0) + (
             time.perf_counter() - t_poll
@@ -399,22 +410,42 @@ class StreamWorker:
     def _commit(self, messages: list[Any]) -> None:
         """Commits the batch; a commit refused by a rebalance is logged, not fatal.
 
-        The outputs are already delivered: the partition's new owner reads the
-        batch again and labels it again (same keys, a higher revision), which is
-        the at-least-once contract. Crashing here would only cause another rebalance.
+        The outputs are already delivered. The refused offsets are kept: if the
+        rebalance gives the partition back to this worker, it resumes after the
+        batch and commits it then (:meth:`_on_assigned`); if another worker gets
+        it, that worker labels the batch again (same keys: the at-least-once
+        contract, one batch at most). Crashing here would only cause another
+        rebalance.
         """
-        from kafka.errors import CommitFailedError, IllegalGenerationError, KafkaError
+        from kafka.errors import KafkaError
 
         assert self._consumer is not None
+        offsets = next_offsets(messages)
         try:
-            commit_batch(self._consumer, messages)
-            self._stats.commits += 1
-        except (CommitFailedError, IllegalGenerationError) as exc:
-            self._stats.commit_failures += 1
-            self._log.warning("commit_refused", error=str(exc), offsets=_offset_ranges(messages))
+            commit_offsets(self._consumer, offsets)
         except KafkaError as exc:
             self._stats.commit_failures += 1
-            self._log.warning("commit_failed", error=str(exc), offsets=_offset_ranges(messages))
+            self._refused.update(offsets)
+            self._log.warning("commit_refused", error=str(exc), offsets=_offset_ranges(messages))
+            return
+        self._stats.commits += 1
+        for tp in offsets:
+            self._refused.pop(tp, None)
+
+    def _recommit_kept(self) -> None:
+        """Commits the refused offsets of partitions this worker got back (best effort)."""
+        from kafka.errors import KafkaError
+
+        if not self._recommit or self._consumer is None:
+            return
+        kept, self._recommit = self._recommit, {}
+        owned = self._consumer.assignment()
+        kept = {tp: o for tp, o in kept.items() if tp in owned}
+        try:
+            commit_offsets(self._consumer, kept)
+            self._stats.recommits += len(kept)
+        except KafkaError as exc:
+            self._log.warning("recommit_failed", error=str(exc))
 
     def _deliver(self, out: EngineOutput) -> None:
         """Publishes and flushes; one retry on a fresh producer, then gives up (no commit)."""
@@ -487,6 +518,8 @@ class StreamWorker:
         assert self._consumer is not None
         assert self._tail is not None
         self._tail.reset()
+        self._refused.clear()
+        self._recommit.clear()
         for tp in self._consumer.assignment():
             committed = self._consumer.committed(tp)
             high = self._consumer.highwater(tp)
@@ -581,10 +614,30 @@ class StreamWorker:
             "partitions_revoked", partitions=sorted(f"{t.topic}:{t.partition}" for t in revoked)
         )
 
+    def _resume_kept(self, assigned: Any) -> None:
+        """Partitions given back after a refused commit resume after the delivered batch.
+
+        Without this the worker would read the batch again from the last
+        committed offset and label it twice. Offsets past the high watermark
+        (a broker that lost its data) are never kept.
+        """
+        assert self._consumer is not None
+        refused, self._refused = self._refused, {}
+        for tp in assigned:
+            offset = refused.get(tp)
+            if offset is None:
+                continue
+            high = self._consumer.highwater(tp)
+            if high is not None and offset > high:
+                continue
+            self._consumer.seek(tp, offset)
+            self._recommit[tp] = offset
+
     def _on_assigned(self, assigned: Any) -> None:
         if self._revoked_at is not None:  # revoke -> assign: the time this worker was idle
             self._stats.last_rebalance_s = time.monotonic() - self._revoked_at
             self._revoked_at = None
+        self._resume_kept(assigned)
         self._stats.rebalances += 1
         self._stats.assigned = sorted(f"{t.topic}:{t.partition}" for t in assigned)
         self._log.info("partitions_assigned", partitions=self._stats.assigned)

@@ -358,3 +358,57 @@ def test_a_requested_broker_reset_is_applied_once_at_the_next_step(
     assert consumer.rewound == [P0]  # the commit at 90 is gone (the log ends at 3)
     assert worker._tail.resets == 1  # type: ignore[union-attr]
     assert worker.stats()["broker_resets"] == 1
+
+
+# ------------------------------------------------- refused commits kept for later
+class RefusingConsumer(FakeConsumer):
+    """Refuses the next commit as a rebalance would."""
+
+    def __init__(self, *args: Any, refuse: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refuse = refuse
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        from kafka.errors import CommitFailedError
+
+        if self.refuse:
+            self.refuse -= 1
+            raise CommitFailedError("the group is rebalancing")
+        super().commit(offsets)
+
+
+def test_a_partition_given_back_after_a_refused_commit_resumes_after_the_batch(
+    worker: StreamWorker,
+) -> None:
+    consumer = RefusingConsumer({P0, P1}, highwater={P0: 50, P1: 50})
+    worker._consumer = consumer
+    worker._commit([msg(0, 10), msg(0, 11), msg(1, 20)])
+    assert worker.stats()["commit_failures"] == 1
+    assert consumer.commits == []
+    consumer.assigned = {P0, P2}  # the rebalance gives P0 back, P1 went elsewhere
+    worker._on_assigned([P0, P2])
+    assert consumer.seeks == {P0: 12}  # not re-read; P1's batch is its new owner's
+    worker._recommit_kept()  # at the next step, in the new generation
+    assert [{tp: o.offset for tp, o in c.items()} for c in consumer.commits] == [{P0: 12}]
+    assert worker.stats()["recommits"] == 1
+    worker._on_assigned([P0, P2])  # kept once only
+    assert consumer.seeks == {P0: 12}
+
+
+def test_a_later_successful_commit_supersedes_a_refused_one(worker: StreamWorker) -> None:
+    consumer = RefusingConsumer({P0}, highwater={P0: 50})
+    worker._consumer = consumer
+    worker._commit([msg(0, 10)])  # refused
+    worker._commit([msg(0, 11)])  # accepted: nothing is kept any more
+    worker._on_assigned([P0])
+    assert consumer.seeks == {}
+
+
+def test_a_kept_offset_past_the_high_watermark_is_dropped(worker: StreamWorker) -> None:
+    consumer = RefusingConsumer({P0}, highwater={P0: 5})  # the broker lost its data
+    worker._consumer = consumer
+    worker._commit([msg(0, 10)])
+    worker._on_assigned([P0])
+    assert consumer.seeks == {}
+    worker._recommit_kept()
+    assert consumer.commits == []
