@@ -135,3 +135,15 @@ def test_chaos_with_an_unknown_scenario_fails_before_starting_a_deployment(
     err = capsys.readouterr().err
     assert "unknown chaos scenario(s) nope" in err
     assert "worker_kill" in err  # the known names are listed
+
+
+def test_replay_without_the_snapshot_fails_before_touching_kafka(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "learner.snapshot"
+    argv = ["replay", "--snapshot", str(missing), "--partition", "0", "--from", "0", "--to", "5",
+            "--bootstrap-servers", "127.0.0.1:1"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "no snapshot" in err
+    assert str(missing) in err
