@@ -91,7 +91,7 @@ def cmd_run(args: Any) -> int:
                     "progress", items=p.items, items_per_s=round(p.items_per_s, 1), lag=p.lag,
                     unknown_rate=round(p.unknown_rate, 4), classes=p.classes,
                     store_version=p.store_version, alerts=p.alerts, dead_letters=p.dead_letters,
-                    restarts=p.restarts,
+                    restarts=p.restarts, broker_resets=p.broker_resets,
                 )  # fmt: skip
     finally:
         runtime.stop()

@@ -108,6 +108,7 @@ class Progress:
     alerts: int
     discovered: int
     restarts: int
+    broker_resets: int = 0
     workers: list[dict[str, Any]] = field(default_factory=list)
     learner: dict[str, Any] = field(default_factory=dict)
 
@@ -123,6 +124,7 @@ class Progress:
             f"lag {self.lag:>6}  unknown {self.unknown_rate:6.1%}  classes {self.classes:>3} "
             f"(+{self.discovered} found)  alerts {self.alerts}  dlq {self.dead_letters}  "
             f"restarts {self.restarts}"
+            + (f"  broker resets {self.broker_resets}" if self.broker_resets else "")
         )
 
 
@@ -394,6 +396,7 @@ class Runtime:
             alerts=learner.get("alerts", 0),
             discovered=learner.get("discovered", 0),
             restarts=sum(s.restarts for s in self._slots()),
+            broker_resets=self.broker_resets,
             workers=workers,
             learner=learner,
         )
