@@ -64,6 +64,9 @@ def chaos_settings(workers: int, state_dir: str | None = None) -> RuntimeSetting
             "state_dir": state_dir,
             "stop_timeout_s": 30.0,
             "log_level": "warning",
+            "fault_injection": True,
+            # small polls, so that "one batch per fault" is a bound the suite can break
+            "batch_size": 64,
         },
     )
 

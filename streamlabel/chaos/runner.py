@@ -59,6 +59,7 @@ def run_chaos(
                     verdict = settings_validation(h) if name == "settings" else SCENARIOS[name](h)
                 except Exception as exc:
                     log.error("chaos_scenario_failed", scenario=name, exc_info=True)
+                    h.fault_marks = []  # charged to nobody: the next scenario starts clean
                     verdict = Verdict(name, 0, 0, 0, 0, False, {
                         "error": f"{type(exc).__name__}: {exc}",
                         "traceback": traceback.format_exc()[-2000:],

@@ -211,20 +211,14 @@ def _class_count(h: Harness, name: str) -> int | None:
     return None
 
 
+def _changelog_ids(h: Harness) -> set[str]:
+    """Every class id on the ``classes`` changelog."""
+    return {getattr(r, "class_id", "") for r in _read_all(h, "classes")}
+
+
 def _changelog_orphans(h: Harness) -> list[str]:
     """Class ids on the changelog that the learner's store does not hold (half-published)."""
-    reader = TopicReader(h.kafka, "classes")
-    try:
-        seen: set[str] = set()
-        while True:
-            got = reader.records(timeout_ms=500)
-            if not got:
-                break
-            seen.update(getattr(r, "class_id", "") for r in got)
-    finally:
-        reader.close()
-    have = set(h.runtime.call_learner("replica"))
-    return sorted(seen - have)
+    return sorted(_changelog_ids(h) - set(h.runtime.call_learner("replica")))
 
 
 # ------------------------------------------------------------------ 5. poison
@@ -381,14 +375,17 @@ def broker_restart(h: Harness) -> Verdict:
     recovered_s = time.monotonic() - t0
     alerts = [a for a in _read_all(h, "alerts") if getattr(a, "kind", "") == "broker_reset"]
     converged = h.replicas_converged()
+    # the replicas kept their stores in memory; the new changelog must hold every class
+    # on its own, or a worker started now would not know them
+    missing = sorted(set(h.runtime.call_learner("replica")) - _changelog_ids(h))
     inflight_lost = check(inflight, h.outcomes).lost
     v = h.verdict(
         "broker_restart", after, max_duplicates=_dup_bound(h, 2), detected_s=round(detected_s, 1),
         recovered_s=round(recovered_s, 1), broker_reset_alerts=len(alerts),
-        replicas_converged=converged, inflight_lost_with_broker=inflight_lost,
-        inflight=len(inflight),
+        replicas_converged=converged, classes_missing_from_new_changelog=missing,
+        inflight_lost_with_broker=inflight_lost, inflight=len(inflight),
     )  # fmt: skip
-    v.passed = v.passed and delivered and bool(alerts) and converged
+    v.passed = v.passed and delivered and bool(alerts) and converged and not missing
     return v
 
 

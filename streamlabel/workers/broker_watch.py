@@ -35,17 +35,31 @@ class BrokerWatch:
         self.unreachable = False
 
     def baseline(self) -> dict[str, str]:
-        """Records the current topic ids (after the topics were ensured)."""
-        self.ids = self._describe() or {}
+        """Records the current topic ids (after the topics were ensured).
+
+        When the broker cannot be asked, nothing is recorded and :meth:`changed`
+        takes the baseline at its next successful call instead: a failed baseline
+        never makes healthy topics look recreated.
+        """
+        now = self._describe()
+        if now is not None:
+            self.ids = now
         return self.ids
 
     def changed(self) -> list[str] | None:
         """Topics that are missing or have a new id (empty: none); None when the
-        broker cannot be asked right now."""
+        broker cannot be asked right now.
+
+        Topics without a usable id (a broker older than Kafka 2.8 reports none)
+        are not watched.
+        """
         now = self._describe()
         if now is None:
             return None
-        return sorted(n for n in self._names if now.get(n) is None or now[n] != self.ids.get(n))
+        if not self.ids:
+            self.ids = now
+            return []
+        return sorted(n for n in self.ids if now.get(n) != self.ids[n])
 
     def _describe(self) -> dict[str, str] | None:
         try:
@@ -59,8 +73,9 @@ class BrokerWatch:
             ids: dict[str, str] = {}
             if present:
                 for d in self._admin.describe_topics(present):
-                    if not d.get("error_code"):
-                        ids[str(d["name"])] = str(d.get("topic_id"))
+                    topic_id = str(d.get("topic_id") or "")
+                    if not d.get("error_code") and topic_id.strip("0-"):
+                        ids[str(d["name"])] = topic_id
         except Exception as exc:  # down or restarting: any client error means "ask later"
             if not self.unreachable:
                 log.warning("broker_unreachable", error=str(exc)[:300])

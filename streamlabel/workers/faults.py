@@ -61,8 +61,11 @@ class _Armed:
 class Faults:
     """The armed fault points of one actor (thread-safe; disarmed by default)."""
 
-    def __init__(self, points: Sequence[str], *, notes_dir: str | None = None) -> None:
+    def __init__(
+        self, points: Sequence[str], *, enabled: bool = False, notes_dir: str | None = None
+    ) -> None:
         self.points = tuple(points)
+        self.enabled = enabled
         self.notes_dir = notes_dir
         self._armed: dict[str, _Armed] = {}
         self._lock = threading.Lock()
@@ -74,8 +77,13 @@ class Faults:
         """Fires ``action`` at the ``after``-th hit of ``point`` (1 = the next one).
 
         Raises:
-            SettingsError: the point or the action is not known.
+            SettingsError: fault injection is off (``runtime.fault_injection``), or
+                the point or the action is not known.
         """
+        if not self.enabled:
+            raise SettingsError(
+                "fault injection is off in this deployment (runtime.fault_injection)"
+            )
         if action not in ("kill", "stall"):
             raise SettingsError(f"unknown fault action {action!r} for point {point!r}")
         if point == "model_fail":

@@ -161,8 +161,17 @@ class Publisher:
 
     @property
     def producer(self) -> KafkaProducer:
+        """The producer, built on first use.
+
+        Raises:
+            PublishError: the brokers cannot be reached right now (a caller's
+                delivery retry treats it like any failed delivery).
+        """
         if self._producer is None:
-            self._producer = make_producer(self._settings)
+            try:
+                self._producer = make_producer(self._settings)
+            except BrokerError as exc:
+                raise PublishError(f"no producer: {exc}") from exc
         return self._producer
 
     def send(

@@ -156,7 +156,13 @@ class Learner:
         embedder: an embedder to use instead of loading the model.
     """
 
-    def __init__(self, settings: RuntimeSettings, *, embedder: Embedder | None = None) -> None:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        *,
+        embedder: Embedder | None = None,
+        broker_generation: int = 0,
+    ) -> None:
         self.settings = settings
         self.topics = Topics(settings.kafka.topic_prefix)
         self._embedder = embedder
@@ -170,7 +176,12 @@ class Learner:
         self._force_discovery = threading.Event()
         self._snapshot_wanted = threading.Event()
         self._reset_requested = threading.Event()
-        self.faults = Faults(LEARNER_POINTS, notes_dir=settings.runtime.state_dir)
+        self._generation = broker_generation  # broker resets the supervisor has seen
+        self.faults = Faults(
+            LEARNER_POINTS,
+            enabled=settings.runtime.fault_injection,
+            notes_dir=settings.runtime.state_dir,
+        )
         self._class_view: list[dict[str, Any]] = []
         self._positions: dict[str, int] = {}
         self._seq = 0
@@ -240,10 +251,15 @@ class Learner:
         """Arms a fault point (see :mod:`streamlabel.workers.faults`)."""
         self.faults.arm(point, action=action, after=after, stall_s=stall_s)
 
-    def broker_reset(self) -> None:
-        """The broker lost its data: at the next step, consume ``feedback`` and
-        ``unknowns`` from their beginning, re-publish every class (the replicas
-        re-seed from it) and raise a ``broker_reset`` alert."""
+    def broker_reset(self, generation: int) -> None:
+        """The broker lost its data (the supervisor's ``generation``-th reset): at the
+        next step, consume ``feedback`` and ``unknowns`` from their beginning,
+        re-publish every class (the replicas re-seed from it) and raise a
+        ``broker_reset`` alert. A generation already handled is ignored, so the
+        inputs are never read twice."""
+        if generation <= self._generation:
+            return
+        self._generation = generation
         self._reset_requested.set()
 
     def disarm_faults(self) -> None:
@@ -360,6 +376,7 @@ class Learner:
             "seq": self._seq,
             "engine": engine.state(),
             "offsets": dict(self._positions),
+            "broker_generation": self._generation,
             "outbox": [list(r) for r in outbox],
             "written_at": time.time(),
         }
@@ -579,6 +596,11 @@ class Learner:
                 outbox = [(str(t), k, bytes(v), [tuple(h) for h in hs])
                           for t, k, v, hs in snap["outbox"]]  # fmt: skip
             self._stats.restored_from = "snapshot"
+            if int(snap.get("broker_generation", 0)) < self._generation:
+                # the broker lost its topics since this snapshot: its offsets name
+                # records that are gone; recover as if told (first step)
+                self._positions.clear()
+                self._reset_requested.set()
         elif events:
             engine.apply(events)
             self._positions.update(tail.learner_offsets or {})

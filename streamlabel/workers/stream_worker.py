@@ -224,6 +224,9 @@ class _Rebalances(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned: Any) -> None:
         self._worker._on_assigned(assigned)
 
+    def on_partitions_lost(self, lost: Any) -> None:
+        self._worker._on_lost(lost)
+
 
 class StreamWorker:
     """One consumer of ``items`` in the deployment's group.
@@ -260,8 +263,8 @@ class StreamWorker:
         self._revoked_at: float | None = None
         self._reset_requested = threading.Event()
         self._refused: dict[Any, int] = {}  # delivered, commit refused: {tp: next offset}
-        self._recommit: dict[Any, int] = {}  # refused offsets of partitions given back
-        self.faults = Faults(WORKER_POINTS)
+        self._kept: dict[Any, int] = {}  # refused offsets of partitions given back
+        self.faults = Faults(WORKER_POINTS, enabled=settings.runtime.fault_injection)
         configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
         self._log = structlog.get_logger("streamlabel.worker").bind(worker_id=worker_id)
 
@@ -343,13 +346,12 @@ class StreamWorker:
             self._stats.class_events_applied += self._engine.apply(events)
             self._refresh_store_stats()
         t_poll = time.perf_counter()
+        polled_at = time.monotonic()  # kafka-python's max-poll timer restarts inside poll
         polled = self._consumer.poll(
             timeout_ms=self.settings.runtime.poll_timeout_ms,
             max_records=self.settings.runtime.batch_size,
         )
-        polled_at = time.monotonic()
-        self._recommit_kept()
-        messages = [m for batch in polled.values() for m in batch]
+        messages = self._apply_kept([m for batch in polled.values() for m in batch])
         self._stats.stage_s["poll"] = self._stats.stage_s.get("poll", 0.0) + (
             time.perf_counter() - t_poll
         )
@@ -410,42 +412,67 @@ class StreamWorker:
     def _commit(self, messages: list[Any]) -> None:
         """Commits the batch; a commit refused by a rebalance is logged, not fatal.
 
-        The outputs are already delivered. The refused offsets are kept: if the
-        rebalance gives the partition back to this worker, it resumes after the
-        batch and commits it then (:meth:`_on_assigned`); if another worker gets
-        it, that worker labels the batch again (same keys: the at-least-once
-        contract, one batch at most). Crashing here would only cause another
-        rebalance.
+        The outputs are already delivered. When the group refused the commit, the
+        offsets are kept: if the next assignment gives the partition back to this
+        worker without the membership having been lost (``_on_lost`` clears them),
+        the records it already delivered are skipped and the offsets committed in
+        the new generation (:meth:`_apply_kept`, which also checks the broker's
+        committed offset). Otherwise whoever gets the partition reads it from its
+        last commit and labels the batch again: the at-least-once contract, one
+        batch at most. Crashing here would only cause another rebalance.
         """
-        from kafka.errors import KafkaError
+        from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 
         assert self._consumer is not None
         offsets = next_offsets(messages)
         try:
             commit_offsets(self._consumer, offsets)
-        except KafkaError as exc:
+        except (RebalanceInProgressError, CommitFailedError) as exc:
             self._stats.commit_failures += 1
             self._refused.update(offsets)
             self._log.warning("commit_refused", error=str(exc), offsets=_offset_ranges(messages))
+            return
+        except KafkaError as exc:
+            self._stats.commit_failures += 1
+            self._log.warning("commit_failed", error=str(exc), offsets=_offset_ranges(messages))
             return
         self._stats.commits += 1
         for tp in offsets:
             self._refused.pop(tp, None)
 
-    def _recommit_kept(self) -> None:
-        """Commits the refused offsets of partitions this worker got back (best effort)."""
+    def _apply_kept(self, messages: list[Any]) -> list[Any]:
+        """Drops, from a poll, the records this worker delivered before a refused commit.
+
+        A kept offset applies only to a partition that came back to this worker
+        AND whose committed offset on the broker is still below it (nobody
+        committed further, the group's offsets still exist). It is then committed,
+        in the new generation, and the records before it are not labelled again.
+        """
         from kafka.errors import KafkaError
 
-        if not self._recommit or self._consumer is None:
-            return
-        kept, self._recommit = self._recommit, {}
+        if not self._kept or self._consumer is None:
+            return messages
+        kept, self._kept = self._kept, {}
         owned = self._consumer.assignment()
-        kept = {tp: o for tp, o in kept.items() if tp in owned}
+        skip: dict[Any, int] = {}
+        for tp, offset in kept.items():
+            if tp not in owned:
+                continue
+            try:
+                committed = self._consumer.committed(tp)
+            except KafkaError:
+                continue
+            if committed is not None and committed < offset:
+                skip[tp] = offset
+        if not skip:
+            return messages
         try:
-            commit_offsets(self._consumer, kept)
-            self._stats.recommits += len(kept)
+            commit_offsets(self._consumer, skip)
         except KafkaError as exc:
             self._log.warning("recommit_failed", error=str(exc))
+            return messages
+        self._stats.recommits += len(skip)
+        return [m for m in messages if m.offset >= skip.get(_tp(m), -1)]
 
     def _deliver(self, out: EngineOutput) -> None:
         """Publishes and flushes; one retry on a fresh producer, then gives up (no commit)."""
@@ -515,13 +542,18 @@ class StreamWorker:
 
     def _after_broker_reset(self) -> None:
         """Re-reads the changelog; resumes partitions at a commit that still exists, else 0."""
+        from kafka.errors import KafkaError
+
         assert self._consumer is not None
         assert self._tail is not None
         self._tail.reset()
         self._refused.clear()
-        self._recommit.clear()
+        self._kept.clear()
         for tp in self._consumer.assignment():
-            committed = self._consumer.committed(tp)
+            try:
+                committed = self._consumer.committed(tp)
+            except KafkaError:
+                committed = None  # the coordinator is not back yet: start over
             high = self._consumer.highwater(tp)
             if committed is not None and (high is None or committed <= high):
                 self._consumer.seek(tp, committed)
@@ -554,13 +586,11 @@ class StreamWorker:
         # oversubscribe them (multi-threaded OpenBLAS made the drift tests 10-30x slower).
         threadpool_limits(limits=1, user_api="blas")
         s = self.settings
-        embedder = FaultyEmbedder(
-            self._embedder
-            or load_embedder(
-                s.model, threads=s.runtime.torch_threads or default_threads(s.runtime.workers)
-            ),
-            self.faults,
+        embedder: Embedder = self._embedder or load_embedder(
+            s.model, threads=s.runtime.torch_threads or default_threads(s.runtime.workers)
         )
+        if s.runtime.fault_injection:
+            embedder = FaultyEmbedder(embedder, self.faults)
         replica = s.model_copy(
             update={
                 "discovery": s.discovery.model_copy(update={"enabled": False}),
@@ -614,33 +644,35 @@ class StreamWorker:
             "partitions_revoked", partitions=sorted(f"{t.topic}:{t.partition}" for t in revoked)
         )
 
-    def _resume_kept(self, assigned: Any) -> None:
-        """Partitions given back after a refused commit resume after the delivered batch.
-
-        Without this the worker would read the batch again from the last
-        committed offset and label it twice. Offsets past the high watermark
-        (a broker that lost its data) are never kept.
-        """
-        assert self._consumer is not None
+    def _keep_refused(self, assigned: Any) -> None:
+        """Carries refused offsets of re-assigned partitions to the next poll (runs in
+        the rebalance callback: no blocking call here)."""
         refused, self._refused = self._refused, {}
-        for tp in assigned:
-            offset = refused.get(tp)
-            if offset is None:
-                continue
-            high = self._consumer.highwater(tp)
-            if high is not None and offset > high:
-                continue
-            self._consumer.seek(tp, offset)
-            self._recommit[tp] = offset
+        self._kept = {tp: o for tp, o in refused.items() if tp in set(assigned)}
+
+    def _on_lost(self, lost: Any) -> None:
+        """Membership was lost (session expired, broker gone): nothing refused is kept."""
+        self._refused.clear()
+        self._kept.clear()
+        self._revoked_at = time.monotonic()
+        self._log.warning(
+            "partitions_lost", partitions=sorted(f"{t.topic}:{t.partition}" for t in lost)
+        )
 
     def _on_assigned(self, assigned: Any) -> None:
         if self._revoked_at is not None:  # revoke -> assign: the time this worker was idle
             self._stats.last_rebalance_s = time.monotonic() - self._revoked_at
             self._revoked_at = None
-        self._resume_kept(assigned)
+        self._keep_refused(assigned)
         self._stats.rebalances += 1
         self._stats.assigned = sorted(f"{t.topic}:{t.partition}" for t in assigned)
         self._log.info("partitions_assigned", partitions=self._stats.assigned)
+
+
+def _tp(message: Any) -> Any:
+    from kafka.structs import TopicPartition
+
+    return TopicPartition(message.topic, message.partition)
 
 
 def _offset_ranges(messages: list[Any]) -> dict[str, list[int]]:

@@ -37,6 +37,9 @@ __all__ = ["Progress", "Runtime", "init_ray"]
 
 log = structlog.get_logger(__name__)
 
+RELAUNCH_BACKOFF_S = 5.0
+"""Seconds between attempts to start an actor that could not start (Kafka away)."""
+
 _ACTOR_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -136,6 +139,7 @@ class _Slot:
     handle: Any = None
     run_ref: Any = None
     restarts: int = 0
+    retry_at: float = 0.0  # after a failed relaunch: when to try again
 
 
 class Runtime:
@@ -250,7 +254,9 @@ class Runtime:
         actor_cls = ray.remote(Learner).options(
             num_cpus=self.settings.ray.learner_num_cpus, max_concurrency=8, max_restarts=0
         )
-        slot.handle = actor_cls.remote(self.settings, embedder=self._embedder)
+        slot.handle = actor_cls.remote(
+            self.settings, embedder=self._embedder, broker_generation=self.broker_resets
+        )
 
     def _create_worker(self, slot: _Slot) -> None:
         import ray
@@ -303,9 +309,13 @@ class Runtime:
 
         self.check_broker()
         restarted = []
+        now = time.monotonic()
+        for slot in self._slots():
+            if slot.handle is None and now >= slot.retry_at and self._relaunch(slot):
+                restarted.append(slot.name)  # a relaunch that failed earlier succeeded
         refs = {id(s.run_ref): s for s in self._slots() if s.run_ref is not None}
         if not refs:
-            return []
+            return restarted
         done, _ = ray.wait([s.run_ref for s in refs.values()], num_returns=len(refs), timeout=0)
         for ref in done:
             slot = next(s for s in refs.values() if s.run_ref == ref)
@@ -322,14 +332,31 @@ class Runtime:
             log.warning("actor_restart", actor=slot.name, restarts=slot.restarts, error=error)
             with contextlib.suppress(Exception):
                 ray.kill(slot.handle)
+            slot.run_ref = None
+            if self._relaunch(slot):
+                restarted.append(slot.name)
+        return restarted
+
+    def _relaunch(self, slot: _Slot) -> bool:
+        """Starts a dead actor again; a failure to start is retried at the next check.
+
+        Returns:
+            True when the actor is running again.
+        """
+        try:
             if slot is self.learner:
                 self._launch_learner(slot, 300.0)
                 for w in self.workers:
                     w.handle.set_learner.remote(slot.handle)
             else:
                 self._launch_worker(slot, 300.0)
-            restarted.append(slot.name)
-        return restarted
+        except StreamlabelError as exc:  # e.g. BrokerError: Kafka is not back yet
+            slot.handle = None
+            slot.run_ref = None
+            slot.retry_at = time.monotonic() + RELAUNCH_BACKOFF_S
+            log.warning("actor_relaunch_failed", actor=slot.name, error=str(exc)[-300:])
+            return False
+        return True
 
     def check_broker(self, *, force: bool = False) -> list[str]:
         """Detects a broker that lost its topics and recovers from it (at most every
@@ -359,7 +386,10 @@ class Runtime:
             return []  # next check tries again
         self._watch.baseline()
         self.broker_resets += 1
-        for slot in self._slots():
+        if self.learner is not None and self.learner.handle is not None:
+            with contextlib.suppress(Exception):
+                self.learner.handle.broker_reset.remote(self.broker_resets)
+        for slot in self.workers:
             with contextlib.suppress(Exception):
                 slot.handle.broker_reset.remote()
         return changed

@@ -31,7 +31,7 @@ STALL_S = 0.05
 
 @pytest.fixture
 def faults() -> Faults:
-    return Faults(WORKER_POINTS)
+    return Faults(WORKER_POINTS, enabled=True)
 
 
 # ------------------------------------------------------------------ arming
@@ -46,9 +46,9 @@ def test_arming_an_unknown_point_raises_settings_error_naming_it(
 
 
 def test_a_learner_point_is_known_to_a_learners_faults_only() -> None:
-    Faults(LEARNER_POINTS).arm("after_snapshot")
+    Faults(LEARNER_POINTS, enabled=True).arm("after_snapshot")
     with pytest.raises(SettingsError, match="after_snapshot"):
-        Faults(WORKER_POINTS).arm("after_snapshot")
+        Faults(WORKER_POINTS, enabled=True).arm("after_snapshot")
 
 
 @pytest.mark.parametrize("action", ["explode", "KILL", ""])
@@ -122,7 +122,7 @@ def test_disarm_clears_every_point_and_the_model_failure(faults: Faults) -> None
 
 def test_model_fail_is_armed_by_name_on_any_actor() -> None:
     for points in (WORKER_POINTS, LEARNER_POINTS):
-        faults = Faults(points)
+        faults = Faults(points, enabled=True)
         assert not faults.model_fail
         faults.arm("model_fail")
         assert faults.model_fail
@@ -136,7 +136,7 @@ def test_a_kill_sigkills_the_process_after_writing_its_note(tmp_path: Path) -> N
         import sys
         from streamlabel.workers.faults import WORKER_POINTS, Faults
 
-        faults = Faults(WORKER_POINTS, notes_dir=sys.argv[1])
+        faults = Faults(WORKER_POINTS, enabled=True, notes_dir=sys.argv[1])
         faults.arm("after_flush", action="kill", after=2)
         faults.hit("after_flush", note={"offsets": {"sl.items:0": [10, 17]}, "n": 8})
         print("survived the first hit", flush=True)
@@ -259,3 +259,22 @@ def test_a_disarmed_engine_labels_the_marked_text_like_any_other(
     out = engine.process([raw("m", f"java spring maven {MODEL_FAIL_MARKER}", 50)])
     assert out.dead_letters == []
     assert [(r.item_id, r.label) for r in out.labels] == [("m", "java")]
+
+
+def test_fault_injection_is_off_unless_the_deployment_enables_it() -> None:
+    faults = Faults(WORKER_POINTS)
+    with pytest.raises(SettingsError, match=r"runtime\.fault_injection"):
+        faults.arm("after_embed")
+    with pytest.raises(SettingsError, match=r"runtime\.fault_injection"):
+        faults.arm("model_fail")
+    assert not faults.model_fail
+
+
+def test_chaos_deployments_enable_fault_injection_and_small_batches() -> None:
+    from streamlabel.chaos.harness import chaos_settings
+    from streamlabel.workers.settings import load_runtime_settings
+
+    s = chaos_settings(2)
+    assert s.runtime.fault_injection is True
+    assert s.runtime.batch_size * (s.runtime.workers + 1) < 400  # the per-fault bound can fail
+    assert load_runtime_settings().runtime.fault_injection is False

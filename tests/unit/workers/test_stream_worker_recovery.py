@@ -377,38 +377,60 @@ class RefusingConsumer(FakeConsumer):
         super().commit(offsets)
 
 
-def test_a_partition_given_back_after_a_refused_commit_resumes_after_the_batch(
+def test_a_partition_given_back_after_a_refused_commit_skips_what_was_delivered(
     worker: StreamWorker,
 ) -> None:
-    consumer = RefusingConsumer({P0, P1}, highwater={P0: 50, P1: 50})
+    consumer = RefusingConsumer({P0, P1}, committed={P0: 10, P1: 20})
     worker._consumer = consumer
-    worker._commit([msg(0, 10), msg(0, 11), msg(1, 20)])
+    worker._commit([msg(0, 10), msg(0, 11), msg(1, 20)])  # delivered, commit refused
     assert worker.stats()["commit_failures"] == 1
     assert consumer.commits == []
     consumer.assigned = {P0, P2}  # the rebalance gives P0 back, P1 went elsewhere
     worker._on_assigned([P0, P2])
-    assert consumer.seeks == {P0: 12}  # not re-read; P1's batch is its new owner's
-    worker._recommit_kept()  # at the next step, in the new generation
+    # the next poll starts again at the last commit (10): 10 and 11 are not labelled again
+    polled = [msg(0, 10), msg(0, 11), msg(0, 12), msg(2, 5)]
+    kept = worker._apply_kept(polled)
+    assert [(m.partition, m.offset) for m in kept] == [(0, 12), (2, 5)]
     assert [{tp: o.offset for tp, o in c.items()} for c in consumer.commits] == [{P0: 12}]
     assert worker.stats()["recommits"] == 1
-    worker._on_assigned([P0, P2])  # kept once only
-    assert consumer.seeks == {P0: 12}
+    assert worker._apply_kept(polled) == polled  # applied once only
 
 
 def test_a_later_successful_commit_supersedes_a_refused_one(worker: StreamWorker) -> None:
-    consumer = RefusingConsumer({P0}, highwater={P0: 50})
+    consumer = RefusingConsumer({P0}, committed={P0: 10})
     worker._consumer = consumer
     worker._commit([msg(0, 10)])  # refused
     worker._commit([msg(0, 11)])  # accepted: nothing is kept any more
     worker._on_assigned([P0])
-    assert consumer.seeks == {}
+    assert worker._kept == {}
 
 
-def test_a_kept_offset_past_the_high_watermark_is_dropped(worker: StreamWorker) -> None:
-    consumer = RefusingConsumer({P0}, highwater={P0: 5})  # the broker lost its data
+def test_nothing_is_skipped_once_the_groups_offsets_are_gone(worker: StreamWorker) -> None:
+    consumer = RefusingConsumer({P0})  # no committed offset: a broker that lost its data
     worker._consumer = consumer
     worker._commit([msg(0, 10)])
     worker._on_assigned([P0])
-    assert consumer.seeks == {}
-    worker._recommit_kept()
+    polled = [msg(0, 0), msg(0, 1)]
+    assert worker._apply_kept(polled) == polled
+    assert consumer.commits == []
+
+
+def test_nothing_is_skipped_when_the_group_committed_further(worker: StreamWorker) -> None:
+    consumer = RefusingConsumer({P0}, committed={P0: 40})  # another owner went on meanwhile
+    worker._consumer = consumer
+    worker._commit([msg(0, 10)])
+    worker._on_assigned([P0])
+    polled = [msg(0, 40)]
+    assert worker._apply_kept(polled) == polled
+    assert consumer.commits == []
+
+
+def test_lost_membership_forgets_refused_offsets(worker: StreamWorker) -> None:
+    consumer = RefusingConsumer({P0}, committed={P0: 10})
+    worker._consumer = consumer
+    worker._commit([msg(0, 10), msg(0, 11)])
+    worker._on_lost([P0])  # session expired or the broker went away
+    worker._on_assigned([P0])
+    polled = [msg(0, 10), msg(0, 11)]
+    assert worker._apply_kept(polled) == polled
     assert consumer.commits == []
