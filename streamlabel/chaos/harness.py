@@ -101,10 +101,7 @@ class Harness:
         return self
 
     def stop(self) -> None:
-        for reader in self._readers.values():
-            with contextlib.suppress(Exception):
-                reader.close()
-        self._readers.clear()
+        self.reset_readers()
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 self._producer.close(timeout=5)
@@ -220,7 +217,8 @@ class Harness:
         return n
 
     def reset_readers(self) -> None:
-        """Reads the output topics again from their (new) beginning."""
+        """Closes the readers: the next pump reads the output topics from their
+        (new) beginning."""
         for reader in self._readers.values():
             with contextlib.suppress(Exception):
                 reader.close()

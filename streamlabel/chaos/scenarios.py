@@ -329,22 +329,11 @@ def _key(r: LabelRecord) -> tuple[Any, ...]:
 
 
 def _live_labels(h: Harness, ids: set[str]) -> dict[str, LabelRecord]:
-    from streamlabel.schemas import decode
-
-    reader = TopicReader(h.kafka, "labels")
+    """The first label the workers emitted for each of ``ids``."""
     out: dict[str, LabelRecord] = {}
-    try:
-        while True:
-            got = reader.poll(timeout_ms=500)
-            if not got:
-                break
-            for m in got:
-                if m.key and m.key.decode() in ids:
-                    rec = decode(m.value, LabelRecord, max_bytes=64 * 1024 * 1024)
-                    if rec.revision == 0:
-                        out.setdefault(rec.item_id, rec)
-    finally:
-        reader.close()
+    for rec in _read_all(h, "labels"):
+        if isinstance(rec, LabelRecord) and rec.revision == 0 and rec.item_id in ids:
+            out.setdefault(rec.item_id, rec)
     return out
 
 

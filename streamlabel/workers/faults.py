@@ -34,6 +34,7 @@ __all__ = [
     "MODEL_FAIL_MARKER",
     "WORKER_POINTS",
     "FaultAction",
+    "FaultTarget",
     "Faults",
     "FaultyEmbedder",
 ]
@@ -126,6 +127,27 @@ class Faults:
             time.sleep(60)  # pragma: no cover - the signal is delivered first
         self.stalls += 1
         time.sleep(armed.stall_s)
+
+
+class FaultTarget:
+    """The fault-injection methods of an actor holding a :class:`Faults` as ``faults``
+    (the stream worker and the learner); the chaos harness calls them through Ray."""
+
+    faults: Faults
+
+    def pid(self) -> int:
+        """The actor's process id (the chaos harness kills it from outside)."""
+        return os.getpid()
+
+    def arm_fault(
+        self, point: str, action: FaultAction = "kill", after: int = 1, stall_s: float = 0.0
+    ) -> None:
+        """Arms a fault point (see :meth:`Faults.arm`)."""
+        self.faults.arm(point, action=action, after=after, stall_s=stall_s)
+
+    def disarm_faults(self) -> None:
+        """Disarms every fault point."""
+        self.faults.disarm()
 
 
 class FaultyEmbedder:

@@ -9,7 +9,8 @@ does a caller commit its input offsets (:func:`commit_batch`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -39,6 +40,7 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "next_offsets",
+    "past_end",
     "to_raw",
 ]
 
@@ -251,6 +253,40 @@ class Publisher:
             )
         return len(pending)
 
+    def deliver(
+        self,
+        records: Sequence[OutRecord],
+        *,
+        retry_s: float,
+        on_failure: Callable[[int, PublishError], None],
+        after_first_send: Callable[[], None] | None = None,
+    ) -> None:
+        """Sends and flushes ``records`` until every one is acknowledged.
+
+        A failure (a broker that restarts, topics being recreated, a producer that
+        cannot be built) is reported to ``on_failure(attempt, error)`` and retried
+        on a fresh producer with backoff, for ``retry_s`` seconds.
+
+        Raises:
+            PublishError: still undelivered after ``retry_s``; the caller must not
+                commit the inputs these records came from.
+        """
+        deadline = time.monotonic() + retry_s
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.send_all(records)
+                if attempt == 1 and after_first_send is not None:
+                    after_first_send()
+                self.flush()
+                return
+            except PublishError as exc:
+                on_failure(attempt, exc)
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(min(0.25 * 2**attempt, 5.0))
+
     def close(self, timeout: float = 5.0) -> None:
         """Flushes what is queued (best effort) and closes the producer."""
         if self._producer is not None:
@@ -296,6 +332,15 @@ def commit_batch(consumer: KafkaConsumer, messages: Iterable[ConsumerRecord]) ->
     nxt = next_offsets(messages)
     commit_offsets(consumer, nxt)
     return nxt
+
+
+def past_end(consumer: KafkaConsumer, tp: Any) -> int | None:
+    """The high watermark of ``tp`` when the consumer's position is past it (the topic
+    was recreated under it), else None."""
+    high = consumer.highwater(tp)
+    if high is not None and consumer.position(tp) > high:
+        return int(high)
+    return None
 
 
 def lag(consumer: KafkaConsumer) -> dict[str, int]:

@@ -54,7 +54,7 @@ from streamlabel.pipeline.engine import DiscoveryJob, Engine
 from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.schemas import ClassEvent, DeadLetter, DriftAlert, UnknownRecord, decode
 from streamlabel.workers.embedding import load_embedder
-from streamlabel.workers.faults import LEARNER_POINTS, FaultAction, Faults
+from streamlabel.workers.faults import LEARNER_POINTS, Faults, FaultTarget
 from streamlabel.workers.kafka_io import OutRecord, Publisher, lag, make_consumer, to_raw
 from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.stream_worker import LEARNER_OFFSETS_HEADER, ClassTail, rss_bytes
@@ -148,7 +148,7 @@ class _Seek(ConsumerRebalanceListener):
                 self.consumer.seek(tp, offset)
 
 
-class Learner:
+class Learner(FaultTarget):
     """The single writer of the store; run as one Ray actor.
 
     Args:
@@ -241,16 +241,6 @@ class Learner:
             time.sleep(0.05)
         return self._stats.snapshots
 
-    def pid(self) -> int:
-        """The actor's process id (the chaos harness kills it from outside)."""
-        return os.getpid()
-
-    def arm_fault(
-        self, point: str, action: FaultAction = "kill", after: int = 1, stall_s: float = 0.0
-    ) -> None:
-        """Arms a fault point (see :mod:`streamlabel.workers.faults`)."""
-        self.faults.arm(point, action=action, after=after, stall_s=stall_s)
-
     def broker_reset(self, generation: int) -> None:
         """The broker lost its data (the supervisor's ``generation``-th reset): at the
         next step, consume ``feedback`` and ``unknowns`` from their beginning,
@@ -261,10 +251,6 @@ class Learner:
             return
         self._generation = generation
         self._reset_requested.set()
-
-    def disarm_faults(self) -> None:
-        """Disarms every fault point."""
-        self.faults.disarm()
 
     def idle(self) -> bool:
         """True when no discovery is running or requested and no observation is queued."""
@@ -417,22 +403,15 @@ class Learner:
             self._log.warning("commit_failed", error=str(exc))
 
     def _publish_records(self, records: list[OutRecord]) -> None:
-        publisher = self._require_publisher()
         if not records:
             return
-        deadline = time.monotonic() + self.settings.runtime.publish_retry_s
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                publisher.send_all(records)
-                publisher.flush()
-                return
-            except PublishError as exc:
-                self._log.warning("publish_failed", attempt=attempt, error=str(exc))
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(min(0.25 * 2**attempt, 5.0))
+
+        def failed(attempt: int, exc: PublishError) -> None:
+            self._log.warning("publish_failed", attempt=attempt, error=str(exc))
+
+        self._require_publisher().deliver(
+            records, retry_s=self.settings.runtime.publish_retry_s, on_failure=failed
+        )
 
     def _reseed(self, engine: Engine, consumer: KafkaConsumer, out: EngineOutput) -> None:
         """After the broker lost its data: start the inputs over, re-publish every class.

@@ -38,13 +38,19 @@ from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.pipeline.settings import DriftSettings
 from streamlabel.schemas import ClassEvent, decode
 from streamlabel.workers.embedding import default_threads, load_embedder
-from streamlabel.workers.faults import WORKER_POINTS, FaultAction, Faults, FaultyEmbedder
+from streamlabel.workers.faults import (
+    WORKER_POINTS,
+    Faults,
+    FaultTarget,
+    FaultyEmbedder,
+)
 from streamlabel.workers.kafka_io import (
     Publisher,
     commit_offsets,
     lag,
     make_consumer,
     next_offsets,
+    past_end,
     to_raw,
 )
 from streamlabel.workers.settings import RuntimeSettings
@@ -199,8 +205,8 @@ class ClassTail:
         from kafka.structs import TopicPartition
 
         tp = TopicPartition(self._topic, 0)
-        high = consumer.highwater(tp)
-        if high is not None and consumer.position(tp) > high:
+        high = past_end(consumer, tp)
+        if high is not None:
             self._log.warning("changelog_reset", topic=self._topic, position=consumer.position(tp),
                               high_watermark=high)  # fmt: skip
             consumer.seek_to_beginning(tp)
@@ -228,7 +234,7 @@ class _Rebalances(ConsumerRebalanceListener):
         self._worker._on_lost(lost)
 
 
-class StreamWorker:
+class StreamWorker(FaultTarget):
     """One consumer of ``items`` in the deployment's group.
 
     Args:
@@ -297,20 +303,6 @@ class StreamWorker:
         s = self._stats  # written by the loop's thread only; read here
         s.rss_bytes = rss_bytes()
         return s.as_dict()
-
-    def pid(self) -> int:
-        """The actor's process id (the chaos harness kills it from outside)."""
-        return os.getpid()
-
-    def arm_fault(
-        self, point: str, action: FaultAction = "kill", after: int = 1, stall_s: float = 0.0
-    ) -> None:
-        """Arms a fault point (see :mod:`streamlabel.workers.faults`)."""
-        self.faults.arm(point, action=action, after=after, stall_s=stall_s)
-
-    def disarm_faults(self) -> None:
-        """Disarms every fault point."""
-        self.faults.disarm()
 
     def replica(self) -> dict[str, tuple[int, str]]:
         """This replica's classes: ``{class_id: (updated_version, status)}``."""
@@ -475,26 +467,20 @@ class StreamWorker:
         return [m for m in messages if m.offset >= skip.get(_tp(m), -1)]
 
     def _deliver(self, out: EngineOutput) -> None:
-        """Publishes and flushes; one retry on a fresh producer, then gives up (no commit)."""
+        """Publishes and flushes, retrying for ``runtime.publish_retry_s`` (no commit
+        before it succeeded)."""
         assert self._publisher is not None
-        deadline = time.monotonic() + self.settings.runtime.publish_retry_s
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self._publisher.publish(out)
-                if attempt == 1:
-                    self.faults.hit("after_produce")
-                self._publisher.flush()
-                return
-            except PublishError as exc:
-                self._stats.publish_retries += 1
-                self._log.warning("publish_failed", attempt=attempt, error=str(exc))
-                if time.monotonic() >= deadline:
-                    raise
-                # a broker that restarts, or topics being recreated: back off and retry
-                # on a fresh producer (the Publisher dropped the failed one)
-                time.sleep(min(0.25 * 2**attempt, 5.0))
+
+        def failed(attempt: int, exc: PublishError) -> None:
+            self._stats.publish_retries += 1
+            self._log.warning("publish_failed", attempt=attempt, error=str(exc))
+
+        self._publisher.deliver(
+            self._publisher.records(out),
+            retry_s=self.settings.runtime.publish_retry_s,
+            on_failure=failed,
+            after_first_send=lambda: self.faults.hit("after_produce"),
+        )
 
     def _fenced(self, polled_at: float) -> bool:
         """True when the batch took longer than ``kafka.max_poll_interval_ms``.
@@ -530,13 +516,14 @@ class StreamWorker:
         """Resets partitions whose position is past the high watermark (topic recreated)."""
         assert self._consumer is not None
         for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)
-            if high is None:
-                continue
-            position = self._consumer.position(tp)
-            if position > high:
-                self._log.warning("partition_reset", partition=f"{tp.topic}:{tp.partition}",
-                                  position=position, high_watermark=high)  # fmt: skip
+            high = past_end(self._consumer, tp)
+            if high is not None:
+                self._log.warning(
+                    "partition_reset",
+                    partition=f"{tp.topic}:{tp.partition}",
+                    position=self._consumer.position(tp),
+                    high_watermark=high,
+                )
                 self._consumer.seek_to_beginning(tp)
                 self._stats.partition_resets += 1
 

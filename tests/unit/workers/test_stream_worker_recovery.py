@@ -109,10 +109,15 @@ class FakePublisher:
         self.flushes = 0
         self._on_flush = on_flush
 
-    def publish(self, out: Any) -> None:
-        self.published.append(out)
+    def records(self, out: Any) -> list[Any]:
+        return [out]  # the whole output stands for its records
 
-    def flush(self) -> None:
+    def deliver(
+        self, records: list[Any], *, retry_s: float, on_failure: Any, after_first_send: Any = None
+    ) -> None:
+        self.published.extend(records)
+        if after_first_send is not None:
+            after_first_send()
         self.flushes += 1
         if self._on_flush is not None:
             self._on_flush()

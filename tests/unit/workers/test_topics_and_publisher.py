@@ -362,3 +362,38 @@ def test_class_events_carry_the_given_headers_and_other_records_do_not(
             assert headers == [("learner.offsets", b'{"t.feedback:0": 3}')]
         elif topic != "t.dlq":
             assert headers == []
+
+
+def test_deliver_retries_on_a_fresh_producer_until_every_record_is_acknowledged(
+    output: EngineOutput, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlabel.workers import kafka_io
+
+    first = FakeProducer(outcomes=[FakeFuture(is_done=False)])  # the first batch is lost
+    second = FakeProducer()
+    monkeypatch.setattr(kafka_io, "make_producer", lambda settings: second)
+    sleeps: list[float] = []
+    monkeypatch.setattr(kafka_io.time, "sleep", sleeps.append)
+    publisher = publisher_with(first)
+    failures: list[int] = []
+    sent_first: list[int] = []
+    records = publisher.records(output)
+    publisher.deliver(
+        records, retry_s=60, on_failure=lambda attempt, exc: failures.append(attempt),
+        after_first_send=lambda: sent_first.append(len(first.sent)),
+    )  # fmt: skip
+    assert failures == [1]
+    assert sent_first == [len(records)]  # called once, after the first send only
+    assert len(second.sent) == len(records)  # everything again, on the new producer
+    assert sleeps == [0.5]  # backoff before the retry
+    assert publisher.recreated == 1
+
+
+def test_deliver_gives_up_once_its_retry_time_is_spent(output: EngineOutput) -> None:
+    publisher = publisher_with(FakeProducer(outcomes=[FakeFuture(is_done=False)]))
+    failures: list[int] = []
+    with pytest.raises(PublishError, match="not acknowledged in time"):
+        publisher.deliver(
+            publisher.records(output), retry_s=0, on_failure=lambda a, e: failures.append(a)
+        )
+    assert failures == [1]
