@@ -121,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--limit", type=int, default=None, help="stop after N records")
     tail.add_argument("--idle-exit", type=float, default=None, help="stop after S idle seconds")
     _common(tail)
+
+    drain = sub.add_parser(
+        "drain", help="ask the actor or driver behind a local endpoint to stop (a preStop hook)"
+    )
+    drain.add_argument("--port", type=int, required=True, help="its metrics.port (+ role offset)")
+    drain.add_argument("--host", default="127.0.0.1")
+    drain.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it")
+
+    health = sub.add_parser("healthcheck", help="exit 0 when a local endpoint is healthy")
+    health.add_argument("--port", type=int, default=9464, help="default: the driver's port")
+    health.add_argument("--host", default="127.0.0.1")
+    health.add_argument("--path", default="/healthz", choices=["/healthz", "/readyz"])
     return parser
 
 
@@ -155,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench_runtime(args)
         if args.command == "chaos":
             return _chaos(args)
+        if args.command in ("drain", "healthcheck"):
+            return _endpoint_command(args)
         from streamlabel.workers import commands
 
         handlers = {
@@ -169,6 +183,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"streamlabel: error: {exc}", file=sys.stderr)
         return 2
     return 1
+
+
+def _endpoint_command(args: argparse.Namespace) -> int:
+    """``drain`` and ``healthcheck``: light clients of an actor's endpoint (no Ray, no Kafka)."""
+    from streamlabel.workers.endpoint import check_health, request_drain
+
+    if args.command == "drain":
+        ok, what = request_drain(args.host, args.port, args.timeout)
+    else:
+        ok, what = check_health(f"http://{args.host}:{args.port}{args.path}")
+    print(what, file=sys.stderr)
+    return 0 if ok else 1
 
 
 def _bench_openworld(args: argparse.Namespace) -> int:

@@ -164,6 +164,7 @@ class Engine:
         t2 = time.perf_counter()
         result = self.store.classify(vectors)
         t3 = time.perf_counter()
+        out.stage_s = {"decode": t1 - t0, "embed": t2 - t1, "classify": t3 - t2}
         n = max(len(decoded), 1)
         timings = {
             "decode": (t1 - t0) * 1e3 / n,

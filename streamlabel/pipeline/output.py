@@ -64,6 +64,8 @@ class EngineOutput:
         alerts: drift alerts.
         dead_letters: inputs that could not be processed.
         observed: the items this batch labelled, with embeddings (``process`` only).
+        stage_s: seconds this batch spent per stage (``decode``, ``embed``,
+            ``classify``; ``process`` only).
     """
 
     labels: list[LabelRecord] = field(default_factory=list)
@@ -72,6 +74,7 @@ class EngineOutput:
     alerts: list[DriftAlert] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     observed: Observed | None = None
+    stage_s: dict[str, float] = field(default_factory=dict)
 
     def extend(self, other: EngineOutput) -> EngineOutput:
         """Appends another output's records to this one; returns self."""

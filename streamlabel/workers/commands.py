@@ -70,31 +70,69 @@ class _Shutdown:
         self.requested.set()
 
 
+SCALE_EVERY_S = 5.0
+"""How often ``streamlabel run`` reads the lag for the autoscaler."""
+
+
 def cmd_run(args: Any) -> int:
-    """``streamlabel run``: the production deployment until SIGTERM/SIGINT."""
+    """``streamlabel run``: the production deployment until SIGTERM/SIGINT or ``POST /drain``.
+
+    The driver serves its own endpoint (``metrics.port``): ``/metrics`` (workers
+    running and wanted, group lag, restarts), ``/healthz``, ``/readyz`` and
+    ``/drain``, which stops the deployment like SIGTERM.
+    """
+    from streamlabel.workers.endpoint import Health, serve
+    from streamlabel.workers.metrics import ActorMetrics, driver_families
+    from streamlabel.workers.scaling import LagScaler
     from streamlabel.workers.supervisor import Runtime
 
     settings = settings_from_args(args)
     configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
     shutdown = _Shutdown()
     runtime = Runtime(settings)
+    state: dict[str, Any] = {}
+    health = Health(settings.metrics.stall_s)
+    health.on_drain = shutdown.requested.set
+    metrics = ActorMetrics("driver", lambda: state, driver_families)
+    endpoint = serve(settings.metrics, "driver", metrics.registry, health)
     try:
         runtime.start()
         shutdown.install()
-        last = 0.0
+        health.ready = True
+        scaler = LagScaler(runtime) if settings.runtime.autoscale else None
+        last_progress = last_scale = 0.0
         while not shutdown.requested.wait(0.5):
             runtime.check()
-            if time.monotonic() - last >= args.progress_every:
-                last = time.monotonic()
-                p = runtime.progress()
+            health.beat()
+            now = time.monotonic()
+            scale_due = scaler is not None and now - last_scale >= SCALE_EVERY_S
+            progress_due = now - last_progress >= args.progress_every
+            if not (scale_due or progress_due):
+                continue
+            p = runtime.progress()
+            if scaler is not None and scale_due:
+                last_scale = now
+                scaler.step(p.lag)
+            state.update(
+                runtime.driver_stats(p),
+                workers_desired=scaler.desired if scaler else runtime.worker_count(),
+                scale_events=scaler.events if scaler else 0,
+            )
+            if progress_due:
+                last_progress = now
                 log.info(
                     "progress", items=p.items, items_per_s=round(p.items_per_s, 1), lag=p.lag,
                     unknown_rate=round(p.unknown_rate, 4), classes=p.classes,
                     store_version=p.store_version, alerts=p.alerts, dead_letters=p.dead_letters,
                     restarts=p.restarts, broker_resets=p.broker_resets,
+                    workers=runtime.worker_count(),
                 )  # fmt: skip
     finally:
+        health.ready = False
         runtime.stop()
+        health.drained = health.draining
+        if endpoint is not None:
+            endpoint.close()
     return 0
 
 

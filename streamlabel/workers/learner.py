@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,10 +54,17 @@ from streamlabel.pipeline.engine import DiscoveryJob, Engine
 from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.schemas import ClassEvent, DeadLetter, DriftAlert, UnknownRecord, decode
 from streamlabel.workers.embedding import load_embedder
+from streamlabel.workers.endpoint import Served
 from streamlabel.workers.faults import LEARNER_POINTS, Faults, FaultTarget
 from streamlabel.workers.kafka_io import OutRecord, Publisher, lag, make_consumer, to_raw
+from streamlabel.workers.metrics import learner_families
 from streamlabel.workers.settings import RuntimeSettings
-from streamlabel.workers.stream_worker import LEARNER_OFFSETS_HEADER, ClassTail, rss_bytes
+from streamlabel.workers.stream_worker import (
+    LEARNER_OFFSETS_HEADER,
+    ClassTail,
+    by_status,
+    rss_bytes,
+)
 from streamlabel.workers.topics import Topics
 
 if TYPE_CHECKING:
@@ -109,6 +116,7 @@ class LearnerStats:
     class_events: int = 0
     revisions: int = 0
     alerts: int = 0
+    alerts_by_kind: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
     discovery_runs: int = 0
     discovered: int = 0
@@ -119,10 +127,13 @@ class LearnerStats:
     broker_resets: int = 0
     store_version: int = 0
     classes: int = 0
+    classes_by_status: dict[str, int] = field(default_factory=dict)
     buffered: int = 0
     lag: int = 0
     rss_bytes: int = 0
     running: bool = False
+    drained: bool = False
+    metrics_url: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data."""
@@ -148,7 +159,7 @@ class _Seek(ConsumerRebalanceListener):
                 self.consumer.seek(tp, offset)
 
 
-class Learner(FaultTarget):
+class Learner(FaultTarget, Served):
     """The single writer of the store; run as one Ray actor.
 
     Args:
@@ -188,6 +199,8 @@ class Learner(FaultTarget):
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self._stats = LearnerStats()
+        self._init_endpoint(settings.metrics, "learner", "learner", self._stats.as_dict,
+                            learner_families, self.stop)  # fmt: skip
         self.path = snapshot_path(settings)
         configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
         self._log = structlog.get_logger("streamlabel.learner").bind(worker_id="learner")
@@ -195,20 +208,28 @@ class Learner(FaultTarget):
     # --------------------------------------------------------------- control
     def ready(self) -> bool:
         """Loads the model, restores state, republishes what was pending, connects."""
+        self.serve()
         self._open()
         return True
 
     def run(self) -> dict[str, Any]:
-        """The learner's loop; returns the final stats when :meth:`stop` is called."""
+        """The learner's loop; returns the final stats when :meth:`stop` is called
+        (``drained`` when the stop came from ``POST /drain``)."""
+        self.serve()
         self._open()
         self._stats.running = True
+        self.health.beat()
+        self.health.ready = not self.health.draining
         try:
             while not self._stop.is_set():
                 self.step()
+                self.health.beat()
             self._finish()
         finally:
             self._close()
             self._stats.running = False
+            self.health.ready = False
+            self.health.drained = self._stats.drained = self.health.draining
         return self.stats()
 
     def stop(self) -> None:
@@ -269,6 +290,7 @@ class Learner(FaultTarget):
         """Current counters (plain data)."""
         s = self._stats  # written by the loop's thread only; read here
         s.rss_bytes = rss_bytes()
+        s.metrics_url = self.metrics_url
         return s.as_dict()
 
     def classes(self) -> list[dict[str, Any]]:
@@ -341,6 +363,7 @@ class Learner(FaultTarget):
         s.alerts += len(out.alerts)
         s.dead_letters += len(out.dead_letters)
         for alert in out.alerts:
+            s.alerts_by_kind[alert.kind] = s.alerts_by_kind.get(alert.kind, 0) + 1
             self._log.warning("drift_alert", kind=alert.kind, detail=alert.detail)
 
     # ------------------------------------------------------------- internals
@@ -514,6 +537,7 @@ class Learner(FaultTarget):
         s = self._stats
         s.store_version = engine.store.version
         s.classes = len(engine.store.active_ids())
+        s.classes_by_status = by_status(engine.store.states().values())
         s.buffered = len(engine.buffer)
         self._class_view = [
             {

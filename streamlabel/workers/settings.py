@@ -27,6 +27,7 @@ from streamlabel.pipeline.settings import EngineSettings, _Section, describe_val
 
 __all__ = [
     "KafkaSettings",
+    "MetricsSettings",
     "RaySettings",
     "RuntimeSection",
     "RuntimeSettings",
@@ -178,6 +179,61 @@ class RuntimeSection(_Section):
     stop_timeout_s: float = Field(default=60.0, gt=0)
     log_json: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    autoscale: bool = Field(
+        default=False,
+        description="Scale the number of stream workers on consumer lag between "
+        "runtime.min_workers and runtime.max_workers (on Kubernetes, KubeRay's autoscaler "
+        "then adds or removes the pods the actors need).",
+    )
+    min_workers: int = Field(default=1, ge=1, le=1024)
+    max_workers: int | None = Field(
+        default=None, ge=1, le=1024, description="None = the items topic's partitions."
+    )
+    target_lag_per_worker: int = Field(
+        default=5000, ge=1, description="Records of lag one worker is expected to absorb."
+    )
+    scale_up_after_s: float = Field(
+        default=30.0, ge=0, description="Lag above target this long before adding workers."
+    )
+    scale_down_after_s: float = Field(
+        default=300.0, ge=0, description="Lag below target this long before removing one."
+    )
+    scale_cooldown_s: float = Field(default=60.0, ge=0, description="Pause after each change.")
+
+    @model_validator(mode="after")
+    def _worker_bounds(self) -> RuntimeSection:
+        if self.autoscale:
+            top = self.max_workers if self.max_workers is not None else 1024
+            if not self.min_workers <= self.workers <= top:
+                raise ValueError(
+                    f"workers={self.workers} must lie between min_workers={self.min_workers} "
+                    f"and max_workers={self.max_workers} when autoscale is on"
+                )
+        return self
+
+
+class MetricsSettings(_Section):
+    """The Prometheus and health endpoint of every actor and of the driver."""
+
+    enabled: bool = Field(default=True, description="Serve /metrics, /healthz, /readyz, /drain.")
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Bind address; 0.0.0.0 in a pod so Prometheus and the kubelet reach it.",
+    )
+    port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="Base port: the driver takes it, the learner port+1, stream workers "
+        "port+2 (each the first free port from there); 0 = any free port.",
+    )
+    port_span: int = Field(default=32, ge=1, le=1024, description="Ports tried from the base.")
+    stall_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="/healthz fails when the actor's loop made no step for this long.",
+    )
 
 
 class RuntimeSettings(EngineSettings):
@@ -186,6 +242,7 @@ class RuntimeSettings(EngineSettings):
     kafka: KafkaSettings = KafkaSettings()
     ray: RaySettings = RaySettings()
     runtime: RuntimeSection = RuntimeSection()
+    metrics: MetricsSettings = MetricsSettings()
 
 
 def _read_file(path: str | Path) -> dict[str, Any]:

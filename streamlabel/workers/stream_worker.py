@@ -38,6 +38,7 @@ from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.pipeline.settings import DriftSettings
 from streamlabel.schemas import ClassEvent, decode
 from streamlabel.workers.embedding import default_threads, load_embedder
+from streamlabel.workers.endpoint import Served
 from streamlabel.workers.faults import (
     WORKER_POINTS,
     Faults,
@@ -53,13 +54,21 @@ from streamlabel.workers.kafka_io import (
     past_end,
     to_raw,
 )
+from streamlabel.workers.metrics import worker_families
 from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.topics import Topics
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer
 
-__all__ = ["LEARNER_OFFSETS_HEADER", "ClassTail", "StreamWorker", "WorkerStats", "rss_bytes"]
+__all__ = [
+    "LEARNER_OFFSETS_HEADER",
+    "ClassTail",
+    "StreamWorker",
+    "WorkerStats",
+    "by_status",
+    "rss_bytes",
+]
 
 LEARNER_OFFSETS_HEADER = "learner.offsets"
 """Header of class events: the learner's consumed offsets when it published them."""
@@ -83,6 +92,7 @@ class WorkerStats:
     labels: int = 0
     unknowns: int = 0
     dead_letters: int = 0
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     batches: int = 0
     commits: int = 0
     commit_failures: int = 0
@@ -97,6 +107,7 @@ class WorkerStats:
     class_events_applied: int = 0
     store_version: int = 0
     classes: int = 0
+    classes_by_status: dict[str, int] = field(default_factory=dict)
     assigned: list[str] = field(default_factory=list)
     lag: dict[str, int] = field(default_factory=dict)
     last_batch_ms: float = 0.0
@@ -105,6 +116,8 @@ class WorkerStats:
     started_at: float = 0.0
     rss_bytes: int = 0
     running: bool = False
+    drained: bool = False
+    metrics_url: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data."""
@@ -234,7 +247,7 @@ class _Rebalances(ConsumerRebalanceListener):
         self._worker._on_lost(lost)
 
 
-class StreamWorker(FaultTarget):
+class StreamWorker(FaultTarget, Served):
     """One consumer of ``items`` in the deployment's group.
 
     Args:
@@ -271,27 +284,46 @@ class StreamWorker(FaultTarget):
         self._refused: dict[Any, int] = {}  # delivered, commit refused: {tp: next offset}
         self._kept: dict[Any, int] = {}  # refused offsets of partitions given back
         self.faults = Faults(WORKER_POINTS, enabled=settings.runtime.fault_injection)
+        self._init_endpoint(settings.metrics, "worker", worker_id, self._stats.as_dict,
+                            worker_families, self.stop)  # fmt: skip
         configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
         self._log = structlog.get_logger("streamlabel.worker").bind(worker_id=worker_id)
 
     # --------------------------------------------------------------- control
     def ready(self) -> bool:
         """Loads the model, connects, and reads the class changelog to its end."""
+        self.serve()
         self._open()
         return True
 
     def run(self) -> dict[str, Any]:
-        """The poll loop; returns the final stats when :meth:`stop` is called."""
+        """The poll loop; returns the final stats when :meth:`stop` is called.
+
+        ``stats["drained"]`` is True when the stop came from ``POST /drain`` (a
+        pod shutting down): the supervisor then starts the worker elsewhere
+        without counting a failure.
+        """
+        self.serve()
         self._open()
         self._stats.running = True
+        self.health.beat()
+        self.health.ready = not self.health.draining
         self._log.info("worker_started", group=self.settings.kafka.group_id)
         try:
             while not self._stop.is_set():
                 self.step()
+                self.health.beat()
         finally:
             self._close()
             self._stats.running = False
-        self._log.info("worker_stopped", items=self._stats.items, commits=self._stats.commits)
+            self.health.ready = False
+            self.health.drained = self._stats.drained = self.health.draining
+        self._log.info(
+            "worker_stopped",
+            items=self._stats.items,
+            commits=self._stats.commits,
+            drained=self._stats.drained,
+        )
         return self.stats()
 
     def stop(self) -> None:
@@ -302,6 +334,7 @@ class StreamWorker(FaultTarget):
         """Current counters (plain data)."""
         s = self._stats  # written by the loop's thread only; read here
         s.rss_bytes = rss_bytes()
+        s.metrics_url = self.metrics_url
         return s.as_dict()
 
     def replica(self) -> dict[str, tuple[int, str]]:
@@ -344,9 +377,8 @@ class StreamWorker(FaultTarget):
             max_records=self.settings.runtime.batch_size,
         )
         messages = self._apply_kept([m for batch in polled.values() for m in batch])
-        self._stats.stage_s["poll"] = self._stats.stage_s.get("poll", 0.0) + (
-            time.perf_counter() - t_poll
-        )
+        poll_s = time.perf_counter() - t_poll
+        self._stats.stage_s["poll"] = self._stats.stage_s.get("poll", 0.0) + poll_s
         if not messages:
             self._detect_resets()
             self._stats.lag = lag(self._consumer)
@@ -372,15 +404,21 @@ class StreamWorker(FaultTarget):
         self._observe(out.observed)
         elapsed = time.perf_counter() - t0
         s = self._stats
-        for stage, seconds in (
-            ("process", t1 - t0), ("publish", t2 - t1), ("commit", t3 - t2),
-            ("observe", elapsed - (t3 - t0)),
-        ):  # fmt: skip
-            s.stage_s[stage] = s.stage_s.get(stage, 0.0) + seconds
+        stages = {
+            "poll": poll_s, **out.stage_s, "publish": t2 - t1, "commit": t3 - t2,
+            "observe": elapsed - (t3 - t0),
+        }  # fmt: skip
+        s.stage_s["process"] = s.stage_s.get("process", 0.0) + (t1 - t0)
+        for stage, seconds in stages.items():
+            if stage != "poll":
+                s.stage_s[stage] = s.stage_s.get(stage, 0.0) + seconds
+        self.metrics.observe_batch(stages, elapsed)
         s.items += len(messages)
         s.labels += len(out.labels)
         s.unknowns += len(out.unknowns)
         s.dead_letters += len(out.dead_letters)
+        for d in out.dead_letters:
+            s.dead_letter_reasons[d.reason] = s.dead_letter_reasons.get(d.reason, 0) + 1
         s.batches += 1
         s.last_batch_ms = elapsed * 1e3
         s.busy_s += elapsed
@@ -623,6 +661,7 @@ class StreamWorker(FaultTarget):
         if self._engine is not None:
             self._stats.store_version = self._engine.store.version
             self._stats.classes = len(self._engine.store.active_ids())
+            self._stats.classes_by_status = by_status(self._engine.store.states().values())
 
     def _on_revoked(self, revoked: Any) -> None:
         # Nothing is ever pending here: a batch is committed before the next poll.
@@ -654,6 +693,14 @@ class StreamWorker(FaultTarget):
         self._stats.rebalances += 1
         self._stats.assigned = sorted(f"{t.topic}:{t.partition}" for t in assigned)
         self._log.info("partitions_assigned", partitions=self._stats.assigned)
+
+
+def by_status(states: Any) -> dict[str, int]:
+    """Classes per status (``known``, ``discovered``, ``retired``...)."""
+    counts: dict[str, int] = {}
+    for st in states:
+        counts[st.status] = counts.get(st.status, 0) + 1
+    return counts
 
 
 def _tp(message: Any) -> Any:

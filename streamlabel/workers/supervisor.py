@@ -139,7 +139,9 @@ class _Slot:
     handle: Any = None
     run_ref: Any = None
     restarts: int = 0
-    retry_at: float = 0.0  # after a failed relaunch: when to try again
+    retry_at: float = 0.0  # after a failed relaunch or a drain: when to start it again
+    ready_ref: Any = None  # a worker starting in the background (autoscaling)
+    started_at: float = 0.0
 
 
 class Runtime:
@@ -160,6 +162,7 @@ class Runtime:
         self._embedder_actor: Any = None
         self.learner: _Slot | None = None
         self.workers: list[_Slot] = []
+        self.pending: list[_Slot] = []  # workers starting in the background
         self._next_worker = 0
         self._t0 = time.monotonic()
         self._last: tuple[float, int] = (time.monotonic(), 0)
@@ -291,12 +294,63 @@ class Runtime:
         return slot.name
 
     def remove_worker(self, timeout_s: float = 60.0) -> str | None:
-        """Stops the newest worker gracefully (its partitions move to the others)."""
+        """Stops the newest worker gracefully (its partitions move to the others); a
+        worker still starting in the background goes first."""
+        if self.pending:
+            import ray
+
+            slot = self.pending.pop()
+            with contextlib.suppress(Exception):
+                ray.kill(slot.handle)
+            return slot.name
         if not self.workers:
             return None
         slot = self.workers.pop()
         _stop_slot(slot, timeout_s)
         return slot.name
+
+    def start_worker(self) -> str:
+        """Starts one more stream worker without waiting for it (:meth:`check` starts
+        its loop once it is ready). On Kubernetes it may wait for KubeRay's autoscaler
+        to add a pod."""
+        slot = self._new_worker_slot()
+        self._create_worker(slot)
+        slot.ready_ref = slot.handle.ready.remote()
+        slot.started_at = time.monotonic()
+        self.pending.append(slot)
+        log.info("worker_starting", actor=slot.name)
+        return slot.name
+
+    def worker_count(self) -> int:
+        """Workers running or starting."""
+        return len(self.workers) + len(self.pending)
+
+    def _check_pending(self) -> list[str]:
+        """Starts the loops of background workers that became ready; drops failed ones."""
+        import ray
+
+        if not self.pending:
+            return []
+        started = []
+        refs = [s.ready_ref for s in self.pending]
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in done:
+            slot = next(s for s in self.pending if s.ready_ref == ref)
+            self.pending.remove(slot)
+            slot.ready_ref = None
+            try:
+                ray.get(ref)
+            except Exception as exc:
+                log.warning("worker_start_failed", actor=slot.name, error=str(exc)[-300:])
+                with contextlib.suppress(Exception):
+                    ray.kill(slot.handle)
+                continue
+            slot.run_ref = slot.handle.run.remote()
+            self.workers.append(slot)
+            started.append(slot.name)
+            log.info("worker_added", actor=slot.name,
+                     seconds=round(time.monotonic() - slot.started_at, 1))  # fmt: skip
+        return started
 
     # -------------------------------------------------------------- supervise
     def check(self) -> list[str]:
@@ -308,6 +362,7 @@ class Runtime:
         import ray
 
         self.check_broker()
+        self._check_pending()
         restarted = []
         now = time.monotonic()
         for slot in self._slots():
@@ -321,7 +376,10 @@ class Runtime:
             slot = next(s for s in refs.values() if s.run_ref == ref)
             error = ""
             try:
-                ray.get(ref)
+                result = ray.get(ref)
+                if isinstance(result, dict) and result.get("drained"):
+                    self._drained(slot)
+                    continue
                 error = "the loop returned without being stopped"
             except Exception as exc:
                 text = str(exc).strip()  # a Ray error: its banner, then the actor's traceback
@@ -336,6 +394,18 @@ class Runtime:
             if self._relaunch(slot):
                 restarted.append(slot.name)
         return restarted
+
+    def _drained(self, slot: _Slot) -> None:
+        """An actor stopped by ``POST /drain`` (its pod is going away): not a failure;
+        it is started again after a pause, on whichever node Ray picks then."""
+        import ray
+
+        log.info("actor_drained", actor=slot.name, restart_in_s=RELAUNCH_BACKOFF_S)
+        with contextlib.suppress(Exception):
+            ray.kill(slot.handle)
+        slot.handle = None
+        slot.run_ref = None
+        slot.retry_at = time.monotonic() + RELAUNCH_BACKOFF_S
 
     def _relaunch(self, slot: _Slot) -> bool:
         """Starts a dead actor again; a failure to start is retried at the next check.
@@ -431,6 +501,15 @@ class Runtime:
             learner=learner,
         )
 
+    def driver_stats(self, progress: Progress) -> dict[str, Any]:
+        """What the driver's ``/metrics`` shows of the deployment."""
+        return {
+            "workers": len(self.workers),
+            "lag": progress.lag,
+            "restarts": {slot.name: slot.restarts for slot in self._slots()},
+            "broker_resets": self.broker_resets,
+        }
+
     def wait_until_learned(self, feedback: int, timeout_s: float = 300.0) -> int:
         """Waits until the learner has consumed ``feedback`` records and every worker
         applied the resulting store version; returns that version."""
@@ -500,6 +579,10 @@ class Runtime:
         import ray
 
         if ray.is_initialized():
+            for slot in self.pending:
+                with contextlib.suppress(Exception):
+                    ray.kill(slot.handle)
+            self.pending.clear()
             for slot in self.workers:
                 with contextlib.suppress(Exception):
                     slot.handle.stop.remote()
