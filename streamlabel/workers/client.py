@@ -37,7 +37,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
 
 def produce_items(settings: KafkaSettings, items: Iterable[Item], *, chunk: int = 1000) -> int:
     """Sends items to ``items`` keyed by id, checking every delivery; returns the count."""
-    topics = Topics(settings.topic_prefix)
+    topics = Topics.of(settings)
     publisher = Publisher(settings, topics)
     n = 0
     try:
@@ -54,7 +54,7 @@ def produce_items(settings: KafkaSettings, items: Iterable[Item], *, chunk: int 
 
 def produce_feedback(settings: KafkaSettings, feedback: Iterable[Feedback]) -> int:
     """Sends feedback to ``feedback`` (keyed by item id, or by label); returns the count."""
-    topics = Topics(settings.topic_prefix)
+    topics = Topics.of(settings)
     publisher = Publisher(settings, topics)
     n = 0
     try:
@@ -79,7 +79,7 @@ class TopicReader:
     def __init__(self, settings: KafkaSettings, kind: str) -> None:
         from kafka.structs import TopicPartition
 
-        topics = Topics(settings.topic_prefix)
+        topics = Topics.of(settings)
         self.topic = topics.name(kind)
         self.kind = kind
         self._consumer = make_consumer(settings, group_id=None, max_poll_records=5000)

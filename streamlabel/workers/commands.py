@@ -228,7 +228,7 @@ def cmd_replay(args: Any, out: Callable[[str], None] = print) -> int:
 
     settings = settings_from_args(args)
     configure_logging(json_logs=settings.runtime.log_json, level="warning")
-    topic = Topics(settings.kafka.topic_prefix).items
+    topic = Topics.of(settings.kafka).items
     for record in replay(settings, args.snapshot, topic, args.partition, args.start, args.end):
         out(record.model_dump_json())
     return 0

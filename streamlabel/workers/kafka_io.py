@@ -74,10 +74,12 @@ def make_consumer(
     topics: Sequence[str] = (),
     max_poll_records: int = 500,
     listener: Any = None,
+    offset_reset: str = "earliest",
 ) -> KafkaConsumer:
     """A consumer with manual commits (``enable_auto_commit=False``).
 
     With ``topics`` it subscribes (group management); without, the caller assigns.
+    ``offset_reset`` is where a group without a committed offset starts.
     """
     from kafka import KafkaConsumer
 
@@ -85,7 +87,7 @@ def make_consumer(
         consumer = KafkaConsumer(
             group_id=group_id,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset=offset_reset,
             max_poll_records=max_poll_records,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,

@@ -175,7 +175,7 @@ class Learner(FaultTarget, Served):
         broker_generation: int = 0,
     ) -> None:
         self.settings = settings
-        self.topics = Topics(settings.kafka.topic_prefix)
+        self.topics = Topics.of(settings.kafka)
         self._embedder = embedder
         self._engine: Engine | None = None
         self._consumer: KafkaConsumer | None = None

@@ -44,6 +44,24 @@ class KafkaSettings(_Section):
         default=None, description="host:port[,host:port]; None starts the embedded broker."
     )
     topic_prefix: str = Field(default="sl.", pattern=r"^[A-Za-z0-9._\-]*$", max_length=200)
+    items_topic: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._\-]+$",
+        max_length=249,
+        description="The input topic; None = <topic_prefix>items. Two deployments (say, "
+        "two model versions during a roll-out) can read one input topic this way.",
+    )
+    feedback_topic: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._\-]+$",
+        max_length=249,
+        description="The feedback topic; None = <topic_prefix>feedback (shareable like items).",
+    )
+    new_group_start: Literal["earliest", "latest"] = Field(
+        default="earliest",
+        description="Where a stream-worker group with no committed offset starts on the items "
+        "topic: earliest labels what is retained, latest only what arrives from now on.",
+    )
     partitions: int = Field(default=4, ge=1, le=10_000, description="Partitions of new topics.")
     replication_factor: int = Field(default=1, ge=1, le=16)
     create_topics: bool = Field(default=True, description="Create missing topics at start-up.")

@@ -268,7 +268,7 @@ class StreamWorker(FaultTarget, Served):
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
-        self.topics = Topics(settings.kafka.topic_prefix)
+        self.topics = Topics.of(settings.kafka)
         self._learner = learner
         self._embedder = embedder
         self._engine: Engine | None = None
@@ -633,6 +633,7 @@ class StreamWorker(FaultTarget, Served):
             topics=[self.topics.items],
             max_poll_records=s.runtime.batch_size,
             listener=_Rebalances(self),
+            offset_reset=s.kafka.new_group_start,
         )
         self._engine = engine
         self._refresh_store_stats()

@@ -154,7 +154,7 @@ class Runtime:
 
     def __init__(self, settings: RuntimeSettings) -> None:
         self.settings = settings
-        self.topics = Topics(settings.kafka.topic_prefix)
+        self.topics = Topics.of(settings.kafka)
         self.broker: EmbeddedBroker | None = None
         self._started_ray = False
         self._temp_state: str | None = None

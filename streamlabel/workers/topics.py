@@ -35,11 +35,27 @@ class Topics:
     """
 
     prefix: str = "sl."
+    items_topic: str | None = None
+    feedback_topic: str | None = None
+
+    @classmethod
+    def of(cls, settings: KafkaSettings) -> Topics:
+        """The topics of a deployment's Kafka settings (prefix and shared inputs)."""
+        return cls(settings.topic_prefix, settings.items_topic, settings.feedback_topic)
 
     def name(self, kind: str) -> str:
-        """The full name of a topic kind (``items``, ``labels``...)."""
+        """The full name of a topic kind (``items``, ``labels``...).
+
+        Example:
+            >>> Topics("v2.", items_topic="sl.items").name("items")
+            'sl.items'
+        """
         if kind not in TOPIC_KINDS:
             raise ValueError(f"unknown topic kind {kind!r}")
+        if kind == "items" and self.items_topic:
+            return self.items_topic
+        if kind == "feedback" and self.feedback_topic:
+            return self.feedback_topic
         return f"{self.prefix}{kind}"
 
     @property
@@ -95,7 +111,7 @@ def ensure_topics(
 
     from streamlabel.workers.kafka_io import client_errors  # kafka_io imports this module
 
-    topics = topics or Topics(settings.topic_prefix)
+    topics = topics or Topics.of(settings)
     with client_errors(settings):
         admin = KafkaAdminClient(**settings.client_kwargs())
     try:

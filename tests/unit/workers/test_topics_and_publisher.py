@@ -60,6 +60,26 @@ def test_all_lists_one_distinct_name_per_kind() -> None:
     assert len(set(names)) == len(TOPIC_KINDS) == 7
 
 
+def test_shared_inputs_keep_their_own_names_and_outputs_take_the_prefix() -> None:
+    """A second deployment (a model roll-out) reads the first one's inputs, writes its own."""
+    kafka = KafkaSettings(topic_prefix="v2.", items_topic="sl.items", feedback_topic="sl.feedback")
+    t = Topics.of(kafka)
+    assert (t.items, t.feedback) == ("sl.items", "sl.feedback")
+    assert [t.name(k) for k in TOPIC_KINDS if k not in ("items", "feedback")] == [
+        f"v2.{k}" for k in TOPIC_KINDS if k not in ("items", "feedback")
+    ]
+    assert Topics.of(KafkaSettings(topic_prefix="v2.")).items == "v2.items"
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "a/b"])
+def test_an_invalid_shared_topic_name_is_refused_naming_the_setting(bad: str) -> None:
+    from streamlabel.errors import SettingsError
+    from streamlabel.workers.settings import load_runtime_settings
+
+    with pytest.raises(SettingsError, match="kafka.items_topic"):
+        load_runtime_settings(kafka={"items_topic": bad})
+
+
 def test_an_empty_prefix_gives_bare_names() -> None:
     assert Topics("").dlq == "dlq"
 
