@@ -145,6 +145,15 @@ class RaySettings(_Section):
     worker_num_cpus: float = Field(default=0.5, ge=0.0, description="Ray CPUs per stream worker.")
     learner_num_cpus: float = Field(default=0.25, ge=0.0)
     embedder_num_gpus: float = Field(default=1.0, ge=0.0, description="GPUs of the embedder actor.")
+    learner_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources the learner asks for; pins it to the nodes that "
+        "offer them (on Kubernetes the head, where its state volume is, through the head's "
+        "rayStartParams resources).",
+    )
+    worker_resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources each stream worker asks for."
+    )
 
 
 class RuntimeSection(_Section):

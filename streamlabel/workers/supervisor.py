@@ -254,8 +254,12 @@ class Runtime:
     def _create_learner(self, slot: _Slot) -> None:
         import ray
 
+        r = self.settings.ray
         actor_cls = ray.remote(Learner).options(
-            num_cpus=self.settings.ray.learner_num_cpus, max_concurrency=8, max_restarts=0
+            num_cpus=r.learner_num_cpus,
+            resources=dict(r.learner_resources) or None,
+            max_concurrency=8,
+            max_restarts=0,
         )
         slot.handle = actor_cls.remote(
             self.settings, embedder=self._embedder, broker_generation=self.broker_resets
@@ -264,8 +268,12 @@ class Runtime:
     def _create_worker(self, slot: _Slot) -> None:
         import ray
 
+        r = self.settings.ray
         actor_cls = ray.remote(StreamWorker).options(
-            num_cpus=self.settings.ray.worker_num_cpus, max_concurrency=4, max_restarts=0
+            num_cpus=r.worker_num_cpus,
+            resources=dict(r.worker_resources) or None,
+            max_concurrency=4,
+            max_restarts=0,
         )
         learner = self.learner.handle if self.learner else None
         slot.handle = actor_cls.remote(
