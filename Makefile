@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DATA ?= data
 STAMP := $(VENV)/.installed
+KUBECTL := .tools/bin/kubectl
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
@@ -13,7 +14,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint typecheck chaos bench-stackoverflow bench-kafka bench-snips clean
+.PHONY: help install demo test test-unit test-integration lint typecheck k8s-validate chaos bench-stackoverflow bench-kafka bench-snips clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -26,25 +27,32 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP) ## Create the venv and install streamlabel with its dev tools
+$(KUBECTL): scripts/install-kubectl.sh
+	bash scripts/install-kubectl.sh
+
+install: $(STAMP) $(KUBECTL) ## Create the venv, install streamlabel with its dev tools, and kubectl (kustomize) for the manifests
 
 demo: $(STAMP) ## Run the main job on embedded defaults: broker + Ray + model on StackOverflow
 	$(VENV)/bin/streamlabel demo --dataset $(DATA)/stackoverflow
 
-test: $(STAMP) lint typecheck ## Lint, type-check, unit tests and doctests, then integration tests
+test: $(STAMP) $(KUBECTL) lint typecheck k8s-validate ## Lint, type-check, validate the k8s manifests, unit tests and doctests, then integration tests
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest tests/unit -q
 	$(PY) -m pytest --doctest-modules streamlabel -q
 	$(PY) -m pytest tests/integration -q
 
-test-unit: $(STAMP) ## Unit tests only (no model, no broker, no Ray)
+test-unit: $(STAMP) $(KUBECTL) ## Unit tests only (no model, no broker, no Ray)
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest tests/unit -q
 
 test-integration: $(STAMP) ## Integration tests (real model, real tansu broker, local Ray)
 	$(PY) -m pytest tests/integration -q
 
-lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check streamlabel tests
-	$(VENV)/bin/ruff format --check streamlabel tests
+lint: $(STAMP) ## ruff on the code, hadolint on the Dockerfile
+	$(VENV)/bin/ruff check streamlabel tests k8s
+	$(VENV)/bin/ruff format --check streamlabel tests k8s
+	$(VENV)/bin/hadolint docker/Dockerfile
+
+k8s-validate: $(STAMP) $(KUBECTL) ## Render every kustomize overlay and validate each object against its schema (offline)
+	$(PY) k8s/validate.py --kubectl $(KUBECTL)
 
 typecheck: $(STAMP) ## mypy on the package
 	$(VENV)/bin/mypy

@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     drain.add_argument("--port", type=int, required=True, help="its metrics.port (+ role offset)")
     drain.add_argument("--host", default="127.0.0.1")
     drain.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it")
+    drain.add_argument(
+        "--span", type=int, default=1, help="drain ports PORT..PORT+SPAN-1 at once (a pod "
+        "holding several stream workers)",
+    )  # fmt: skip
 
     health = sub.add_parser("healthcheck", help="exit 0 when a local endpoint is healthy")
     health.add_argument("--port", type=int, default=9464, help="default: the driver's port")
@@ -187,10 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _endpoint_command(args: argparse.Namespace) -> int:
     """``drain`` and ``healthcheck``: light clients of an actor's endpoint (no Ray, no Kafka)."""
-    from streamlabel.workers.endpoint import check_health, request_drain
+    from streamlabel.workers.endpoint import check_health, drain_ports
 
     if args.command == "drain":
-        ok, what = request_drain(args.host, args.port, args.timeout)
+        ok, what = drain_ports(args.host, range(args.port, args.port + args.span), args.timeout)
     else:
         ok, what = check_health(f"http://{args.host}:{args.port}{args.path}")
     print(what, file=sys.stderr)

@@ -31,7 +31,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
@@ -47,6 +47,7 @@ __all__ = [
     "Health",
     "Served",
     "check_health",
+    "drain_ports",
     "request_drain",
     "serve",
 ]
@@ -284,6 +285,21 @@ def check_health(url: str, timeout_s: float = 3.0) -> tuple[bool, str]:
     except OSError as exc:
         return False, f"{url}: {exc}"
     return code == 200, f"{url}: {code} {body.decode(errors='replace').strip()}"
+
+
+def drain_ports(host: str, ports: Iterable[int], timeout_s: float) -> tuple[bool, str]:
+    """Drains every endpoint of ``ports`` at once (:func:`request_drain` each).
+
+    Returns:
+        ``(all drained, one line per port)``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    ports = list(ports)
+    with ThreadPoolExecutor(max_workers=max(1, len(ports))) as pool:
+        results = list(pool.map(lambda p: request_drain(host, p, timeout_s), ports))
+    lines = [f"{p}: {what}" for p, (_, what) in zip(ports, results, strict=True)]
+    return all(ok for ok, _ in results), "\n".join(lines)
 
 
 def request_drain(host: str, port: int, timeout_s: float, poll_s: float = 0.5) -> tuple[bool, str]:

@@ -145,6 +145,9 @@ class RaySettings(_Section):
     worker_num_cpus: float = Field(default=0.5, ge=0.0, description="Ray CPUs per stream worker.")
     learner_num_cpus: float = Field(default=0.25, ge=0.0)
     embedder_num_gpus: float = Field(default=1.0, ge=0.0, description="GPUs of the embedder actor.")
+    embedder_num_cpus: float = Field(
+        default=1.0, ge=0.0, description="Ray CPUs the embedder actor holds (tokenization)."
+    )
     learner_resources: dict[str, float] = Field(
         default_factory=dict,
         description="Custom Ray resources the learner asks for; pins it to the nodes that "

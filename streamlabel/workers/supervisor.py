@@ -244,6 +244,7 @@ class Runtime:
         actor_cls = ray.remote(EmbedderActor).options(
             name=f"{self.topics.prefix}embedder",
             num_gpus=self.settings.ray.embedder_num_gpus if gpus else 0,
+            num_cpus=self.settings.ray.embedder_num_cpus,
             max_concurrency=4,
             max_restarts=-1,  # stateless: Ray restarts it; callers retry through the handle
             max_task_retries=2,

@@ -76,7 +76,7 @@ def test_an_invalid_shared_topic_name_is_refused_naming_the_setting(bad: str) ->
     from streamlabel.errors import SettingsError
     from streamlabel.workers.settings import load_runtime_settings
 
-    with pytest.raises(SettingsError, match="kafka.items_topic"):
+    with pytest.raises(SettingsError, match=r"kafka\.items_topic"):
         load_runtime_settings(kafka={"items_topic": bad})
 
 
