@@ -54,7 +54,7 @@ convert() {
 for kind in Kafka KafkaNodePool KafkaTopic KafkaUser; do
     convert strimzi-kafka-operator "KafkaStrimziIoV1beta2${kind}" "kafka.strimzi.io/v1beta2/${kind}.json"
 done
-for kind in PodMonitor ServiceMonitor; do
+for kind in PodMonitor ServiceMonitor PrometheusRule; do
     convert prometheus-operator "ComGithubPrometheusOperatorPrometheusOperatorPkgApisMonitoringV1${kind}" \
         "monitoring.coreos.com/v1/${kind}.json"
 done
