@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     drain.add_argument("--host", default="127.0.0.1")
     drain.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it")
     drain.add_argument(
-        "--span", type=int, default=1, help="drain ports PORT..PORT+SPAN-1 at once (a pod "
+        "--span", type=_positive, default=1, help="drain ports PORT..PORT+SPAN-1 at once (a pod "
         "holding several stream workers)",
     )  # fmt: skip
 
@@ -145,6 +145,13 @@ def _names(value: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError("expected a comma-separated list of names")
     return names
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return n
 
 
 def _fraction(value: str) -> float:

@@ -183,6 +183,7 @@ class Served:
         if self._endpoint is not None:
             self._endpoint.close()
             self._endpoint = None
+            self.metrics_url = ""
 
 
 def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:
@@ -245,6 +246,10 @@ def serve(
     else:
         first = settings.port + ROLE_OFFSETS[role]
         candidates = [p for p in range(first, first + settings.port_span) if p <= 65535]
+    if not candidates:
+        log.warning("endpoint_unavailable", role=role, port=settings.port,
+                    hint="metrics.port + the role's offset lies past 65535")  # fmt: skip
+        return None
     for port in candidates:
         try:
             server = ThreadingHTTPServer((settings.host, port), handler)
@@ -254,7 +259,10 @@ def serve(
             raise
         server.daemon_threads = True
         thread = threading.Thread(
-            target=server.serve_forever, name=f"streamlabel-{role}-endpoint", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"streamlabel-{role}-endpoint",
+            daemon=True,
         )
         thread.start()
         endpoint = Endpoint(server, thread)

@@ -81,6 +81,7 @@ _WORKER_COUNTERS: Final = (
     ("observations_dropped", "observations_dropped", "Drift observations dropped (backpressure)."),
     ("class_events_applied", "class_events_applied", "Class events applied to the replica."),
     ("partition_resets", "partition_resets", "Partitions rewound after a topic was recreated."),
+    ("worker_broker_resets", "broker_resets", "Broker resets this worker recovered from."),
 )
 
 
@@ -135,6 +136,7 @@ _LEARNER_COUNTERS: Final = (
     ("snapshots", "snapshots", "Learner snapshots written."),
     ("learner_dead_letters", "dead_letters", "Learner inputs sent to the dead-letter topic."),
     ("broker_resets", "broker_resets", "Broker resets recovered from."),
+    ("learner_observations_dropped", "observations_dropped", "Drift observations dropped."),
 )
 
 
@@ -186,7 +188,16 @@ class _StatsCollector(Collector):
         self._families = families
 
     def collect(self) -> Iterable[Metric]:
-        return list(self._families(self._actor, self._read()))
+        # The loop's thread may add a key to a stats dict while this (the server's)
+        # thread copies it; a copy that raced is simply taken again.
+        for attempt in range(3):
+            try:
+                stats = self._read()
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+        return list(self._families(self._actor, stats))
 
 
 class ActorMetrics:

@@ -59,6 +59,8 @@ class LagScaler:
         """One lag reading; starts or stops workers as decided. Returns the target count."""
         runtime = self._runtime
         current = runtime.worker_count()
+        if runtime.pending:  # a worker still starting: its effect on the lag is not known yet
+            return current
         want = self._autoscaler.decide(time.monotonic() if now is None else now, lag, current)
         if want == current:
             return want

@@ -230,17 +230,6 @@ class RuntimeSection(_Section):
     )
     scale_cooldown_s: float = Field(default=60.0, ge=0, description="Pause after each change.")
 
-    @model_validator(mode="after")
-    def _worker_bounds(self) -> RuntimeSection:
-        if self.autoscale:
-            top = self.max_workers if self.max_workers is not None else 1024
-            if not self.min_workers <= self.workers <= top:
-                raise ValueError(
-                    f"workers={self.workers} must lie between min_workers={self.min_workers} "
-                    f"and max_workers={self.max_workers} when autoscale is on"
-                )
-        return self
-
 
 class MetricsSettings(_Section):
     """The Prometheus and health endpoint of every actor and of the driver."""
@@ -273,6 +262,23 @@ class RuntimeSettings(EngineSettings):
     ray: RaySettings = RaySettings()
     runtime: RuntimeSection = RuntimeSection()
     metrics: MetricsSettings = MetricsSettings()
+
+    @model_validator(mode="after")
+    def _worker_bounds(self) -> RuntimeSettings:
+        r = self.runtime
+        if r.autoscale:
+            top = r.max_workers if r.max_workers is not None else self.kafka.partitions
+            upper = (
+                f"runtime.max_workers={top}"
+                if r.max_workers is not None
+                else f"runtime.max_workers (unset: kafka.partitions={top})"
+            )
+            if not r.min_workers <= r.workers <= top:
+                raise ValueError(
+                    f"runtime.workers={r.workers} must lie between runtime.min_workers="
+                    f"{r.min_workers} and {upper} when runtime.autoscale is on"
+                )
+        return self
 
 
 def _read_file(path: str | Path) -> dict[str, Any]:

@@ -426,7 +426,8 @@ class Runtime:
             if slot is self.learner:
                 self._launch_learner(slot, 300.0)
                 for w in self.workers:
-                    w.handle.set_learner.remote(slot.handle)
+                    if w.handle is not None:  # a worker down now gets it when relaunched
+                        w.handle.set_learner.remote(slot.handle)
             else:
                 self._launch_worker(slot, 300.0)
         except StreamlabelError as exc:  # e.g. BrokerError: Kafka is not back yet
@@ -513,7 +514,7 @@ class Runtime:
     def driver_stats(self, progress: Progress) -> dict[str, Any]:
         """What the driver's ``/metrics`` shows of the deployment."""
         return {
-            "workers": len(self.workers),
+            "workers": sum(slot.handle is not None for slot in self.workers),
             "lag": progress.lag,
             "restarts": {slot.name: slot.restarts for slot in self._slots()},
             "broker_resets": self.broker_resets,
