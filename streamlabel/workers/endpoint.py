@@ -9,7 +9,8 @@ One small threaded HTTP server per process, on ``metrics.host``:
   (a readiness probe);
 * ``POST /drain``: asks the loop to finish its batch, commit and stop (a pod's
   ``preStop`` hook, through ``streamlabel drain``); ``GET /drain`` reports
-  ``{"draining": ..., "drained": ...}``.
+  ``{"draining": ..., "drained": ...}``. Only a client on the same host
+  (loopback) may drain: the endpoint may listen on every interface of a pod.
 
 Ports: the driver takes ``metrics.port``, the learner ``port + 1``, stream
 workers ``port + 2``, each the first free port from there within
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import json
 import threading
 import time
@@ -48,6 +50,7 @@ __all__ = [
     "Served",
     "check_health",
     "drain_ports",
+    "is_local",
     "request_drain",
     "serve",
 ]
@@ -209,6 +212,9 @@ def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPReques
             if self.path.split("?", 1)[0] != "/drain":
                 self._send(404, b"not found\n")
                 return
+            if not is_local(self.client_address[0]):
+                self._send(403, b"drain is allowed from this host only\n")
+                return
             health.drain()
             self._json(202, health.status())
 
@@ -320,23 +326,53 @@ def request_drain(host: str, port: int, timeout_s: float, poll_s: float = 0.5) -
         ``(drained, what happened)``; False when ``timeout_s`` passed first.
     """
     url = f"http://{host}:{port}/drain"
-    request = urllib.request.Request(url, method="POST", data=b"")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as resp:
-            resp.read()
-    except urllib.error.HTTPError as exc:
-        return False, f"{url}: {exc.code}"
-    except OSError as exc:
-        return True, f"nothing to drain at {url} ({exc})"
     deadline = time.monotonic() + timeout_s
+    while True:  # ask; a slow answer (a busy process) is asked again, never taken as done
+        request = urllib.request.Request(url, method="POST", data=b"")
+        wait = max(0.5, min(5.0, deadline - time.monotonic()))
+        try:
+            with urllib.request.urlopen(request, timeout=wait) as resp:
+                resp.read()
+            break
+        except urllib.error.HTTPError as exc:
+            return False, f"{url}: {exc.code}"
+        except OSError as exc:
+            if _refused(exc):
+                return True, f"nothing to drain at {url} ({exc})"
+            if time.monotonic() >= deadline:
+                return False, f"{url} did not answer: {exc}"
+        time.sleep(poll_s)
     while time.monotonic() < deadline:
         try:
-            code, body = _get(url, 5)
-        except OSError:
-            return True, "drained (the process is gone)"
+            code, body = _get(url, max(0.5, min(5.0, deadline - time.monotonic())))
+        except OSError as exc:
+            if _refused(exc):
+                return True, "drained (the process is gone)"
+            code, body = 0, b""  # a slow answer: ask again
         if code == 200:
             with contextlib.suppress(ValueError):
                 if json.loads(body).get("drained"):
                     return True, "drained"
         time.sleep(poll_s)
     return False, f"not drained after {timeout_s:g}s"
+
+
+def is_local(host: str) -> bool:
+    """True for a loopback address (the only clients allowed to drain).
+
+    Example:
+        >>> is_local("127.0.0.1"), is_local("::1"), is_local("10.1.2.3")
+        (True, True, False)
+    """
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _refused(exc: OSError) -> bool:
+    """Nothing listens there (as opposed to a timeout: something is busy)."""
+    reason = getattr(exc, "reason", exc)
+    return isinstance(reason, ConnectionRefusedError) or (
+        isinstance(reason, OSError) and reason.errno == errno.ECONNREFUSED
+    )

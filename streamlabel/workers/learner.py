@@ -63,6 +63,7 @@ from streamlabel.workers.stream_worker import (
     LEARNER_OFFSETS_HEADER,
     ClassTail,
     by_status,
+    ray_node_id,
     rss_bytes,
 )
 from streamlabel.workers.topics import Topics
@@ -134,6 +135,7 @@ class LearnerStats:
     running: bool = False
     drained: bool = False
     metrics_url: str = ""
+    node_id: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data."""
@@ -291,6 +293,7 @@ class Learner(FaultTarget, Served):
         s = self._stats  # written by the loop's thread only; read here
         s.rss_bytes = rss_bytes()
         s.metrics_url = self.metrics_url
+        s.node_id = s.node_id or ray_node_id()
         return s.as_dict()
 
     def classes(self) -> list[dict[str, Any]]:

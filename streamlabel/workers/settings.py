@@ -85,6 +85,13 @@ class KafkaSettings(_Section):
         description="How long a client tries kafka.bootstrap_servers before giving up "
         "(start-up fails naming the address).",
     )
+    startup_wait_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=86_400,
+        description="How long `streamlabel run` keeps retrying at start-up while Kafka or "
+        "its topics are not there yet (a broker starting next to it); 0 = fail at once.",
+    )
     delivery_timeout_s: float = Field(
         default=30.0, gt=0, description="Flush deadline before a batch counts as undelivered."
     )
@@ -206,7 +213,24 @@ class RuntimeSection(_Section):
         description="How often the supervisor checks that the topics were not recreated "
         "(a broker that lost its data).",
     )
-    stop_timeout_s: float = Field(default=60.0, gt=0)
+    stop_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Graceful stop: the workers' deadline (the learner "
+        "gets half of it again for its last snapshot).",
+    )
+    worker_start_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A worker that is not ready after this long (no node has room, the "
+        "model does not load) is given up and started again.",
+    )
+    drained_node_wait_s: float = Field(
+        default=90.0,
+        ge=0,
+        description="After a drain, how long a worker waits for the node it left to go "
+        "away before it is started again anyway (a pod's termination grace period).",
+    )
     log_json: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     autoscale: bool = Field(

@@ -67,6 +67,7 @@ __all__ = [
     "StreamWorker",
     "WorkerStats",
     "by_status",
+    "ray_node_id",
     "rss_bytes",
 ]
 
@@ -118,10 +119,21 @@ class WorkerStats:
     running: bool = False
     drained: bool = False
     metrics_url: str = ""
+    node_id: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data."""
         return asdict(self)
+
+
+def ray_node_id() -> str:
+    """The Ray node this process runs on ("" outside Ray)."""
+    try:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else ""
+    except Exception:
+        return ""
 
 
 class ClassTail:
@@ -335,6 +347,7 @@ class StreamWorker(FaultTarget, Served):
         s = self._stats  # written by the loop's thread only; read here
         s.rss_bytes = rss_bytes()
         s.metrics_url = self.metrics_url
+        s.node_id = s.node_id or ray_node_id()
         return s.as_dict()
 
     def replica(self) -> dict[str, tuple[int, str]]:

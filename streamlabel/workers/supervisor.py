@@ -140,8 +140,10 @@ class _Slot:
     run_ref: Any = None
     restarts: int = 0
     retry_at: float = 0.0  # after a failed relaunch or a drain: when to start it again
-    ready_ref: Any = None  # a worker starting in the background (autoscaling)
+    ready_ref: Any = None  # a worker starting in the background (autoscaling, relaunch)
     started_at: float = 0.0
+    left_node: str = ""  # the node a drained actor left: not started again until it is gone
+    drained_at: float = 0.0
 
 
 class Runtime:
@@ -163,6 +165,7 @@ class Runtime:
         self.learner: _Slot | None = None
         self.workers: list[_Slot] = []
         self.pending: list[_Slot] = []  # workers starting in the background
+        self._lag: dict[str, int] = {}  # last known lag per "topic:partition"
         self._next_worker = 0
         self._t0 = time.monotonic()
         self._last: tuple[float, int] = (time.monotonic(), 0)
@@ -197,7 +200,7 @@ class Runtime:
             self._temp_state = tempfile.mkdtemp(prefix="streamlabel-state-")
             runtime = runtime.model_copy(update={"state_dir": self._temp_state})
         self.settings = s = s.model_copy(update={"kafka": kafka, "runtime": runtime})
-        ensure_topics(s.kafka, self.topics)
+        _wait_for_topics(s, self.topics)
         self._watch = BrokerWatch(s.kafka, self.topics)
         self._watch.baseline()
         self._started_ray = init_ray(s)
@@ -289,6 +292,13 @@ class Runtime:
         self._create_worker(slot)
         _await_ready([slot], timeout_s)
 
+    def _begin_worker(self, slot: _Slot) -> None:
+        """Creates a worker's actor without waiting for it (:meth:`_check_pending`
+        starts its loop): the supervisor keeps supervising while a pod is added."""
+        self._create_worker(slot)
+        slot.ready_ref = slot.handle.ready.remote()
+        slot.started_at = time.monotonic()
+
     def _new_worker_slot(self) -> _Slot:
         slot = _Slot(f"worker-{self._next_worker}")
         self._next_worker += 1
@@ -323,9 +333,7 @@ class Runtime:
         its loop once it is ready). On Kubernetes it may wait for KubeRay's autoscaler
         to add a pod."""
         slot = self._new_worker_slot()
-        self._create_worker(slot)
-        slot.ready_ref = slot.handle.ready.remote()
-        slot.started_at = time.monotonic()
+        self._begin_worker(slot)
         self.pending.append(slot)
         log.info("worker_starting", actor=slot.name)
         return slot.name
@@ -335,30 +343,47 @@ class Runtime:
         return len(self.workers) + len(self.pending)
 
     def _check_pending(self) -> list[str]:
-        """Starts the loops of background workers that became ready; drops failed ones."""
+        """Starts the loops of workers that became ready in the background (new ones and
+        relaunched ones); gives up on those that failed or took too long."""
         import ray
 
-        if not self.pending:
+        starting = [s for s in (*self.pending, *self.workers) if s.ready_ref is not None]
+        if not starting:
             return []
         started = []
-        refs = [s.ready_ref for s in self.pending]
-        done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-        for ref in done:
-            slot = next(s for s in self.pending if s.ready_ref == ref)
-            self.pending.remove(slot)
+        now = time.monotonic()
+        limit = self.settings.runtime.worker_start_timeout_s
+        done, _ = ray.wait([s.ready_ref for s in starting], num_returns=len(starting), timeout=0)
+        done_ids = {id(ref) for ref in done}
+        for slot in starting:
+            ref = slot.ready_ref
+            late = now - slot.started_at > limit
+            if id(ref) not in done_ids and not late:
+                continue
             slot.ready_ref = None
-            try:
-                ray.get(ref)
-            except Exception as exc:
-                log.warning("worker_start_failed", actor=slot.name, error=str(exc)[-300:])
+            error = f"not ready after {limit:g}s (runtime.worker_start_timeout_s)" if late else ""
+            if not error:
+                try:
+                    ray.get(ref)
+                except Exception as exc:
+                    error = str(exc)[-300:]
+            if error:
+                log.warning("worker_start_failed", actor=slot.name, error=error)
                 with contextlib.suppress(Exception):
                     ray.kill(slot.handle)
+                if slot in self.pending:
+                    self.pending.remove(slot)  # the autoscaler asks again if still needed
+                else:  # a relaunch: try again later
+                    slot.handle = None
+                    slot.retry_at = now + RELAUNCH_BACKOFF_S
                 continue
             slot.run_ref = slot.handle.run.remote()
-            self.workers.append(slot)
+            if slot in self.pending:
+                self.pending.remove(slot)
+                self.workers.append(slot)
             started.append(slot.name)
-            log.info("worker_added", actor=slot.name,
-                     seconds=round(time.monotonic() - slot.started_at, 1))  # fmt: skip
+            log.info("worker_running", actor=slot.name,
+                     seconds=round(now - slot.started_at, 1))  # fmt: skip
         return started
 
     # -------------------------------------------------------------- supervise
@@ -375,8 +400,9 @@ class Runtime:
         restarted = []
         now = time.monotonic()
         for slot in self._slots():
-            if slot.handle is None and now >= slot.retry_at and self._relaunch(slot):
-                restarted.append(slot.name)  # a relaunch that failed earlier succeeded
+            due = slot.handle is None and now >= slot.retry_at
+            if due and not self._left_node_alive(slot) and self._relaunch(slot):
+                restarted.append(slot.name)  # after a drain or a failed relaunch
         refs = {id(s.run_ref): s for s in self._slots() if s.run_ref is not None}
         if not refs:
             return restarted
@@ -387,7 +413,7 @@ class Runtime:
             try:
                 result = ray.get(ref)
                 if isinstance(result, dict) and result.get("drained"):
-                    self._drained(slot)
+                    self._drained(slot, str(result.get("node_id", "")))
                     continue
                 error = "the loop returned without being stopped"
             except Exception as exc:
@@ -404,17 +430,40 @@ class Runtime:
                 restarted.append(slot.name)
         return restarted
 
-    def _drained(self, slot: _Slot) -> None:
-        """An actor stopped by ``POST /drain`` (its pod is going away): not a failure;
-        it is started again after a pause, on whichever node Ray picks then."""
+    def _drained(self, slot: _Slot, node_id: str = "") -> None:
+        """An actor stopped by ``POST /drain`` (its pod is going away): not a failure.
+
+        It is started again once the node it left is gone (or after
+        ``runtime.drained_node_wait_s``): the terminating pod is often the only
+        one with room, and an actor placed there would die with it.
+        """
         import ray
 
-        log.info("actor_drained", actor=slot.name, restart_in_s=RELAUNCH_BACKOFF_S)
+        log.info("actor_drained", actor=slot.name, node_id=node_id[:12])
         with contextlib.suppress(Exception):
             ray.kill(slot.handle)
         slot.handle = None
         slot.run_ref = None
-        slot.retry_at = time.monotonic() + RELAUNCH_BACKOFF_S
+        slot.left_node = node_id
+        slot.drained_at = time.monotonic()
+        slot.retry_at = slot.drained_at + RELAUNCH_BACKOFF_S
+
+    def _left_node_alive(self, slot: _Slot) -> bool:
+        """True while a drained actor's old node is alive and the wait is not over."""
+        if not slot.left_node:
+            return False
+        if time.monotonic() - slot.drained_at >= self.settings.runtime.drained_node_wait_s:
+            slot.left_node = ""
+            return False
+        import ray
+
+        try:
+            alive = any(n.get("NodeID") == slot.left_node and n.get("Alive") for n in ray.nodes())
+        except Exception:  # the GCS is busy: ask again at the next check
+            return True
+        if not alive:
+            slot.left_node = ""
+        return alive
 
     def _relaunch(self, slot: _Slot) -> bool:
         """Starts a dead actor again; a failure to start is retried at the next check.
@@ -429,7 +478,7 @@ class Runtime:
                     if w.handle is not None:  # a worker down now gets it when relaunched
                         w.handle.set_learner.remote(slot.handle)
             else:
-                self._launch_worker(slot, 300.0)
+                self._begin_worker(slot)  # its loop starts at a later check, once ready
         except StreamlabelError as exc:  # e.g. BrokerError: Kafka is not back yet
             slot.handle = None
             slot.run_ref = None
@@ -483,8 +532,12 @@ class Runtime:
 
         workers: list[dict[str, Any]] = []
         for slot in self.workers:
+            if slot.handle is None or slot.ready_ref is not None:
+                continue  # down, or starting (maybe waiting for a node): nothing to ask yet
             with contextlib.suppress(Exception):
                 workers.append(ray.get(slot.handle.stats.remote(), timeout=timeout_s))
+        for w in workers:  # a partition nobody reports now keeps its last known lag
+            self._lag.update(w["lag"])
         learner: dict[str, Any] = {}
         if self.learner is not None:
             with contextlib.suppress(Exception):
@@ -498,7 +551,7 @@ class Runtime:
             elapsed_s=now - self._t0,
             items=items,
             items_per_s=rate,
-            lag=sum(sum(w["lag"].values()) for w in workers),
+            lag=sum(self._lag.values()),
             unknowns=sum(w["unknowns"] for w in workers),
             dead_letters=sum(w["dead_letters"] for w in workers) + learner.get("dead_letters", 0),
             classes=learner.get("classes", 0),
@@ -596,10 +649,11 @@ class Runtime:
             for slot in self.workers:
                 with contextlib.suppress(Exception):
                     slot.handle.stop.remote()
+            deadline = time.monotonic() + timeout  # one deadline: they stop side by side
             for slot in self.workers:
-                _stop_slot(slot, timeout)
-            if self.learner is not None:
-                _stop_slot(self.learner, timeout)
+                _stop_slot(slot, max(1.0, deadline - time.monotonic()))
+            if self.learner is not None:  # its last snapshot after the workers' last batches
+                _stop_slot(self.learner, max(10.0, timeout / 2))
             if self._embedder_actor is not None:
                 with contextlib.suppress(Exception):
                     ray.kill(self._embedder_actor)
@@ -623,6 +677,25 @@ class Runtime:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _wait_for_topics(settings: RuntimeSettings, topics: Topics) -> None:
+    """Creates or finds the topics, retrying for ``kafka.startup_wait_s`` while Kafka
+    (or whoever creates the topics) is not ready yet.
+
+    Raises:
+        BrokerError: still failing when the wait is over.
+    """
+    deadline = time.monotonic() + settings.kafka.startup_wait_s
+    while True:
+        try:
+            ensure_topics(settings.kafka, topics)
+            return
+        except BrokerError as exc:
+            if time.monotonic() + RELAUNCH_BACKOFF_S > deadline:
+                raise
+            log.warning("kafka_not_ready", error=str(exc)[:300], retry_in_s=RELAUNCH_BACKOFF_S)
+            time.sleep(RELAUNCH_BACKOFF_S)
 
 
 def _check_model(settings: RuntimeSettings) -> None:

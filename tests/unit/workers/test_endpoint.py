@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamlabel.testing import ManualClock
@@ -438,3 +438,52 @@ def test_health_drain_is_idempotent_and_calls_on_drain_once(health: Health) -> N
     health.drain()
     assert calls == [1]
     assert (health.ready, health.draining, health.drained) == (False, True, False)
+
+
+def test_a_drain_from_another_host_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The endpoint listens on every interface in a pod; only the pod itself may drain."""
+    from streamlabel.workers import endpoint as ep
+
+    calls: list[int] = []
+    health = Health(stall_s=60.0)
+    health.on_drain = lambda: calls.append(1)
+    server = ep.serve(MetricsSettings(port=0), "worker", CollectorRegistry(), health)
+    assert server is not None
+    try:
+        monkeypatch.setattr(ep, "is_local", lambda host: False)
+        req = urllib.request.Request(f"{server.url}/drain", method="POST", data=b"")
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=5)
+        assert info.value.code == 403
+        assert calls == []
+        assert not health.draining
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [("127.0.0.1", True), ("127.9.9.9", True), ("::1", True), ("10.0.0.7", False),
+     ("192.168.1.2", False), ("fe80::1%eth0", False), ("not-an-ip", False)],
+)  # fmt: skip
+def test_is_local(host: str, local: bool) -> None:
+    from streamlabel.workers.endpoint import is_local
+
+    assert is_local(host) is local
+
+
+def test_a_process_that_does_not_answer_is_not_taken_as_drained() -> None:
+    """A timeout means something is there but busy: keep asking until the deadline, and
+    report failure; only a refused connection means nothing to drain."""
+    import socket
+
+    from streamlabel.workers.endpoint import request_drain
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)  # accepts connections but never answers
+        port = s.getsockname()[1]
+        t0 = time.monotonic()
+        drained, what = request_drain("127.0.0.1", port, timeout_s=1.5, poll_s=0.1)
+        assert not drained, what
+        assert time.monotonic() - t0 < 10

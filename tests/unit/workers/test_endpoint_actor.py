@@ -346,6 +346,7 @@ class FakeRay:
         # that its id is never reused by a newer ref
         self.results: dict[int, tuple[Any, Any]] = {}
         self.killed: list[Any] = []
+        self.alive: dict[str, bool] = {}
 
     def finish(self, ref: Any, result: Any) -> None:
         self.results[id(ref)] = (ref, result)
@@ -363,13 +364,16 @@ class FakeRay:
     def kill(self, handle: Any) -> None:
         self.killed.append(handle)
 
+    def nodes(self) -> list[dict[str, Any]]:
+        return [{"NodeID": n, "Alive": alive} for n, alive in self.alive.items()]
+
 
 @pytest.fixture
 def fake_ray(monkeypatch: pytest.MonkeyPatch) -> FakeRay:
     import ray
 
     fake = FakeRay()
-    for name in ("wait", "get", "kill"):
+    for name in ("wait", "get", "kill", "nodes"):
         monkeypatch.setattr(ray, name, getattr(fake, name))
     return fake
 
@@ -390,6 +394,7 @@ def launched(slot: _Slot, timeout_s: float) -> None:
 def make_runtime(max_restarts: int = 5, workers: int = 1) -> Runtime:
     rt = Runtime(load_runtime_settings(runtime={"max_restarts": max_restarts}))
     rt._launch_worker = launched  # type: ignore[method-assign]
+    rt._begin_worker = lambda slot: launched(slot, 0)  # type: ignore[method-assign]
     rt._launch_learner = launched  # type: ignore[method-assign]
     rt.learner = _Slot("learner")
     launched(rt.learner, 0)
@@ -499,3 +504,86 @@ def test_driver_stats_report_the_deployment() -> None:
         "restarts": {"learner": 0, "worker-0": 0, "worker-1": 2},
         "broker_resets": 1,
     }
+
+
+def test_a_drained_worker_waits_until_the_node_it_left_is_gone(
+    fake_ray: FakeRay, clock: ManualClock
+) -> None:
+    """The terminating pod is often the only one with room: a worker started again before
+    its node is gone would land there and die with it."""
+    rt = make_runtime()
+    slot = rt.workers[0]
+    fake_ray.alive = {"node-a": True, "node-b": True}
+    fake_ray.finish(slot.run_ref, {"drained": True, "node_id": "node-a"})
+    assert rt.check() == []
+    clock.advance(RELAUNCH_BACKOFF_S + 10)
+    assert rt.check() == []  # node-a still alive
+    assert slot.handle is None
+    fake_ray.alive["node-a"] = False
+    assert rt.check() == ["worker-0"]
+    assert slot.restarts == 0
+
+
+def test_a_drained_worker_starts_anyway_after_drained_node_wait_s(
+    fake_ray: FakeRay, clock: ManualClock
+) -> None:
+    rt = make_runtime()
+    slot = rt.workers[0]
+    fake_ray.alive = {"node-a": True}  # a one-node cluster: the node never goes
+    fake_ray.finish(slot.run_ref, {"drained": True, "node_id": "node-a"})
+    assert rt.check() == []
+    clock.advance(rt.settings.runtime.drained_node_wait_s - 1)
+    assert rt.check() == []
+    clock.advance(1)
+    assert rt.check() == ["worker-0"]
+
+
+def test_a_relaunch_does_not_wait_for_the_worker_to_be_ready(
+    fake_ray: FakeRay, clock: ManualClock
+) -> None:
+    """The supervisor keeps supervising while a restarted worker waits for a node or
+    loads its model: its loop starts at a later check, once ready() returned."""
+    rt = make_runtime()
+    slot = rt.workers[0]
+
+    def begin(s: _Slot) -> None:
+        s.handle = FakeHandle(s.name)
+        s.ready_ref = object()
+        s.started_at = clock()
+
+    rt._begin_worker = begin  # type: ignore[method-assign]
+    fake_ray.finish(slot.run_ref, RuntimeError("killed"))
+    assert rt.check() == ["worker-0"]  # relaunched, not yet running
+    assert slot.run_ref is None
+    assert rt.progress().workers == []  # a starting worker is not asked for stats
+    fake_ray.finish(slot.ready_ref, True)
+    rt.check()
+    assert slot.ready_ref is None
+    assert slot.run_ref is not None
+    assert slot.restarts == 1
+
+
+def test_a_worker_that_never_gets_ready_is_given_up_and_tried_again(
+    fake_ray: FakeRay, clock: ManualClock
+) -> None:
+    rt = make_runtime()
+    slot = rt.workers[0]
+    begun: list[object] = []
+
+    def begin(s: _Slot) -> None:
+        s.handle = FakeHandle(s.name)
+        s.ready_ref = object()
+        s.started_at = clock()
+        begun.append(s.ready_ref)
+
+    rt._begin_worker = begin  # type: ignore[method-assign]
+    fake_ray.finish(slot.run_ref, RuntimeError("killed"))
+    rt.check()
+    stuck = slot.handle
+    clock.advance(rt.settings.runtime.worker_start_timeout_s + 1)
+    rt.check()
+    assert stuck in fake_ray.killed
+    assert slot.handle is None
+    clock.advance(RELAUNCH_BACKOFF_S)
+    rt.check()
+    assert len(begun) == 2
