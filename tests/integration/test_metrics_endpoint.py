@@ -74,7 +74,8 @@ def _value(samples: dict, name: str, **labels: str) -> float:
 def served_runtime(make_runtime_settings, local_ray, tmp_path_factory) -> Iterator[Runtime]:
     settings = make_runtime_settings(
         tmp_path_factory.mktemp("state"),
-        runtime={"workers": 1, "batch_size": 32},
+        # one local node never goes away: a drained worker waits 5 s, not 90
+        runtime={"workers": 1, "batch_size": 32, "drained_node_wait_s": 5},
         discovery={"run_every": 100000},
         metrics={"port": _free_base()},
     )
