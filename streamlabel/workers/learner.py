@@ -200,6 +200,7 @@ class Learner(FaultTarget, Served):
         self._seq = 0
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
+        self._catching_up = False  # restored from a snapshot, not yet read up to the end
         self._stats = LearnerStats()
         self._init_endpoint(settings.metrics, "learner", "learner", self._stats.as_dict,
                             learner_families, self.stop)  # fmt: skip
@@ -318,6 +319,9 @@ class Learner(FaultTarget, Served):
             self._reseed(engine, consumer, out)
         polled = consumer.poll(timeout_ms=self.settings.runtime.poll_timeout_ms, max_records=2000)
         self._stats.lag = sum(lag(consumer).values())
+        if self._catching_up and not polled and self._stats.lag == 0:
+            self._catching_up = False  # an empty poll at no lag: read up to the end
+            self._log.info("caught_up")
         feedback: list[Any] = []
         unknowns: list[Any] = []
         for tp, messages in polled.items():
@@ -529,7 +533,8 @@ class Learner(FaultTarget, Served):
                         note={"classes": sorted({e.class_id for e in found.class_events})},
                     )
             collected = 1
-        if self._job is None and (engine.discovery_due() or self._force_discovery.is_set()):
+        due = engine.discovery_due() or self._force_discovery.is_set()
+        if self._job is None and not self._catching_up and due:
             job = engine.begin_discovery()
             self._job = (job, self._pool.submit(job.run))
             self._force_discovery.clear()  # after _job is set: idle() never sees a gap
@@ -602,6 +607,10 @@ class Learner(FaultTarget, Served):
                 outbox = [(str(t), k, bytes(v), [tuple(h) for h in hs])
                           for t, k, v, hs in snap["outbox"]]  # fmt: skip
             self._stats.restored_from = "snapshot"
+            # Discovery waits until the inputs consumed since the snapshot are read
+            # again: a run on a half-rebuilt buffer could adopt a cluster under another
+            # anchor (another id) than the run the crash interrupted.
+            self._catching_up = True
             if int(snap.get("broker_generation", 0)) < self._generation:
                 # the broker lost its topics since this snapshot: its offsets name
                 # records that are gone; recover as if told (first step)
