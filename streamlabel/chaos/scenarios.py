@@ -127,6 +127,9 @@ def learner_crash(h: Harness) -> Verdict:
         before = learner.restarts
         h.runtime.call_learner("arm_fault", point, "kill", 1)
         trigger()
+        if discover:  # discovery sees every item: the same buffer it will see after restore
+            h.wait_delivered(ledger)  # each item labelled: its unknown is on the topic...
+            h.runtime.settle()  # ...and in the learner's buffer
 
         def restarted() -> bool:
             h.pump()
