@@ -131,6 +131,11 @@ class LearnerStats:
     classes_by_status: dict[str, int] = field(default_factory=dict)
     buffered: int = 0
     lag: int = 0
+    stage_s: dict[str, float] = field(default_factory=dict)
+    """Seconds spent: ``drift`` (detectors on observed items), ``discovery`` (background
+    runs, wall time), ``adopt`` (applying a run's result)."""
+    last_discovery: dict[str, float] = field(default_factory=dict)
+    """The last run: ``buffered`` unknowns it clustered, ``seconds`` it took."""
     rss_bytes: int = 0
     running: bool = False
     drained: bool = False
@@ -201,6 +206,8 @@ class Learner(FaultTarget, Served):
         self._since_snapshot = 0
         self._last_snapshot = time.monotonic()
         self._catching_up = False  # restored from a snapshot, not yet read up to the end
+        self._job_started = 0.0
+        self._job_buffered = 0.0
         self._stats = LearnerStats()
         self._init_endpoint(settings.metrics, "learner", "learner", self._stats.as_dict,
                             learner_families, self.stop)  # fmt: skip
@@ -504,7 +511,9 @@ class Learner(FaultTarget, Served):
             except queue.Empty:
                 return
             self._stats.observed += len(observed)
+            t0 = time.perf_counter()
             out.extend(engine.observe(observed))
+            self._add_stage("drift", time.perf_counter() - t0)
 
     def _discover(self, engine: Engine, out: EngineOutput) -> int:
         """Collects a finished background run; starts the next when due. Returns runs collected."""
@@ -516,7 +525,12 @@ class Learner(FaultTarget, Served):
             except Exception:
                 self._log.exception("discovery_failed")
             else:
+                run_s = time.perf_counter() - self._job_started
+                self._add_stage("discovery", run_s)
+                self._stats.last_discovery = {"buffered": self._job_buffered, "seconds": run_s}
+                t0 = time.perf_counter()
                 found = engine.finish_discovery(job)
+                self._add_stage("adopt", time.perf_counter() - t0)
                 self._stats.discovered += sum(e.cause == "discovery" for e in found.class_events)
                 for event in found.class_events:
                     self._log.info(
@@ -535,10 +549,17 @@ class Learner(FaultTarget, Served):
             collected = 1
         due = engine.discovery_due() or self._force_discovery.is_set()
         if self._job is None and not self._catching_up and due:
+            self._job_buffered = float(len(engine.buffer))
             job = engine.begin_discovery()
+            self._job_started = time.perf_counter()
             self._job = (job, self._pool.submit(job.run))
             self._force_discovery.clear()  # after _job is set: idle() never sees a gap
         return collected
+
+    def _add_stage(self, stage: str, seconds: float) -> None:
+        stages = dict(self._stats.stage_s)  # replaced, not mutated: a scrape may be copying it
+        stages[stage] = stages.get(stage, 0.0) + seconds
+        self._stats.stage_s = stages
 
     def _refresh_views(self, engine: Engine) -> None:
         """Updates what other threads read (stats, class list) from the loop's thread."""

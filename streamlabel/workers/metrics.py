@@ -32,7 +32,9 @@ __all__ = [
     "worker_families",
 ]
 
-STAGES: Final = ("poll", "decode", "embed", "classify", "publish", "commit", "observe")
+STAGES: Final = (
+    "poll", "decode", "embed", "classify", "encode", "publish", "commit", "observe",
+)  # fmt: skip
 """The stages of a stream worker's step, in order (``streamlabel_stage_seconds``)."""
 
 LATENCY_BUCKETS: Final = (

@@ -403,7 +403,7 @@ class StreamWorker(FaultTarget, Served):
         if self._fenced(polled_at):
             self._drop(messages, "before_publish")
             return 0
-        self._deliver(out)
+        encode_s = self._deliver(out)
         t2 = time.perf_counter()
         self.faults.hit("after_flush")
         if self._fenced(polled_at):
@@ -418,8 +418,8 @@ class StreamWorker(FaultTarget, Served):
         elapsed = time.perf_counter() - t0
         s = self._stats
         stages = {
-            "poll": poll_s, **out.stage_s, "publish": t2 - t1, "commit": t3 - t2,
-            "observe": elapsed - (t3 - t0),
+            "poll": poll_s, **out.stage_s, "encode": encode_s,
+            "publish": t2 - t1 - encode_s, "commit": t3 - t2, "observe": elapsed - (t3 - t0),
         }  # fmt: skip
         s.stage_s["process"] = s.stage_s.get("process", 0.0) + (t1 - t0)
         for stage, seconds in stages.items():
@@ -517,21 +517,25 @@ class StreamWorker(FaultTarget, Served):
         self._stats.recommits += len(skip)
         return [m for m in messages if m.offset >= skip.get(_tp(m), -1)]
 
-    def _deliver(self, out: EngineOutput) -> None:
+    def _deliver(self, out: EngineOutput) -> float:
         """Publishes and flushes, retrying for ``runtime.publish_retry_s`` (no commit
-        before it succeeded)."""
+        before it succeeded); returns the seconds spent encoding the records."""
         assert self._publisher is not None
 
         def failed(attempt: int, exc: PublishError) -> None:
             self._stats.publish_retries += 1
             self._log.warning("publish_failed", attempt=attempt, error=str(exc))
 
+        t0 = time.perf_counter()
+        records = self._publisher.records(out)
+        encode_s = time.perf_counter() - t0
         self._publisher.deliver(
-            self._publisher.records(out),
+            records,
             retry_s=self.settings.runtime.publish_retry_s,
             on_failure=failed,
             after_first_send=lambda: self.faults.hit("after_produce"),
         )
+        return encode_s
 
     def _fenced(self, polled_at: float) -> bool:
         """True when the batch took longer than ``kafka.max_poll_interval_ms``.

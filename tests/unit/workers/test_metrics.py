@@ -251,7 +251,9 @@ def test_every_stage_has_an_empty_histogram_before_any_batch() -> None:
     got = scrape(ActorMetrics("worker-0", dict, worker_families))
     counts = series(got, "streamlabel_stage_seconds_count")
     assert counts == {(("actor", "worker-0"), ("stage", st)): 0 for st in STAGES}
-    assert STAGES == ("poll", "decode", "embed", "classify", "publish", "commit", "observe")
+    assert STAGES == (
+        "poll", "decode", "embed", "classify", "encode", "publish", "commit", "observe",
+    )  # fmt: skip
     assert value(got, "streamlabel_batch_seconds_count", actor="worker-0") == 0
 
 
