@@ -76,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--no-rebalance", action="store_true")
     rb.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
+    tp = bench.add_parser(
+        "throughput", help="e2e items/s vs the bare model, latency p50/p99, per-stage breakdown"
+    )
+    tp.add_argument("--data", default="data/stackoverflow/test.tsv", help="texts to stream (TSV)")
+    tp.add_argument("--train", default="data/stackoverflow/train.tsv", help="feedback source")
+    tp.add_argument("--items", type=_positive, default=2000)
+    tp.add_argument("--workers", type=_positive, default=2)
+    tp.add_argument("--paced-s", type=float, default=20.0, help="seconds of the latency stream")
+    tp.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
     chaos = sub.add_parser("chaos", help="fault injection on a real deployment: prove no loss")
     chaos.add_argument(
         "--scenarios", type=_names, default=None,
@@ -176,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench_openworld(args)
         if args.command == "bench" and args.bench == "runtime":
             return _bench_runtime(args)
+        if args.command == "bench" and args.bench == "throughput":
+            return _bench_throughput(args)
         if args.command == "chaos":
             return _chaos(args)
         if args.command in ("drain", "healthcheck"):
@@ -278,6 +290,23 @@ def _bench_runtime(args: argparse.Namespace) -> int:
     result = run_runtime_bench(
         settings, read_tsv(args.train), read_tsv(args.test), items=args.items,
         worker_counts=args.workers, rebalance=not args.no_rebalance,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def _bench_throughput(args: argparse.Namespace) -> int:
+    from streamlabel.bench.data import read_tsv
+    from streamlabel.bench.throughput import run_throughput_bench
+    from streamlabel.logging import configure_logging
+    from streamlabel.workers.settings import load_runtime_settings
+
+    configure_logging(json_logs=False, level="warning")
+    settings = load_runtime_settings(runtime={"log_level": "warning"})
+    result = run_throughput_bench(
+        settings, read_tsv(args.train), read_tsv(args.data), items=args.items,
+        workers=args.workers, paced_s=args.paced_s,
     )  # fmt: skip
     if args.json:
         print(json.dumps(result))

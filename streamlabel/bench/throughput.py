@@ -1,0 +1,249 @@
+"""``streamlabel bench throughput``: end to end against the bare model, in one run.
+
+On the same texts and machine:
+
+(a) **bare** ``model.encode`` items/s (the model's batch size, all cores): the
+    ceiling of the system;
+(b) **end to end** items/s through the embedded broker, Ray and the actors, from
+    the first produce to the last first label read back, for a backlog of
+    ``items`` texts;
+(c) **latency** p50/p99 from produce to label (the label message's broker
+    timestamp minus the item's send time) for a stream paced at half the
+    end-to-end rate, so the number is the pipeline's, not a queue's;
+(d) **stages**: seconds per item and share of the workers' busy time for each
+    step of a batch (poll, decode, embed, classify, encode, publish, commit,
+    observe), from the workers' own counters over the backlog; the learner's
+    drift and discovery seconds over the same span; and, measured on the same
+    texts outside the pipeline, how decode splits into msgpack and validation
+    and how embedding splits into tokenization and the forward pass;
+(e) **memory**: each actor's RSS (and the GPU's peak allocation when there is one).
+
+With ``--json`` the last line is ``{"encode_items_per_s", "e2e_items_per_s",
+"ratio", "p50_ms", "p99_ms", "stages", ...}``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from streamlabel.bench.data import LabelledTexts
+from streamlabel.bench.runtime import bare_encode_rate
+from streamlabel.errors import StreamlabelError
+from streamlabel.schemas import Feedback, Item, LabelRecord, decode, encode
+from streamlabel.workers.client import TopicReader, produce_feedback, produce_items
+from streamlabel.workers.settings import RuntimeSettings
+from streamlabel.workers.supervisor import Runtime
+
+__all__ = ["latency_percentiles", "run_throughput_bench", "stage_table"]
+
+WORKER_STAGES = ("poll", "decode", "embed", "classify", "encode", "publish", "commit", "observe")
+LEARNER_STAGES = ("drift", "discovery", "adopt")
+
+
+def stage_table(
+    before: dict[str, float], after: dict[str, float], items: int, stages: tuple[str, ...]
+) -> dict[str, dict[str, float]]:
+    """Per stage: milliseconds per item and share of the summed time, over a span.
+
+    Example:
+        >>> after = {"embed": 3.0, "commit": 0.5}
+        >>> t = stage_table({"embed": 1.0}, after, 1000, ("embed", "commit"))
+        >>> t["embed"], t["commit"]["share"]
+        ({'ms_per_item': 2.0, 'share': 0.8}, 0.2)
+    """
+    spent = {s: max(0.0, after.get(s, 0.0) - before.get(s, 0.0)) for s in stages}
+    total = sum(spent.values()) or 1.0
+    return {
+        s: {"ms_per_item": round(spent[s] * 1e3 / max(items, 1), 4),
+            "share": round(spent[s] / total, 4)}
+        for s in stages
+    }  # fmt: skip
+
+
+def latency_percentiles(sent_ms: dict[str, float], labelled_ms: dict[str, float]) -> dict[str, Any]:
+    """p50/p99/max of ``labelled - sent`` over the ids present in both (milliseconds).
+
+    Example:
+        >>> latency_percentiles({"a": 0, "b": 10}, {"a": 5, "b": 30})["p50_ms"]
+        12.5
+    """
+    ids = sorted(sent_ms.keys() & labelled_ms.keys())
+    if not ids:
+        raise StreamlabelError("no item of the paced stream was labelled")
+    lat = np.array([labelled_ms[i] - sent_ms[i] for i in ids], dtype=np.float64)
+    return {
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+        "max_ms": round(float(lat.max()), 1),
+        "samples": len(ids),
+    }
+
+
+def _summed(workers: list[dict[str, Any]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for w in workers:
+        for stage, seconds in w.get("stage_s", {}).items():
+            out[stage] = out.get(stage, 0.0) + float(seconds)
+    return out
+
+
+class _Labels:
+    """First labels read back, with their broker timestamps (ms)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._reader = TopicReader(runtime.settings.kafka, "labels")
+        self.first_ms: dict[str, float] = {}
+        self.last_read = 0.0
+
+    def poll(self) -> None:
+        for m in self._reader.poll(timeout_ms=200):
+            try:
+                r = decode(m.value, LabelRecord)
+            except StreamlabelError:
+                continue
+            if r.revision == 0 and r.item_id not in self.first_ms:
+                self.first_ms[r.item_id] = float(m.timestamp)
+                self.last_read = time.time()
+
+    def wait_for(self, ids: set[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ids <= self.first_ms.keys():
+            if time.monotonic() > deadline:
+                missing = len(ids - self.first_ms.keys())
+                raise StreamlabelError(f"{missing} items were not labelled in {timeout_s:g}s")
+            self.poll()
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+def _split_decode(texts: list[str]) -> dict[str, float]:
+    """Milliseconds per item of msgpack alone and of decode+validate, on these texts."""
+    import msgpack
+
+    raw = [encode(Item(id=f"x-{i}", text=t)) for i, t in enumerate(texts)]
+    t0 = time.perf_counter()
+    for r in raw:
+        msgpack.unpackb(r, raw=False)
+    t1 = time.perf_counter()
+    for r in raw:
+        decode(r, Item)
+    t2 = time.perf_counter()
+    n = max(len(raw), 1)
+    return {"msgpack_ms": (t1 - t0) * 1e3 / n, "decode_ms": (t2 - t1) * 1e3 / n}
+
+
+def _split_embed(settings: RuntimeSettings, texts: list[str]) -> dict[str, float]:
+    """Milliseconds per item of tokenization alone (the model's tokenizer, its batches)."""
+    from transformers import AutoTokenizer
+
+    from streamlabel.core.embedder import bundled_model_path
+
+    path = settings.model.path or bundled_model_path()
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    b = settings.model.batch_size
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), b):
+        tok(texts[i : i + b], padding=True, truncation=True,
+            max_length=settings.model.max_seq_length, return_tensors="pt")  # fmt: skip
+    return {"tokenize_ms": (time.perf_counter() - t0) * 1e3 / max(len(texts), 1)}
+
+
+def run_throughput_bench(
+    settings: RuntimeSettings,
+    train: LabelledTexts,
+    test: LabelledTexts,
+    *,
+    items: int,
+    workers: int,
+    paced_s: float = 20.0,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Runs the measurements; returns them as plain data (the ``--json`` line)."""
+    texts = test.texts[:items]
+    if len(texts) < items:
+        raise StreamlabelError(f"the test file has {len(texts)} texts, fewer than --items {items}")
+    bare = bare_encode_rate(settings, texts)
+    say(f"bare model.encode: {bare:.1f} items/s on {len(texts)} texts")
+    decode_split = _split_decode(texts)
+    embed_split = _split_embed(settings, texts)
+    feedback = [Feedback(text=t, label=y) for t, y in zip(train.texts, train.labels, strict=True)]
+    s = settings.model_copy(
+        update={"runtime": settings.runtime.model_copy(update={"workers": workers})}
+    )
+    with Runtime(s) as rt:
+        kafka = rt.settings.kafka
+        produce_feedback(kafka, feedback[:600])
+        rt.wait_until_learned(min(600, len(feedback)))
+        labels = _Labels(rt)
+        # (b) a backlog: first produce to last first label
+        p0 = rt.progress()
+        batch = [Item(id=f"b-{i}", text=t) for i, t in enumerate(texts)]
+        t0 = time.time()
+        produce_items(kafka, batch)
+        labels.wait_for({i.id for i in batch}, 1800)
+        e2e = len(batch) / (labels.last_read - t0)
+        p1 = rt.progress()
+        say(f"end to end: {e2e:.1f} items/s with {workers} worker(s) ({e2e / bare:.2f} of bare)")
+        stages = stage_table(_summed(p0.workers), _summed(p1.workers), len(batch), WORKER_STAGES)
+        learner = stage_table(
+            p0.learner.get("stage_s", {}), p1.learner.get("stage_s", {}), len(batch),
+            LEARNER_STAGES,
+        )  # fmt: skip
+        busy = sum(_summed(p1.workers).get(k, 0.0) - _summed(p0.workers).get(k, 0.0)
+                   for k in WORKER_STAGES)  # fmt: skip
+        learner_s = sum(v["ms_per_item"] for v in learner.values()) * len(batch) / 1e3
+        # (c) latency at half the rate, paced in 100 ms slices
+        rate = max(e2e / 2, 1.0)
+        n_paced = max(50, min(len(texts), int(rate * paced_s)))
+        sent: dict[str, float] = {}
+        start = time.monotonic()
+        for k in range(n_paced):
+            due = start + k / rate
+            while time.monotonic() < due:
+                labels.poll()
+            item = Item(id=f"p-{k}", text=texts[k % len(texts)])
+            sent[item.id] = time.time() * 1e3
+            produce_items(kafka, [item])
+        labels.wait_for(set(sent), 600)
+        latency = latency_percentiles(sent, labels.first_ms)
+        say(f"latency at {rate:.0f} items/s: p50 {latency['p50_ms']} ms, "
+            f"p99 {latency['p99_ms']} ms")  # fmt: skip
+        p2 = rt.progress()
+        labels.close()
+    per_item = {k: round(v, 4) for k, v in {**decode_split, **embed_split}.items()}
+    result: dict[str, Any] = {
+        "encode_items_per_s": round(bare, 1),
+        "e2e_items_per_s": round(e2e, 1),
+        "ratio": round(e2e / bare, 3),
+        "p50_ms": latency["p50_ms"],
+        "p99_ms": latency["p99_ms"],
+        "stages": stages,
+        "learner_stages": learner,
+        "learner_share_of_worker_time": round(learner_s / busy, 4) if busy else 0.0,
+        "outside_pipeline_ms_per_item": per_item,
+        "latency": {**latency, "paced_items_per_s": round(rate, 1)},
+        "workers": workers,
+        "items": len(batch),
+        "rss_gib": {
+            **{w["worker_id"]: round(w["rss_bytes"] / 2**30, 2) for w in p2.workers},
+            "learner": round(p2.learner.get("rss_bytes", 0) / 2**30, 2),
+        },
+        "gpu_peak_gib": _gpu_peak_gib(),
+    }
+    return result
+
+
+def _gpu_peak_gib() -> float | None:
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    except Exception:
+        return None
