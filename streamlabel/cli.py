@@ -303,7 +303,9 @@ def _bench_throughput(args: argparse.Namespace) -> int:
     from streamlabel.workers.settings import load_runtime_settings
 
     configure_logging(json_logs=False, level="warning")
-    settings = load_runtime_settings(runtime={"log_level": "warning"})
+    # logical CPUs for a local Ray: every worker and the learner fit whatever the count
+    cpus = max(os.cpu_count() or 1, args.workers + 1)
+    settings = load_runtime_settings(runtime={"log_level": "warning"}, ray={"num_cpus": cpus})
     result = run_throughput_bench(
         settings, read_tsv(args.train), read_tsv(args.data), items=args.items,
         workers=args.workers, paced_s=args.paced_s,

@@ -1,0 +1,47 @@
+"""The arithmetic of ``streamlabel bench throughput`` (no broker, no model)."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamlabel.bench.throughput import WORKER_STAGES, latency_percentiles, stage_table
+from streamlabel.errors import StreamlabelError
+
+
+def test_stage_table_takes_the_difference_over_the_span() -> None:
+    before = {"embed": 10.0, "decode": 1.0, "commit": 0.5}
+    after = {"embed": 30.0, "decode": 2.0, "commit": 0.5, "publish": 1.0}
+    t = stage_table(before, after, 2000, ("decode", "embed", "publish", "commit"))
+    assert t["embed"]["ms_per_item"] == pytest.approx(10.0)
+    assert t["decode"]["ms_per_item"] == pytest.approx(0.5)
+    assert t["commit"] == {"ms_per_item": 0.0, "share": 0.0}
+    assert t["publish"]["share"] == pytest.approx(1.0 / 22.0, abs=1e-4)
+    assert sum(v["share"] for v in t.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_stage_table_never_reports_negative_time() -> None:
+    """A restarted worker's counters start again from 0: its stages do not go negative."""
+    t = stage_table({"embed": 5.0}, {"embed": 1.0}, 10, ("embed",))
+    assert t["embed"]["ms_per_item"] == 0.0
+
+
+def test_stage_table_lists_every_stage_asked_for() -> None:
+    t = stage_table({}, {}, 0, WORKER_STAGES)
+    assert list(t) == list(WORKER_STAGES)
+    assert all(v == {"ms_per_item": 0.0, "share": 0.0} for v in t.values())
+
+
+def test_latency_percentiles_use_only_items_seen_at_both_ends() -> None:
+    sent = {f"i{k}": float(k) for k in range(100)}
+    labelled = {f"i{k}": float(k) + 10.0 + (90.0 if k == 99 else 0.0) for k in range(100)}
+    labelled["stray"] = 5.0  # labelled but not sent by this stream: ignored
+    out = latency_percentiles(sent, labelled)
+    assert out["samples"] == 100
+    assert out["p50_ms"] == pytest.approx(10.0)
+    assert out["max_ms"] == pytest.approx(100.0)
+    assert 10.0 < out["p99_ms"] <= 100.0
+
+
+def test_latency_percentiles_without_any_label_is_an_error() -> None:
+    with pytest.raises(StreamlabelError, match="no item"):
+        latency_percentiles({"a": 1.0}, {"b": 2.0})
