@@ -86,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--paced-s", type=float, default=20.0, help="seconds of the latency stream")
     tp.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
+    sc = bench.add_parser("scale", help="store cost vs classes, discovery cost vs buffer size")
+    sc.add_argument("--classes", type=_int_list, default=[10, 1000, 100000])
+    sc.add_argument("--buffers", type=_int_list, default=[500, 1000, 2000, 5000])
+    sc.add_argument(
+        "--embed-ms", type=float, default=None,
+        help="the model's ms per item (bench throughput: stages.embed) to express "
+        "classification as a share of embedding",
+    )  # fmt: skip
+    sc.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
     chaos = sub.add_parser("chaos", help="fault injection on a real deployment: prove no loss")
     chaos.add_argument(
         "--scenarios", type=_names, default=None,
@@ -188,6 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench_runtime(args)
         if args.command == "bench" and args.bench == "throughput":
             return _bench_throughput(args)
+        if args.command == "bench" and args.bench == "scale":
+            from streamlabel.bench.scale import run_scale_bench
+
+            scale = run_scale_bench(args.classes, args.buffers, embed_ms_per_item=args.embed_ms)
+            if args.json:
+                print(json.dumps(scale))
+            return 0
         if args.command == "chaos":
             return _chaos(args)
         if args.command in ("drain", "healthcheck"):

@@ -1,0 +1,122 @@
+"""``streamlabel bench scale``: what the store and discovery cost as they grow.
+
+Pure core, no broker and no model: synthetic unit vectors of the model's
+dimension (384), clustered like embeddings of a class (a random centre plus
+noise). Reported:
+
+* **store**: for 10, 1k and 100k classes, the time to compile the store after
+  a change (metric, thresholds, FAISS index) and to classify one batch of 256,
+  per batch and per item; and that classification as a share of embedding the
+  same batch, given the model's measured ms per item;
+* **discovery**: one run (PCA, HDBSCAN, the acceptance tests) over buffers of
+  500 to 5,000 unknowns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from streamlabel.core.discovery import Discoverer, UnknownBuffer
+from streamlabel.core.store import PrototypeStore
+from streamlabel.pipeline.settings import EngineSettings
+
+__all__ = ["discovery_cost", "run_scale_bench", "store_cost"]
+
+DIM = 384
+
+
+def _cluster(rng: np.random.Generator, centre: np.ndarray, n: int, spread: float) -> np.ndarray:
+    x = centre[None, :] + spread * rng.standard_normal((n, centre.shape[0])).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    x = rng.standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def store_cost(
+    classes: int, *, batch: int = 256, examples: int = 4, repeats: int = 5, seed: int = 0
+) -> dict[str, float]:
+    """Builds a store of ``classes`` classes and times compile and classify."""
+    rng = np.random.default_rng(seed)
+    settings = EngineSettings()
+    store = PrototypeStore(DIM, settings.store.to_config(settings.seed), clock=time.time)
+    centres = _unit(rng, classes)
+    t0 = time.perf_counter()
+    for k in range(classes):
+        vectors = _cluster(rng, centres[k], examples, 0.05)
+        store.add_class(f"c{k}", f"class {k}", vectors, status="known", origin="feedback")
+    add_s = time.perf_counter() - t0
+    queries = _cluster(rng, centres[rng.integers(0, classes, batch)][0], batch, 0.2)
+    t1 = time.perf_counter()
+    store.classify(queries)  # the first call compiles (metric, thresholds, index)
+    compile_s = time.perf_counter() - t1
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        store.classify(queries)
+        times.append(time.perf_counter() - t)
+    per_batch = float(np.median(times))
+    return {
+        "classes": classes,
+        "add_classes_s": round(add_s, 3),
+        "compile_s": round(compile_s, 3),
+        "classify_ms_per_batch": round(per_batch * 1e3, 3),
+        "classify_ms_per_item": round(per_batch * 1e3 / batch, 4),
+    }
+
+
+def discovery_cost(buffered: int, *, clusters: int = 8, seed: int = 0) -> dict[str, float]:
+    """One discovery run over ``buffered`` unknowns (``clusters`` dense groups, 30% noise)
+    against a store of 20 known classes."""
+    rng = np.random.default_rng(seed)
+    settings = EngineSettings()
+    store = PrototypeStore(DIM, settings.store.to_config(settings.seed), clock=time.time)
+    for k, centre in enumerate(_unit(rng, 20)):
+        store.add_class(f"k{k}", f"known {k}", _cluster(rng, centre, 30, 0.05),
+                        status="known", origin="feedback")  # fmt: skip
+    centres = _unit(rng, clusters)
+    dense = int(buffered * 0.7)
+    rows = [_cluster(rng, centres[k % clusters], 1, 0.05)[0] for k in range(dense)]
+    vectors = np.vstack([np.asarray(rows), _unit(rng, buffered - dense)]).astype(np.float32)
+    buffer = UnknownBuffer(max(buffered, 10), DIM)
+    buffer.add([f"u{i}" for i in range(buffered)], vectors, [""] * buffered)
+    discoverer = Discoverer(settings.discovery.to_config(settings.seed))
+    t0 = time.perf_counter()
+    report = discoverer.run(buffer, store)
+    seconds = time.perf_counter() - t0
+    return {
+        "buffered": buffered,
+        "seconds": round(seconds, 3),
+        "clusters": report.clusters,
+        "candidates": len(report.findings),
+    }
+
+
+def run_scale_bench(
+    classes: Sequence[int],
+    buffers: Sequence[int],
+    *,
+    embed_ms_per_item: float | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Both tables; with the model's ms per item, classification as a share of embedding."""
+    store_rows = []
+    for n in classes:
+        row = store_cost(n)
+        if embed_ms_per_item:
+            row["share_of_embed"] = round(row["classify_ms_per_item"] / embed_ms_per_item, 4)
+        say(f"store {n:>7} classes: compile {row['compile_s']} s, classify "
+            f"{row['classify_ms_per_batch']} ms / 256 items")  # fmt: skip
+        store_rows.append(row)
+    disc_rows = []
+    for n in buffers:
+        row = discovery_cost(n)
+        say(f"discovery over {n:>5} unknowns: {row['seconds']} s")
+        disc_rows.append(row)
+    return {"store": store_rows, "discovery": disc_rows, "embed_ms_per_item": embed_ms_per_item}
