@@ -87,10 +87,17 @@ _WORKER_COUNTERS: Final = (
 )
 
 
+def _counters(
+    table: tuple[tuple[str, str, str], ...], actor: str, s: Mapping[str, Any]
+) -> Iterator[Metric]:
+    """``streamlabel_<name>_total`` for each ``(name, stats key, help)`` of a table."""
+    for name, key, doc in table:
+        yield _counter(f"streamlabel_{name}", doc, actor, s.get(key, 0))
+
+
 def worker_families(actor: str, s: Mapping[str, Any]) -> Iterator[Metric]:
     """The metrics of a stream worker, from its ``WorkerStats``."""
-    for name, key, doc in _WORKER_COUNTERS:
-        yield _counter(f"streamlabel_{name}", doc, actor, s.get(key, 0))
+    yield from _counters(_WORKER_COUNTERS, actor, s)
     yield _by(
         CounterMetricFamily,
         "streamlabel_dead_letters",
@@ -144,8 +151,7 @@ _LEARNER_COUNTERS: Final = (
 
 def learner_families(actor: str, s: Mapping[str, Any]) -> Iterator[Metric]:
     """The metrics of the learner, from its ``LearnerStats``."""
-    for name, key, doc in _LEARNER_COUNTERS:
-        yield _counter(f"streamlabel_{name}", doc, actor, s.get(key, 0))
+    yield from _counters(_LEARNER_COUNTERS, actor, s)
     yield _by(
         CounterMetricFamily,
         "streamlabel_alerts",
