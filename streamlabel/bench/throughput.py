@@ -193,13 +193,13 @@ def run_throughput_bench(
         e2e = len(batch) / (labels.last_read - t0)
         p1 = rt.progress()
         say(f"end to end: {e2e:.1f} items/s with {workers} worker(s) ({e2e / bare:.2f} of bare)")
-        stages = stage_table(_summed(p0.workers), _summed(p1.workers), len(batch), WORKER_STAGES)
+        spent0, spent1 = _summed(p0.workers), _summed(p1.workers)
+        stages = stage_table(spent0, spent1, len(batch), WORKER_STAGES)
         learner = stage_table(
             p0.learner.get("stage_s", {}), p1.learner.get("stage_s", {}), len(batch),
             LEARNER_STAGES,
         )  # fmt: skip
-        busy = sum(_summed(p1.workers).get(k, 0.0) - _summed(p0.workers).get(k, 0.0)
-                   for k in WORKER_STAGES)  # fmt: skip
+        busy = sum(spent1.get(k, 0.0) - spent0.get(k, 0.0) for k in WORKER_STAGES)
         learner_s = sum(v["ms_per_item"] for v in learner.values()) * len(batch) / 1e3
         # (c) latency at half the rate, one item at a time
         rate = max(e2e / 2, 1.0)

@@ -81,8 +81,8 @@ def cmd_run(args: Any) -> int:
     running and wanted, group lag, restarts), ``/healthz``, ``/readyz`` and
     ``/drain``, which stops the deployment like SIGTERM.
     """
-    from streamlabel.workers.endpoint import Health, serve
-    from streamlabel.workers.metrics import ActorMetrics, driver_families
+    from streamlabel.workers.endpoint import Served
+    from streamlabel.workers.metrics import driver_families
     from streamlabel.workers.scaling import LagScaler
     from streamlabel.workers.supervisor import Runtime
 
@@ -91,14 +91,15 @@ def cmd_run(args: Any) -> int:
     shutdown = _Shutdown()
     runtime = Runtime(settings)
     state: dict[str, Any] = {}
-    health = Health(settings.metrics.stall_s)
-    health.on_drain = shutdown.requested.set
-    metrics = ActorMetrics("driver", lambda: state, driver_families)
-    endpoint = serve(settings.metrics, "driver", metrics.registry, health)
+    driver = Served()
+    driver.init_endpoint(settings.metrics, "driver", "driver", lambda: state, driver_families,
+                         shutdown.requested.set)  # fmt: skip
+    driver.serve()
+    health = driver.health
     try:
         runtime.start()
         shutdown.install()
-        health.ready = True
+        health.started()
         scaler = LagScaler(runtime) if settings.runtime.autoscale else None
         last_progress = last_scale = 0.0
         while not shutdown.requested.wait(0.5):
@@ -128,11 +129,10 @@ def cmd_run(args: Any) -> int:
                     workers=runtime.worker_count(),
                 )  # fmt: skip
     finally:
-        health.ready = False
+        health.ready = False  # not ready while the deployment stops
         runtime.stop()
-        health.drained = health.draining
-        if endpoint is not None:
-            endpoint.close()
+        health.stopped()
+        driver.close_endpoint()
     return 0
 
 

@@ -83,6 +83,17 @@ class Health:
         """The loop made a step."""
         self._beat = self._clock()
 
+    def started(self) -> None:
+        """The loop runs: ready, unless a drain came first."""
+        self.beat()
+        self.ready = not self.draining
+
+    def stopped(self) -> bool:
+        """The loop ended: not ready; drained when a drain ended it. Returns ``drained``."""
+        self.ready = False
+        self.drained = self.draining
+        return self.drained
+
     def live(self) -> tuple[bool, str]:
         """``(alive, reason)``; a drained loop is alive (it stopped on purpose)."""
         if self.drained:
@@ -140,7 +151,7 @@ class Endpoint:
 class Served:
     """Mixin of a loop with an endpoint: ``health``, ``metrics``, :meth:`serve`.
 
-    The actor calls :meth:`_init_endpoint` in its constructor and :meth:`serve`
+    The actor calls :meth:`init_endpoint` in its constructor and :meth:`serve`
     in the actor's process (the server does not survive pickling); ``POST
     /drain`` calls the actor's ``stop``.
     """
@@ -152,7 +163,7 @@ class Served:
     _role: str = "worker"
     _metrics_settings: MetricsSettings
 
-    def _init_endpoint(
+    def init_endpoint(
         self,
         settings: MetricsSettings,
         role: str,

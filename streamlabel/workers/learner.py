@@ -209,7 +209,7 @@ class Learner(FaultTarget, Served):
         self._job_started = 0.0
         self._job_buffered = 0.0
         self._stats = LearnerStats()
-        self._init_endpoint(settings.metrics, "learner", "learner", self._stats.as_dict,
+        self.init_endpoint(settings.metrics, "learner", "learner", self._stats.as_dict,
                             learner_families, self.stop)  # fmt: skip
         self.path = snapshot_path(settings)
         configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
@@ -228,8 +228,7 @@ class Learner(FaultTarget, Served):
         self.serve()
         self._open()
         self._stats.running = True
-        self.health.beat()
-        self.health.ready = not self.health.draining
+        self.health.started()
         try:
             while not self._stop.is_set():
                 self.step()
@@ -238,8 +237,7 @@ class Learner(FaultTarget, Served):
         finally:
             self._close()
             self._stats.running = False
-            self.health.ready = False
-            self.health.drained = self._stats.drained = self.health.draining
+            self._stats.drained = self.health.stopped()
         return self.stats()
 
     def stop(self) -> None:

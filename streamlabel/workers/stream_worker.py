@@ -296,7 +296,7 @@ class StreamWorker(FaultTarget, Served):
         self._refused: dict[Any, int] = {}  # delivered, commit refused: {tp: next offset}
         self._kept: dict[Any, int] = {}  # refused offsets of partitions given back
         self.faults = Faults(WORKER_POINTS, enabled=settings.runtime.fault_injection)
-        self._init_endpoint(settings.metrics, "worker", worker_id, self._stats.as_dict,
+        self.init_endpoint(settings.metrics, "worker", worker_id, self._stats.as_dict,
                             worker_families, self.stop)  # fmt: skip
         configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
         self._log = structlog.get_logger("streamlabel.worker").bind(worker_id=worker_id)
@@ -318,8 +318,7 @@ class StreamWorker(FaultTarget, Served):
         self.serve()
         self._open()
         self._stats.running = True
-        self.health.beat()
-        self.health.ready = not self.health.draining
+        self.health.started()
         self._log.info("worker_started", group=self.settings.kafka.group_id)
         try:
             while not self._stop.is_set():
@@ -328,8 +327,7 @@ class StreamWorker(FaultTarget, Served):
         finally:
             self._close()
             self._stats.running = False
-            self.health.ready = False
-            self.health.drained = self._stats.drained = self.health.draining
+            self._stats.drained = self.health.stopped()
         self._log.info(
             "worker_stopped",
             items=self._stats.items,
