@@ -58,7 +58,7 @@ from streamlabel.schemas import (
     encode,
 )
 
-__all__ = ["DiscoveryJob", "Engine", "load_settings"]
+__all__ = ["DiscoveryJob", "EmbeddedTexts", "Engine", "PreparedBatch", "load_settings"]
 
 STATE_FORMAT = 1
 
@@ -80,6 +80,34 @@ class _Example:
     text: str
     feedback: Feedback
     raw: RawRecord | None
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A decoded batch waiting for its embeddings (:meth:`Engine.prepare`).
+
+    Attributes:
+        texts: the texts the model must embed (items that carry a vector skip it).
+        out: the batch's output so far (dead letters of undecodable records).
+        decode_s: seconds spent decoding.
+    """
+
+    decoded: list[_Decoded]
+    texts: list[str]
+    out: EngineOutput
+    decode_s: float
+
+    def __len__(self) -> int:
+        return len(self.decoded)
+
+
+@dataclass(frozen=True)
+class EmbeddedTexts:
+    """The model's output for a prepared batch (:meth:`Engine.embed`): one unit
+    vector per text, None where the model failed on the text."""
+
+    vectors: list[np.ndarray | None]
+    seconds: float
 
 
 @dataclass
@@ -155,22 +183,43 @@ class Engine:
 
         Runs discovery afterwards when ``discovery.run_every`` new unknowns have
         accumulated (the Ray learner runs it in the background instead).
+        ``process(b)`` is ``finish(p, embed(p))`` with ``p = prepare(b)``; a stream
+        worker calls the three itself to run the model while it does Kafka I/O.
         """
+        prepared = self.prepare(batch)
+        return self.finish(prepared, self.embed(prepared))
+
+    def prepare(self, batch: Sequence[RawRecord | Item]) -> PreparedBatch:
+        """Decodes and validates a batch (bad records become dead letters)."""
         out = EngineOutput()
         t0 = time.perf_counter()
         decoded = self._decode(batch, out)
-        t1 = time.perf_counter()
-        vectors, decoded = self._embed(decoded, out)
-        t2 = time.perf_counter()
+        texts = [d.item.text or "" for d in decoded if d.item.vector is None]
+        return PreparedBatch(decoded, texts, out, time.perf_counter() - t0)
+
+    def embed(self, prepared: PreparedBatch) -> EmbeddedTexts:
+        """Runs the model on a prepared batch's texts.
+
+        Touches nothing but the embedder, so it may run on another thread while
+        this Engine applies class events or finishes the previous batch (one
+        call at a time: the embedder is not shared between concurrent calls).
+        """
+        t0 = time.perf_counter()
+        vectors = self._embed_texts(prepared.texts) if prepared.texts else []
+        return EmbeddedTexts(vectors, time.perf_counter() - t0)
+
+    def finish(self, prepared: PreparedBatch, embedded: EmbeddedTexts) -> EngineOutput:
+        """Classifies an embedded batch against the store as it is now; emits its records."""
+        out = prepared.out
+        vectors, decoded = self._assemble(prepared.decoded, embedded.vectors, out)
+        t0 = time.perf_counter()
         result = self.store.classify(vectors)
-        t3 = time.perf_counter()
-        out.stage_s = {"decode": t1 - t0, "embed": t2 - t1, "classify": t3 - t2}
+        classify_s = time.perf_counter() - t0
+        out.stage_s = {
+            "decode": prepared.decode_s, "embed": embedded.seconds, "classify": classify_s,
+        }  # fmt: skip
         n = max(len(decoded), 1)
-        timings = {
-            "decode": (t1 - t0) * 1e3 / n,
-            "embed": (t2 - t1) * 1e3 / n,
-            "classify": (t3 - t2) * 1e3 / n,
-        }
+        timings = {stage: seconds * 1e3 / n for stage, seconds in out.stage_s.items()}
         self._emit_labels(decoded, vectors, result, timings, out)
         if self.detectors and out.observed is not None and len(out.observed):
             out.alerts.extend(self._detect(out.observed))
@@ -470,9 +519,11 @@ class Engine:
             decoded.append(_Decoded(item, source, entry if isinstance(entry, RawRecord) else None))
         return decoded
 
-    def _embed(
-        self, decoded: list[_Decoded], out: EngineOutput
+    def _assemble(
+        self, decoded: list[_Decoded], embedded: Sequence[np.ndarray | None], out: EngineOutput
     ) -> tuple[np.ndarray, list[_Decoded]]:
+        """One matrix of unit vectors: the items' own vectors and the model's, in batch
+        order; a text the model failed on becomes a dead letter and leaves the batch."""
         dim = self.embedder.dim
         vectors = np.zeros((len(decoded), dim), np.float32)
         need = [i for i, d in enumerate(decoded) if d.item.vector is None]
@@ -482,17 +533,15 @@ class Engine:
                 np.asarray([decoded[i].item.vector for i in have], np.float32)
             )
         ok = np.ones(len(decoded), bool)
-        if need:
-            embedded = self._embed_texts([decoded[i].item.text or "" for i in need])
-            for i, vec in zip(need, embedded, strict=True):
-                if vec is None:
-                    ok[i] = False
-                    d = decoded[i]
-                    self._dead_item(
-                        out, d.item, d.source, d.raw, "embedding", "the model failed on this text"
-                    )
-                else:
-                    vectors[i] = vec
+        for i, vec in zip(need, embedded, strict=True):
+            if vec is None:
+                ok[i] = False
+                d = decoded[i]
+                self._dead_item(
+                    out, d.item, d.source, d.raw, "embedding", "the model failed on this text"
+                )
+            else:
+                vectors[i] = vec
         if ok.all():
             return vectors, decoded
         return vectors[ok], [d for d, keep in zip(decoded, ok, strict=True) if keep]

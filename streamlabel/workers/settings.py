@@ -183,6 +183,12 @@ class RuntimeSection(_Section):
         "poll's texts by length, so batches carry less padding) at the cost of latency.",
     )
     poll_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    overlap: bool = Field(
+        default=True,
+        description="Run the model on its own thread while the worker settles the batch "
+        "before (delivery, commit) and prefetches the next one; off: every stage in turn. "
+        "At most one batch is sent and uncommitted either way.",
+    )
     torch_threads: int | None = Field(
         default=None, ge=1, description="Threads per local embedder; None = cores / workers."
     )

@@ -1,15 +1,20 @@
 """The stream worker: Kafka ``items`` in, labels/unknowns/dead letters out.
 
 Every worker of a deployment joins one consumer group on ``items`` and keeps a
-read replica of the prototype store by tailing ``classes``. One step of its loop:
+read replica of the prototype store by tailing ``classes``. A batch goes through
 
-1. apply new class events from ``classes`` (so feedback reaches it within a step);
-2. poll at most ``runtime.batch_size`` records;
-3. decode, embed and classify them (:meth:`Engine.process`; poison input
+1. poll at most ``runtime.batch_size`` records, decode them (poison input
    becomes dead letters);
-4. publish labels, unknowns and dead letters, flush and check every delivery;
-5. commit the batch's offsets (never before step 4 succeeded);
+2. embed them (the model, on the worker's embed thread);
+3. classify them against the store, with the class events from ``classes``
+   applied up to then (so feedback reaches a worker within a step);
+4. send labels, unknowns and dead letters;
+5. wait for every delivery, then commit the batch's offsets (never before);
 6. send what it labelled to the learner's drift detectors (best effort).
+
+Steps 5-6 of the batch before and step 1 of the batch after run while the
+model embeds this one (``runtime.overlap``): the model, the one stage that
+needs the cores, is never left waiting on Kafka.
 
 The loop runs inside the actor (``run``); ``stop`` makes it finish the current
 batch, commit and close. The class is plain Python: the supervisor wraps it
@@ -22,6 +27,7 @@ import json
 import os
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +39,7 @@ from threadpoolctl import threadpool_limits
 from streamlabel.core.embedder import Embedder
 from streamlabel.errors import ChangelogError, DecodeError, PublishError
 from streamlabel.logging import configure_logging
-from streamlabel.pipeline.engine import Engine
+from streamlabel.pipeline.engine import EmbeddedTexts, Engine, PreparedBatch
 from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.pipeline.settings import DriftSettings
 from streamlabel.schemas import ClassEvent, decode
@@ -54,7 +60,7 @@ from streamlabel.workers.kafka_io import (
     past_end,
     to_raw,
 )
-from streamlabel.workers.metrics import worker_families
+from streamlabel.workers.metrics import STAGES, worker_families
 from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.topics import Topics
 
@@ -73,6 +79,25 @@ __all__ = [
 
 LEARNER_OFFSETS_HEADER = "learner.offsets"
 """Header of class events: the learner's consumed offsets when it published them."""
+
+
+_PREFETCH_POLL_MS = 20
+"""Poll timeout while prefetching: short, so the model's result is taken up promptly."""
+
+
+@dataclass
+class _Batch:
+    """One poll's records on their way through a step."""
+
+    messages: list[Any]
+    polled_at: float  # monotonic: the max.poll.interval clock
+    epoch: int  # rebalances seen when it was polled
+    poll_s: float
+    out: EngineOutput | None = None
+    records: list[Any] = field(default_factory=list)
+    sent: bool = False
+    stage_s: dict[str, float] = field(default_factory=dict)
+    busy_s: float = 0.0
 
 
 def rss_bytes() -> int:
@@ -288,6 +313,10 @@ class StreamWorker(FaultTarget, Served):
         self._tail: ClassTail | None = None
         self._publisher: Publisher | None = None
         self._stop = threading.Event()
+        self._pending: _Batch | None = None  # sent, not yet settled (delivered + committed)
+        self._next: _Batch | None = None  # prefetched while the model ran
+        self._epoch = 0  # rebalances seen: a batch polled in another epoch is checked
+        self._embed_thread: ThreadPoolExecutor | None = None
         self._inflight: list[Any] = []
         self._rng = np.random.default_rng(abs(hash(worker_id)) % (2**32))
         self._stats = WorkerStats(worker_id=worker_id)
@@ -324,6 +353,7 @@ class StreamWorker(FaultTarget, Served):
             while not self._stop.is_set():
                 self.step()
                 self.health.beat()
+            self._settle()
         finally:
             self._close()
             self._stats.running = False
@@ -369,77 +399,216 @@ class StreamWorker(FaultTarget, Served):
 
     # ------------------------------------------------------------------ loop
     def step(self) -> int:
-        """One poll-process-publish-commit cycle; returns the records consumed."""
+        """One pipelined step; returns the records it labelled and sent.
+
+        The model runs on the embed thread while this thread does the Kafka work
+        of the neighbouring batches: it settles the batch sent by the previous
+        step (waits for its deliveries, commits it, sends its observations),
+        applies new class events and prefetches the next batch. Then it
+        classifies the current batch against the store as it is now and sends
+        its records without waiting for them. At most one batch is ever sent and
+        not committed, so the at-least-once bound stays one batch per worker.
+        With ``runtime.overlap`` off, every stage runs in turn on this thread.
+        """
         assert self._engine is not None
-        assert self._consumer is not None
-        assert self._tail is not None
-        assert self._publisher is not None
         if self._reset_requested.is_set():
             self._reset_requested.clear()
+            self._settle()
+            self._next = None  # positions are set again from the committed offsets
             self._after_broker_reset()
+        cur, self._next = self._next, None
+        if cur is None:
+            self._settle()
+            self._apply_class_events()
+            cur = self._poll(block=True)
+            if cur is None:
+                self._after_idle_poll()
+                return 0
+        t0 = time.perf_counter()
+        prepared = self._engine.prepare([to_raw(m) for m in cur.messages])
+        job = self._embed_job(prepared)
+        # --- overlapped with the model when runtime.overlap is on
+        t_io = time.perf_counter()
+        settled = self._settle()
+        self._apply_class_events()
+        if settled and self.settings.runtime.overlap:
+            self._next = self._poll(block=False, until=job)
+        io_s = time.perf_counter() - t_io
+        embedded = job.result()
+        t1 = time.perf_counter()
+        if not settled:  # the batch before outlived its group membership: start over
+            self._rewind(cur.messages)
+            return 0
+        out = self._engine.finish(prepared, embedded)
+        self.faults.hit("after_embed")
+        t2 = time.perf_counter()
+        if self._fenced(cur) or self._rebalanced_since(cur):
+            # Its partitions may be another worker's by now, which reads them from
+            # the last commit (or were reset to it); this worker reads again what it
+            # still owns. One wasted batch per rebalance, never a skipped record.
+            self._drop(cur.messages + (self._next.messages if self._next else []),
+                       "before_publish")  # fmt: skip
+            self._next = None
+            return 0
+        cur.out = out
+        cur.stage_s = {"poll": cur.poll_s, **out.stage_s, "classify": t2 - t1}
+        cur.stage_s["io_overlapped"] = io_s
+        cur.stage_s["embed_wait"] = t1 - t_io - io_s
+        self._send(cur)
+        cur.busy_s = time.perf_counter() - t0
+        self._pending = cur
+        if not self.settings.runtime.overlap:
+            self._settle()
+        return len(cur.messages)
+
+    def _apply_class_events(self) -> None:
+        assert self._engine is not None
+        assert self._tail is not None
         events = self._tail.poll(timeout_ms=0)
         if events:
             self._stats.class_events_applied += self._engine.apply(events)
             self._refresh_store_stats()
-        t_poll = time.perf_counter()
+
+    def _embed_job(self, prepared: PreparedBatch) -> Future[EmbeddedTexts]:
+        """The model's work on the embed thread (inline with ``runtime.overlap`` off)."""
+        assert self._engine is not None
+        if self._embed_thread is not None:
+            return self._embed_thread.submit(self._engine.embed, prepared)
+        job: Future[EmbeddedTexts] = Future()
+        try:
+            job.set_result(self._engine.embed(prepared))
+        except BaseException as exc:
+            job.set_exception(exc)
+        return job
+
+    def _poll(self, *, block: bool, until: Future[Any] | None = None) -> _Batch | None:
+        """Polls up to ``runtime.batch_size`` records.
+
+        ``block``: wait up to ``runtime.poll_timeout_ms`` for the first records.
+        ``until``: prefetch while that job runs, in short polls, until the batch
+        is full or the job is done (records that arrive meanwhile are parsed
+        while the model works, not after).
+        """
+        assert self._consumer is not None
+        size = self.settings.runtime.batch_size
+        t0 = time.perf_counter()
         polled_at = time.monotonic()  # kafka-python's max-poll timer restarts inside poll
-        polled = self._consumer.poll(
-            timeout_ms=self.settings.runtime.poll_timeout_ms,
-            max_records=self.settings.runtime.batch_size,
-        )
-        messages = self._apply_kept([m for batch in polled.values() for m in batch])
-        poll_s = time.perf_counter() - t_poll
+        epoch = self._epoch
+        messages: list[Any] = []
+        while len(messages) < size:
+            if block:
+                timeout = self.settings.runtime.poll_timeout_ms
+            else:
+                timeout = 0 if until is None or until.done() else _PREFETCH_POLL_MS
+            polled = self._consumer.poll(timeout_ms=timeout, max_records=size - len(messages))
+            messages.extend(self._apply_kept([m for b in polled.values() for m in b]))
+            if block or until is None or until.done():
+                break
+        poll_s = time.perf_counter() - t0
         self._stats.stage_s["poll"] = self._stats.stage_s.get("poll", 0.0) + poll_s
         if not messages:
-            self._detect_resets()
-            self._stats.lag = lag(self._consumer)
-            return 0
+            return None
+        return _Batch(messages, polled_at, epoch, poll_s)
+
+    def _after_idle_poll(self) -> None:
+        assert self._consumer is not None
+        self._detect_resets()
+        self._stats.lag = lag(self._consumer)
+
+    def _send(self, batch: _Batch) -> None:
+        """Queues a batch's records without waiting; :meth:`_settle` checks them."""
+        assert self._publisher is not None
+        assert batch.out is not None
         t0 = time.perf_counter()
-        out = self._engine.process([to_raw(m) for m in messages])
-        self.faults.hit("after_embed")
+        batch.records = self._publisher.records(batch.out)
         t1 = time.perf_counter()
-        if self._fenced(polled_at):
-            self._drop(messages, "before_publish")
-            return 0
-        encode_s = self._deliver(out)
-        t2 = time.perf_counter()
+        try:
+            self._publisher.send_all(batch.records)
+            batch.sent = True
+        except PublishError as exc:  # delivered again, with retries, when settled
+            self._stats.publish_retries += 1
+            self._log.warning("publish_failed", attempt=1, error=str(exc))
+        self.faults.hit("after_produce")
+        batch.stage_s["encode"] = t1 - t0
+        batch.stage_s["publish"] = time.perf_counter() - t1
+
+    def _settle(self) -> bool:
+        """Completes the batch in flight: waits for every delivery (retrying for
+        ``runtime.publish_retry_s``), commits its offsets, sends its observations.
+
+        Returns False when the batch outlived ``kafka.max_poll_interval_ms``: it
+        was delivered but not committed and its partitions are rewound, so
+        whatever was polled after it must be dropped too.
+
+        Raises:
+            PublishError: still undelivered after ``runtime.publish_retry_s``.
+        """
+        batch, self._pending = self._pending, None
+        if batch is None:
+            return True
+        t0 = time.perf_counter()
+        self._await_delivery(batch)
         self.faults.hit("after_flush")
-        if self._fenced(polled_at):
+        t1 = time.perf_counter()
+        if self._fenced(batch):
             # Delivered, but the partitions may be another worker's by now: their new
             # owner labels the batch again (a bounded duplicate); committing would only
             # be refused. Rewinding keeps the batch if this worker still owns them.
-            self._drop(messages, "before_commit")
-            return 0
-        self._commit(messages)
-        t3 = time.perf_counter()
-        self._observe(out.observed)
-        elapsed = time.perf_counter() - t0
+            self._drop(batch.messages, "before_commit")
+            return False
+        self._commit(batch.messages)
+        t2 = time.perf_counter()
+        self._observe(batch.out.observed if batch.out else None)
+        batch.stage_s["publish"] = batch.stage_s.get("publish", 0.0) + t1 - t0
+        batch.stage_s["commit"] = t2 - t1
+        batch.stage_s["observe"] = time.perf_counter() - t2
+        self._account(batch)
+        return True
+
+    def _await_delivery(self, batch: _Batch) -> None:
+        assert self._publisher is not None
+
+        def failed(attempt: int, exc: PublishError) -> None:
+            self._stats.publish_retries += 1
+            self._log.warning("publish_failed", attempt=attempt, error=str(exc))
+
+        if batch.sent:
+            try:
+                self._publisher.flush()
+                return
+            except PublishError as exc:
+                failed(1, exc)
+        self._publisher.deliver(
+            batch.records, retry_s=self.settings.runtime.publish_retry_s, on_failure=failed
+        )
+
+    def _account(self, batch: _Batch) -> None:
+        """Counts a committed batch in the stats and the metrics."""
+        out = batch.out
+        assert out is not None
         s = self._stats
-        stages = {
-            "poll": poll_s, **out.stage_s, "encode": encode_s,
-            "publish": t2 - t1 - encode_s, "commit": t3 - t2, "observe": elapsed - (t3 - t0),
-        }  # fmt: skip
-        s.stage_s["process"] = s.stage_s.get("process", 0.0) + (t1 - t0)
-        for stage, seconds in stages.items():
+        stages = {k: v for k, v in batch.stage_s.items() if k in STAGES}
+        for stage, seconds in batch.stage_s.items():
             if stage != "poll":
                 s.stage_s[stage] = s.stage_s.get(stage, 0.0) + seconds
-        self.metrics.observe_batch(stages, elapsed)
-        s.items += len(messages)
+        self.metrics.observe_batch(stages, batch.busy_s)
+        s.items += len(batch.messages)
         s.labels += len(out.labels)
         s.unknowns += len(out.unknowns)
         s.dead_letters += len(out.dead_letters)
         for d in out.dead_letters:
             s.dead_letter_reasons[d.reason] = s.dead_letter_reasons.get(d.reason, 0) + 1
         s.batches += 1
-        s.last_batch_ms = elapsed * 1e3
-        s.busy_s += elapsed
-        s.lag = lag(self._consumer)
+        s.last_batch_ms = batch.busy_s * 1e3
+        s.busy_s += batch.busy_s
+        if self._consumer is not None:
+            s.lag = lag(self._consumer)
         self._log.debug(
             "batch",
-            records=len(messages),
-            offsets=_offset_ranges(messages),
+            records=len(batch.messages),
+            offsets=_offset_ranges(batch.messages),
             unknowns=len(out.unknowns),
-            ms=round(elapsed * 1e3, 1),
+            ms=round(batch.busy_s * 1e3, 1),
         )
         if out.dead_letters:
             self._log.warning(
@@ -448,7 +617,6 @@ class StreamWorker(FaultTarget, Served):
                 reasons=sorted({d.reason for d in out.dead_letters}),
                 offsets=[d.source.offset for d in out.dead_letters if d.source][:10],
             )
-        return len(messages)
 
     def _commit(self, messages: list[Any]) -> None:
         """Commits the batch; a commit refused by a rebalance is logged, not fatal.
@@ -515,36 +683,22 @@ class StreamWorker(FaultTarget, Served):
         self._stats.recommits += len(skip)
         return [m for m in messages if m.offset >= skip.get(_tp(m), -1)]
 
-    def _deliver(self, out: EngineOutput) -> float:
-        """Publishes and flushes, retrying for ``runtime.publish_retry_s`` (no commit
-        before it succeeded); returns the seconds spent encoding the records."""
-        assert self._publisher is not None
-
-        def failed(attempt: int, exc: PublishError) -> None:
-            self._stats.publish_retries += 1
-            self._log.warning("publish_failed", attempt=attempt, error=str(exc))
-
-        t0 = time.perf_counter()
-        records = self._publisher.records(out)
-        encode_s = time.perf_counter() - t0
-        self._publisher.deliver(
-            records,
-            retry_s=self.settings.runtime.publish_retry_s,
-            on_failure=failed,
-            after_first_send=lambda: self.faults.hit("after_produce"),
-        )
-        return encode_s
-
-    def _fenced(self, polled_at: float) -> bool:
+    def _fenced(self, batch: _Batch) -> bool:
         """True when the batch took longer than ``kafka.max_poll_interval_ms``.
 
         The consumer's heartbeat thread has then left the group: the batch's
         partitions belong to another worker, which reads them from the last commit.
         """
-        return time.monotonic() - polled_at > self.settings.kafka.max_poll_interval_ms / 1e3
+        return time.monotonic() - batch.polled_at > self.settings.kafka.max_poll_interval_ms / 1e3
 
-    def _drop(self, messages: list[Any], stage: str) -> None:
-        """Discards a fenced batch: rewinds the partitions this worker may still own."""
+    def _rebalanced_since(self, batch: _Batch) -> bool:
+        """True when the group rebalanced after the batch was polled (by a prefetch,
+        or while it was prefetched). Its partitions may have moved, or (after a lost
+        membership) been reset to their committed offsets."""
+        return self._epoch != batch.epoch
+
+    def _rewind(self, messages: list[Any]) -> None:
+        """Seeks the partitions this worker still owns back to the first of ``messages``."""
         from kafka.structs import TopicPartition
 
         assert self._consumer is not None
@@ -556,6 +710,10 @@ class StreamWorker(FaultTarget, Served):
         for tp, offset in first.items():
             if tp in owned:
                 self._consumer.seek(tp, offset)
+
+    def _drop(self, messages: list[Any], stage: str) -> None:
+        """Discards a fenced batch: rewinds the partitions this worker may still own."""
+        self._rewind(messages)
         self._stats.fenced_batches += 1
         limit = self.settings.kafka.max_poll_interval_ms
         self._log.warning(
@@ -642,6 +800,8 @@ class StreamWorker(FaultTarget, Served):
         events = self._tail.catch_up()
         self._stats.class_events_applied += engine.apply(events)
         self._publisher = Publisher(s.kafka, self.topics)
+        if s.runtime.overlap:
+            self._embed_thread = ThreadPoolExecutor(1, thread_name_prefix="embed")
         self._consumer = make_consumer(
             s.kafka,
             group_id=s.kafka.group_id,
@@ -671,6 +831,10 @@ class StreamWorker(FaultTarget, Served):
             self._tail.close()
         if self._publisher is not None:
             self._publisher.close()
+        if self._embed_thread is not None:
+            self._embed_thread.shutdown(wait=True)
+            self._embed_thread = None
+        self._pending = self._next = None
         self._engine = None
 
     def _refresh_store_stats(self) -> None:
@@ -680,7 +844,9 @@ class StreamWorker(FaultTarget, Served):
             self._stats.classes_by_status = by_status(self._engine.store.states().values())
 
     def _on_revoked(self, revoked: Any) -> None:
-        # Nothing is ever pending here: a batch is committed before the next poll.
+        # Nothing is ever sent and uncommitted here: a step settles its batch in
+        # flight before it polls. A batch being embedded is checked by its epoch.
+        self._epoch += 1
         self._revoked_at = time.monotonic()
         self._log.info(
             "partitions_revoked", partitions=sorted(f"{t.topic}:{t.partition}" for t in revoked)
@@ -696,12 +862,14 @@ class StreamWorker(FaultTarget, Served):
         """Membership was lost (session expired, broker gone): nothing refused is kept."""
         self._refused.clear()
         self._kept.clear()
+        self._epoch += 1
         self._revoked_at = time.monotonic()
         self._log.warning(
             "partitions_lost", partitions=sorted(f"{t.topic}:{t.partition}" for t in lost)
         )
 
     def _on_assigned(self, assigned: Any) -> None:
+        self._epoch += 1
         if self._revoked_at is not None:  # revoke -> assign: the time this worker was idle
             self._stats.last_rebalance_s = time.monotonic() - self._revoked_at
             self._revoked_at = None

@@ -257,9 +257,18 @@ class FakeTail:
 class FakePublisher:
     def __init__(self) -> None:
         self.published: list[Any] = []
+        self.flushed = 0
 
     def records(self, out: Any) -> list[Any]:
         return [out]
+
+    def send_all(self, records: list[Any]) -> int:
+        self.published.extend(records)
+        return len(records)
+
+    def flush(self) -> int:
+        self.flushed += 1
+        return 1
 
     def deliver(self, records: list[Any], **kwargs: Any) -> None:
         self.published.extend(records)
@@ -289,6 +298,12 @@ def test_a_step_records_every_stage_and_the_batch_in_the_histograms(
     worker._tail = FakeTail()  # type: ignore[assignment]
     worker._publisher = FakePublisher()  # type: ignore[assignment]
     assert worker.step() == 4
+    # sent, not yet settled: a batch is counted once delivered and committed, which
+    # the next step does (here an empty poll: nothing is prefetched)
+    assert worker._publisher.published  # type: ignore[attr-defined]
+    assert consumer.commits == []
+    assert worker.step() == 0
+    assert [{tp: o.offset for tp, o in c.items()} for c in consumer.commits] == [{P0: 23, P1: 6}]
     got = samples(worker.metrics.exposition().decode())
     a = (("actor", "worker-7"),)
     counts = {

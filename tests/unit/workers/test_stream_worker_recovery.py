@@ -3,7 +3,11 @@
 * a batch that outlived ``kafka.max_poll_interval_ms`` is fenced: dropped, and the
   partitions this worker still owns are rewound to the batch's first offsets;
 * a partition whose position is past its high watermark was recreated: back to its start;
-* after a broker reset each partition resumes at its commit where that still exists.
+* after a broker reset each partition resumes at its commit where that still exists;
+* the pipelined step: the model embeds a batch while the batch before is settled
+  (delivered, committed) and the next is prefetched; a rebalance during the
+  prefetch drops the batch and rewinds; a failed send is delivered again before
+  the commit; a stopped loop settles its batch in flight.
 
 ``StreamWorker(settings, id)`` does not connect; the tests put fakes in its
 ``_consumer``/``_tail``/``_publisher`` slots, and a fake clock in place of
@@ -13,14 +17,17 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import structlog
 
+from streamlabel.errors import PublishError
 from streamlabel.pipeline import Engine, load_settings
 from streamlabel.schemas import Item, encode
 from streamlabel.testing import HashEmbedder, ManualClock
@@ -102,20 +109,40 @@ class FakeTail:
 
 
 class FakePublisher:
-    """Records what was published and flushed; ``on_flush`` runs inside the flush."""
+    """Records what was sent and flushed; ``on_flush`` runs inside the flush."""
 
-    def __init__(self, on_flush: Any = None) -> None:
+    def __init__(self, on_flush: Any = None, *, failing_sends: int = 0) -> None:
         self.published: list[Any] = []
         self.flushes = 0
+        self.redelivered = 0
+        self.events: list[str] = []
         self._on_flush = on_flush
+        self._failing_sends = failing_sends
 
     def records(self, out: Any) -> list[Any]:
         return [out]  # the whole output stands for its records
+
+    def send_all(self, records: list[Any]) -> int:
+        if self._failing_sends:
+            self._failing_sends -= 1
+            raise PublishError("cannot send: the broker is away")
+        self.published.extend(records)
+        self.events.append("send")
+        return len(records)
+
+    def flush(self) -> int:
+        self.flushes += 1
+        self.events.append("flush")
+        if self._on_flush is not None:
+            self._on_flush()
+        return 1
 
     def deliver(
         self, records: list[Any], *, retry_s: float, on_failure: Any, after_first_send: Any = None
     ) -> None:
         self.published.extend(records)
+        self.redelivered += 1
+        self.events.append("deliver")
         if after_first_send is not None:
             after_first_send()
         self.flushes += 1
@@ -161,11 +188,13 @@ def worker() -> StreamWorker:
 
 # ------------------------------------------------------------------ fenced
 def test_a_batch_is_fenced_only_once_it_outlived_max_poll_interval(worker: StreamWorker) -> None:
-    now = time.monotonic()
-    assert not worker._fenced(now)
-    assert not worker._fenced(now - LIMIT_MS / 1e3 / 2)
-    assert worker._fenced(now - LIMIT_MS / 1e3 - 0.5)
-    assert worker._fenced(now - 3600)
+    def polled(ago_s: float) -> Any:
+        return stream_worker._Batch([], time.monotonic() - ago_s, epoch=0, poll_s=0.0)
+
+    assert not worker._fenced(polled(0))
+    assert not worker._fenced(polled(LIMIT_MS / 1e3 / 2))
+    assert worker._fenced(polled(LIMIT_MS / 1e3 + 0.5))
+    assert worker._fenced(polled(3600))
 
 
 def test_drop_rewinds_each_owned_partition_to_the_batchs_first_offset(
@@ -301,6 +330,10 @@ def test_a_step_in_time_publishes_then_commits_the_next_offsets(
     assert worker.step() == 4
     assert len(publisher.published) == 1
     assert len(publisher.published[0].labels) == 4
+    assert consumer.commits == []  # sent; the next step settles it
+    assert worker.stats()["items"] == 0
+    assert worker.step() == 0
+    assert publisher.events == ["send", "flush"]
     assert [{tp: o.offset for tp, o in c.items()} for c in consumer.commits] == [{P0: 23, P1: 6}]
     stats = worker.stats()
     assert (stats["items"], stats["commits"], stats["fenced_batches"]) == (4, 1, 0)
@@ -328,10 +361,12 @@ def test_a_batch_fenced_during_its_flush_is_delivered_but_not_committed(
     def slow_flush() -> None:
         fake_time.now += LIMIT_MS / 1e3 + 1
 
-    consumer = FakeConsumer({P1}, polls=[batch_poll()])  # P0 was revoked meanwhile
+    consumer = FakeConsumer({P0, P1}, polls=[batch_poll()])
     publisher = FakePublisher(on_flush=slow_flush)
     ready(worker, consumer, SlowEmbedder(fake_time), publisher)
-    assert worker.step() == 0
+    assert worker.step() == 4  # sent
+    consumer.assigned = {P1}  # P0 was revoked meanwhile
+    assert worker.step() == 0  # its settling flush outlives the limit
     assert len(publisher.published) == 1
     assert publisher.flushes == 1
     assert consumer.commits == []  # the new owner labels it again: a bounded duplicate
@@ -439,3 +474,142 @@ def test_lost_membership_forgets_refused_offsets(worker: StreamWorker) -> None:
     polled = [msg(0, 10), msg(0, 11)]
     assert worker._apply_kept(polled) == polled
     assert consumer.commits == []
+
+
+# --------------------------------------------------------------- pipelining
+def second_poll() -> dict[TopicPartition, list[Any]]:
+    return {P0: [msg(0, 23), msg(0, 24)], P1: [msg(1, 6, "sql join table")]}
+
+
+def committed_offsets(consumer: FakeConsumer) -> list[dict[TopicPartition, int]]:
+    return [{tp: o.offset for tp, o in c.items()} for c in consumer.commits]
+
+
+def test_the_batch_before_is_committed_while_the_model_embeds_the_next(
+    worker: StreamWorker,
+) -> None:
+    committed = threading.Event()
+
+    class CommitSignallingConsumer(FakeConsumer):
+        def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+            super().commit(offsets)
+            committed.set()
+
+    class WaitingEmbedder(HashEmbedder):
+        """Its second batch finishes only once the first was committed: without the
+        overlap the step would wait for it and the commit would come after."""
+
+        def __init__(self) -> None:
+            super().__init__(dim=32)
+            self.batches = 0
+            self.saw_commit_while_embedding: bool | None = None
+
+        def embed(self, texts: Any) -> Any:
+            self.batches += 1
+            if self.batches == 2:
+                self.saw_commit_while_embedding = committed.wait(timeout=5)
+            return super().embed(texts)
+
+    consumer = CommitSignallingConsumer({P0, P1}, polls=[batch_poll(), second_poll()])
+    embedder = WaitingEmbedder()
+    publisher = FakePublisher()
+    ready(worker, consumer, embedder, publisher)
+    worker._embed_thread = ThreadPoolExecutor(1)
+    try:
+        assert worker.step() == 4
+        assert worker.step() == 3
+    finally:
+        worker._embed_thread.shutdown()
+    assert embedder.saw_commit_while_embedding is True
+    assert committed_offsets(consumer) == [{P0: 23, P1: 6}]
+    assert publisher.events == ["send", "flush", "send"]
+
+
+def test_the_next_batch_is_prefetched_while_the_model_runs(worker: StreamWorker) -> None:
+    consumer = FakeConsumer({P0, P1}, polls=[batch_poll(), second_poll()])
+    publisher = FakePublisher()
+    ready(worker, consumer, HashEmbedder(dim=32), publisher)
+    assert worker.step() == 4  # polls the first batch, prefetches the second
+    assert consumer.polls == []
+    assert worker.step() == 3  # the prefetched batch: settles the first on the way
+    assert committed_offsets(consumer) == [{P0: 23, P1: 6}]
+    assert worker.step() == 0
+    assert committed_offsets(consumer) == [{P0: 23, P1: 6}, {P0: 25, P1: 7}]
+    labelled = [r.item_id for out in publisher.published for r in out.labels]
+    assert labelled == ["i-0-20", "i-0-21", "i-0-22", "i-1-5", "i-0-23", "i-0-24", "i-1-6"]
+
+
+def test_without_overlap_a_step_commits_its_own_batch(worker: StreamWorker) -> None:
+    worker.settings = worker.settings.model_copy(
+        update={"runtime": worker.settings.runtime.model_copy(update={"overlap": False})}
+    )
+    consumer = FakeConsumer({P0, P1}, polls=[batch_poll(), second_poll()])
+    publisher = FakePublisher()
+    ready(worker, consumer, HashEmbedder(dim=32), publisher)
+    assert worker.step() == 4
+    assert committed_offsets(consumer) == [{P0: 23, P1: 6}]
+    assert len(consumer.polls) == 1  # nothing prefetched
+    assert worker.step() == 3
+    assert committed_offsets(consumer) == [{P0: 23, P1: 6}, {P0: 25, P1: 7}]
+
+
+def test_a_rebalance_in_the_prefetch_drops_the_batch_and_reads_it_again(
+    worker: StreamWorker,
+) -> None:
+    class RebalancingConsumer(FakeConsumer):
+        """The second poll runs a rebalance that takes P1 away, then returns records."""
+
+        def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+            if len(self.polls) == 1:
+                worker._on_revoked({P0, P1})
+                self.assigned = {P0}
+                worker._on_assigned([P0])
+                return {P0: [msg(0, 23), msg(0, 24)]}
+            return super().poll(timeout_ms, max_records)
+
+    consumer = RebalancingConsumer({P0, P1}, polls=[batch_poll(), {}])
+    publisher = FakePublisher()
+    ready(worker, consumer, HashEmbedder(dim=32), publisher)
+    assert worker.step() == 0
+    assert publisher.published == []  # P1 is another worker's now: nothing sent
+    assert consumer.seeks == {P0: 20}  # the owned partition is read again from the batch
+    assert consumer.commits == []
+    assert worker._next is None
+    assert worker.stats()["fenced_batches"] == 1
+
+
+def test_a_failed_send_is_delivered_again_before_the_commit(worker: StreamWorker) -> None:
+    consumer = FakeConsumer({P0, P1}, polls=[batch_poll()])
+    publisher = FakePublisher(failing_sends=1)
+    ready(worker, consumer, HashEmbedder(dim=32), publisher)
+    assert worker.step() == 4
+    assert publisher.published == []
+    assert worker.step() == 0
+    assert publisher.events == ["deliver"]  # re-sent with retries, then committed
+    assert committed_offsets(consumer) == [{P0: 23, P1: 6}]
+    assert worker.stats()["publish_retries"] == 1
+
+
+def test_a_stopped_loop_settles_the_batch_in_flight_before_it_returns(
+    worker: StreamWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = FakeConsumer({P0, P1}, polls=[batch_poll(), second_poll()])
+    publisher = FakePublisher()
+    ready(worker, consumer, HashEmbedder(dim=32), publisher)
+    monkeypatch.setattr(worker, "serve", lambda: None)
+    monkeypatch.setattr(worker, "_close", lambda: None)
+    steps = 0
+    step = worker.step
+
+    def step_then_stop() -> int:
+        nonlocal steps
+        steps += 1
+        n = step()
+        if steps == 2:
+            worker.stop()
+        return n
+
+    monkeypatch.setattr(worker, "step", step_then_stop)
+    stats = worker.run()
+    assert committed_offsets(consumer) == [{P0: 23, P1: 6}, {P0: 25, P1: 7}]
+    assert (stats["items"], stats["commits"]) == (7, 2)
