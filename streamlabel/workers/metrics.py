@@ -79,6 +79,12 @@ _WORKER_COUNTERS: Final = (
     ("commit_failures", "commit_failures", "Commits refused or failed (batch redelivered)."),
     ("rebalances", "rebalances", "Partition assignments received."),
     ("fenced_batches", "fenced_batches", "Batches dropped for outliving max.poll.interval."),
+    (
+        "rebalanced_batches",
+        "rebalanced_batches",
+        "Embedded batches dropped (not sent) because the group rebalanced while they were "
+        "prefetched or embedded; they are read again.",
+    ),
     ("publish_retries", "publish_retries", "Failed deliveries retried."),
     ("observations_dropped", "observations_dropped", "Drift observations dropped (backpressure)."),
     ("class_events_applied", "class_events_applied", "Class events applied to the replica."),

@@ -127,6 +127,7 @@ class WorkerStats:
     last_rebalance_s: float = 0.0
     publish_retries: int = 0
     fenced_batches: int = 0
+    rebalanced_batches: int = 0
     partition_resets: int = 0
     broker_resets: int = 0
     observations_dropped: int = 0
@@ -446,8 +447,13 @@ class StreamWorker(FaultTarget, Served):
             # Its partitions may be another worker's by now, which reads them from
             # the last commit (or were reset to it); this worker reads again what it
             # still owns. One wasted batch per rebalance, never a skipped record.
-            self._drop(cur.messages + (self._next.messages if self._next else []),
-                       "before_publish")  # fmt: skip
+            dropped = cur.messages + (self._next.messages if self._next else [])
+            if self._fenced(cur):
+                self._drop(dropped, "before_publish")
+            else:
+                self._rewind(dropped)
+                self._stats.rebalanced_batches += 1
+                self._log.info("batch_rebalanced", offsets=_offset_ranges(cur.messages))
             self._next = None
             return 0
         cur.out = out
@@ -501,6 +507,11 @@ class StreamWorker(FaultTarget, Served):
             else:
                 timeout = 0 if until is None or until.done() else _PREFETCH_POLL_MS
             polled = self._consumer.poll(timeout_ms=timeout, max_records=size - len(messages))
+            if self._epoch != epoch:
+                # The poll rebalanced before it fetched what it returned: what an
+                # earlier poll of this batch returned is read again.
+                self._rewind(messages)
+                messages, epoch = [], self._epoch
             messages.extend(self._apply_kept([m for b in polled.values() for m in b]))
             if block or until is None or until.done():
                 break

@@ -60,3 +60,65 @@ def test_device_auto_picks_cuda_with_half_precision_only_when_present() -> None:
         assert (device, dtype) == ("cpu", torch.float32)
         with pytest.raises(EmbeddingError, match="no CUDA device"):
             resolve_device("cuda")
+
+
+# ------------------------------------------- tokens from the workers (GPU topology)
+TEXTS = [
+    "How do I sort a dict by value?",
+    "   leading and trailing spaces   ",
+    "",
+    "segfault",
+    "word " * 300,  # truncated to max_seq_length
+    "a much longer question title about python pandas dataframes and groupby",
+]
+
+
+def test_tokenized_elsewhere_gives_the_same_vectors_as_encode(embedder) -> None:
+    """What a shared actor computes from a worker's tokens equals model.encode (CPU, fp32)."""
+    tokenizer = embedder.tokenizer()
+    batch = tokenizer.tokenize(TEXTS * 30)
+    assert [ids.shape[1] for ids, _ in batch.chunks] == sorted(
+        (ids.shape[1] for ids, _ in batch.chunks), reverse=True
+    )  # length-bucketed: the longest chunk first, short ones padded short
+    assert batch.chunks[0][0].shape[1] == 128
+    assert batch.chunks[-1][0].shape[1] < 128
+    got = embedder.embed_tokens(batch)
+    np.testing.assert_allclose(got, embedder.embed(TEXTS * 30), atol=1e-5)
+    assert embedder.embed_tokens(tokenizer.tokenize([])).shape == (0, 384)
+
+
+def test_a_tokenizer_travels_without_its_loaded_state(embedder) -> None:
+    import pickle
+
+    tokenizer = embedder.tokenizer()
+    tokenizer.tokenize(["load it here"])
+    copy = pickle.loads(pickle.dumps(tokenizer))
+    assert copy._tokenizer is None  # loaded again where it is used
+    a, b = tokenizer.tokenize(TEXTS), copy.tokenize(TEXTS)
+    for (ids_a, mask_a), (ids_b, mask_b) in zip(a.chunks, b.chunks, strict=True):
+        np.testing.assert_array_equal(ids_a, ids_b)
+        np.testing.assert_array_equal(mask_a, mask_b)
+
+
+def test_the_embedder_actor_embeds_what_the_caller_tokenized(embedder, local_ray) -> None:
+    """The ``actor`` mode's hop, on CPU: the caller tokenizes, the actor runs the model."""
+    import ray
+
+    from streamlabel.pipeline.settings import ModelSettings
+    from streamlabel.workers.embedding import EmbedderActor, RemoteEmbedder
+
+    actor = (
+        ray.remote(EmbedderActor)
+        .options(num_cpus=0, max_concurrency=4)
+        .remote(ModelSettings(device="cpu"))
+    )
+    try:
+        remote = RemoteEmbedder(actor)
+        assert remote._tokenizer is not None
+        assert (remote.dim, remote.model_id) == (384, "all-MiniLM-L6-v2@cpu")
+        np.testing.assert_allclose(remote.embed(TEXTS), embedder.embed(TEXTS), atol=1e-5)
+        texts_only = RemoteEmbedder(actor, tokenize=False)
+        np.testing.assert_allclose(texts_only.embed(TEXTS), embedder.embed(TEXTS), atol=1e-5)
+        assert ray.get(actor.memory.remote()) == {}  # no device memory on CPU
+    finally:
+        ray.kill(actor)

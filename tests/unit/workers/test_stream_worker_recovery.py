@@ -575,7 +575,28 @@ def test_a_rebalance_in_the_prefetch_drops_the_batch_and_reads_it_again(
     assert consumer.seeks == {P0: 20}  # the owned partition is read again from the batch
     assert consumer.commits == []
     assert worker._next is None
-    assert worker.stats()["fenced_batches"] == 1
+    stats = worker.stats()
+    assert (stats["rebalanced_batches"], stats["fenced_batches"]) == (1, 0)
+
+
+def test_the_join_inside_the_poll_that_returns_a_batch_does_not_drop_it(
+    worker: StreamWorker,
+) -> None:
+    """The first poll joins the group, then fetches: its records are the new assignment's."""
+
+    class JoiningConsumer(FakeConsumer):
+        def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+            if not worker._stats.rebalances:
+                worker._on_assigned([P0, P1])
+            return super().poll(timeout_ms, max_records)
+
+    consumer = JoiningConsumer({P0, P1}, polls=[batch_poll()])
+    publisher = FakePublisher()
+    ready(worker, consumer, HashEmbedder(dim=32), publisher)
+    assert worker.step() == 4
+    assert worker.step() == 0
+    assert committed_offsets(consumer) == [{P0: 23, P1: 6}]
+    assert worker.stats()["rebalanced_batches"] == 0
 
 
 def test_a_failed_send_is_delivered_again_before_the_commit(worker: StreamWorker) -> None:
