@@ -7,7 +7,10 @@ noise). Reported:
 * **store**: for 10, 1k and 100k classes, the time to compile the store after
   a change (metric, thresholds, FAISS index) and to classify one batch of 256,
   per batch and per item; and that classification as a share of embedding the
-  same batch, given the model's measured ms per item;
+  same batch, given the model's measured ms per item. Where the index is
+  approximate (IVF, past ``store.approximate_above`` prototypes) the exact
+  index is timed too, with the agreement of the two on each item's nearest
+  class and open-set decision;
 * **discovery**: one run (PCA, HDBSCAN, the acceptance tests) over buffers of
   500 to 5,000 unknowns.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -41,20 +45,44 @@ def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def store_cost(
     classes: int, *, batch: int = 256, examples: int = 4, repeats: int = 5, seed: int = 0
-) -> dict[str, float]:
-    """Builds a store of ``classes`` classes and times compile and classify."""
+) -> dict[str, Any]:
+    """Builds a store of ``classes`` classes and times compile and classify.
+
+    Past ``store.approximate_above`` prototypes the store's index is IVF: the
+    same store is then compiled and timed exact too, and the share of items
+    whose nearest class and open-set decision agree between the two is reported.
+    """
     rng = np.random.default_rng(seed)
     settings = EngineSettings()
-    store = PrototypeStore(DIM, settings.store.to_config(settings.seed), clock=time.time)
+    config = settings.store.to_config(settings.seed)
+    store = PrototypeStore(DIM, config, clock=time.time)
     centres = _unit(rng, classes)
     t0 = time.perf_counter()
     for k in range(classes):
         vectors = _cluster(rng, centres[k], examples, 0.05)
         store.add_class(f"c{k}", f"class {k}", vectors, status="known", origin="feedback")
     add_s = time.perf_counter() - t0
-    queries = _cluster(rng, centres[rng.integers(0, classes, batch)][0], batch, 0.2)
+    queries = np.vstack(
+        [_cluster(rng, centres[c], 1, 0.2) for c in rng.integers(0, classes, batch)]
+    )
+    row: dict[str, Any] = {"classes": classes, "add_classes_s": round(add_s, 3)}
+    auto = _timed_classify(store, queries, repeats)
+    row.update(auto["row"])
+    if auto["approximate"]:
+        store.config = replace(config, approximate_above=None)
+        exact = _timed_classify(store, queries, repeats)
+        row["exact_compile_s"] = exact["row"]["compile_s"]
+        row["exact_classify_ms_per_batch"] = exact["row"]["classify_ms_per_batch"]
+        a, b = auto["result"], exact["result"]
+        row["agreement"] = round(float(((a.best == b.best) & (a.accepted == b.accepted)).mean()), 4)
+        store.config = config
+    return row
+
+
+def _timed_classify(store: PrototypeStore, queries: np.ndarray, repeats: int) -> dict[str, Any]:
+    store._compiled = None  # compile again under the store's current config
     t1 = time.perf_counter()
-    store.classify(queries)  # the first call compiles (metric, thresholds, index)
+    result = store.classify(queries)  # the first call compiles (metric, thresholds, index)
     compile_s = time.perf_counter() - t1
     times = []
     for _ in range(repeats):
@@ -62,12 +90,16 @@ def store_cost(
         store.classify(queries)
         times.append(time.perf_counter() - t)
     per_batch = float(np.median(times))
+    approximate = store._compile().index.approximate
     return {
-        "classes": classes,
-        "add_classes_s": round(add_s, 3),
-        "compile_s": round(compile_s, 3),
-        "classify_ms_per_batch": round(per_batch * 1e3, 3),
-        "classify_ms_per_item": round(per_batch * 1e3 / batch, 4),
+        "approximate": approximate,
+        "result": result,
+        "row": {
+            "index": "ivf" if approximate else "exact",
+            "compile_s": round(compile_s, 3),
+            "classify_ms_per_batch": round(per_batch * 1e3, 3),
+            "classify_ms_per_item": round(per_batch * 1e3 / len(queries), 4),
+        },
     }
 
 
@@ -111,8 +143,12 @@ def run_scale_bench(
         row = store_cost(n)
         if embed_ms_per_item:
             row["share_of_embed"] = round(row["classify_ms_per_item"] / embed_ms_per_item, 4)
-        say(f"store {n:>7} classes: compile {row['compile_s']} s, classify "
+        say(f"store {n:>7} classes ({row['index']}): compile {row['compile_s']} s, classify "
             f"{row['classify_ms_per_batch']} ms / 256 items")  # fmt: skip
+        if "agreement" in row:
+            say(f"              exact: compile {row['exact_compile_s']} s, classify "
+                f"{row['exact_classify_ms_per_batch']} ms / 256 items; "
+                f"agreement {row['agreement']:.2%}")  # fmt: skip
         store_rows.append(row)
     disc_rows = []
     for n in buffers:

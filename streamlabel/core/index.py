@@ -1,15 +1,28 @@
 """A FAISS inner-product index over unit vectors, on a GPU when faiss has GPU support.
 
-Prototype counts are small (classes × (1 + sub-prototypes)), so an exact flat
-index is both the fastest to rebuild after every store change and exact.
+Most stores hold a few prototypes per class for tens to thousands of classes:
+an exact flat index is then both the fastest to rebuild after every store
+change and exact. Past ``approximate_above`` rows (tens of thousands of
+classes) a flat scan costs more than the model (a batch of 256 against 100k
+prototypes is about 20 GFLOP), so the store switches to an inverted-file index
+(IVF-flat): ``4 * sqrt(rows)`` k-means lists, ``nprobe`` of them scanned per
+query. Its training is single-threaded on a fixed sample with a fixed seed, so
+every replica that compiles the same store builds the same index and gives
+the same labels (a label must be explainable and replayable).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import faiss
 import numpy as np
+
+__all__ = ["VectorIndex", "gpu_available"]
+
+_TRAIN_PER_LIST = 40  # k-means sample: FAISS warns below 39 points per centroid
+_SEED = 1234
 
 
 def gpu_available() -> bool:
@@ -19,7 +32,7 @@ def gpu_available() -> bool:
 
 
 class VectorIndex:
-    """Exact maximum-inner-product search.
+    """Maximum-inner-product search, exact or (over large sets) approximate.
 
     Args:
         dim: vector dimension.
@@ -28,11 +41,33 @@ class VectorIndex:
 
     def __init__(self, dim: int, *, use_gpu: bool = False) -> None:
         self.dim = dim
-        index: Any = faiss.IndexFlatIP(dim)
-        self.on_gpu = bool(use_gpu and gpu_available())
-        if self.on_gpu:
-            index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-        self._index = index
+        self.use_gpu = bool(use_gpu and gpu_available())
+        self.approximate = False
+        self._index: Any = self._placed(faiss.IndexFlatIP(dim))
+
+    @classmethod
+    def build(
+        cls,
+        vectors: np.ndarray,
+        *,
+        use_gpu: bool = False,
+        approximate_above: int | None = None,
+        nprobe: int = 16,
+    ) -> VectorIndex:
+        """An index over ``vectors``: exact, or IVF-flat when there are more than
+        ``approximate_above`` of them (``None`` = always exact)."""
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        index = cls(x.shape[1], use_gpu=use_gpu)
+        if approximate_above is not None and len(x) > approximate_above:
+            index._index = index._placed(_train_ivf(x, nprobe))
+            index.approximate = True
+        index.add(x)
+        return index
+
+    def _placed(self, index: Any) -> Any:
+        if self.use_gpu:
+            return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+        return index
 
     @property
     def size(self) -> int:
@@ -48,3 +83,21 @@ class VectorIndex:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         sims, ids = self._index.search(q, k)
         return sims, ids
+
+
+def _train_ivf(x: np.ndarray, nprobe: int) -> Any:
+    """An empty IVF-flat index, trained on an evenly spaced sample of ``x``."""
+    nlist = max(1, min(len(x) // _TRAIN_PER_LIST, int(4 * math.sqrt(len(x)))))
+    step = max(1, len(x) // (nlist * _TRAIN_PER_LIST))
+    sample = np.ascontiguousarray(x[::step][: nlist * _TRAIN_PER_LIST])
+    quantizer = faiss.IndexFlatIP(x.shape[1])
+    ivf = faiss.IndexIVFFlat(quantizer, x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.seed = _SEED
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # the same centroids in every replica
+    try:
+        ivf.train(sample)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    ivf.nprobe = min(nprobe, nlist)
+    return ivf

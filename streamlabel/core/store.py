@@ -61,6 +61,9 @@ class StoreConfig:
             members' cosine to the class mean in the raw embedding space (catches
             off-domain items the learned metric would accept; ``None`` = off).
         top_k: candidate classes reported per item.
+        approximate_above: prototypes above which the index is approximate (IVF,
+            see :mod:`streamlabel.core.index`); ``None`` = always exact.
+        nprobe: inverted lists an approximate index scans per query.
         seed: seed of every random choice (reservoirs, sub-prototype clustering).
     """
 
@@ -76,6 +79,8 @@ class StoreConfig:
     discovered_threshold_cap: float | None = 0.5
     raw_threshold_quantile: float | None = 0.02
     top_k: int = 5
+    approximate_above: int | None = 20_000
+    nprobe: int = 16
     seed: int = 0
 
 
@@ -721,9 +726,12 @@ class PrototypeStore:
                 default=-1.0,
             )
             self._cap_discovered(ids, raw_thresholds, set(labelled_ids))
-        index = VectorIndex(self.dim, use_gpu=self._use_gpu)
-        if rows:
-            index.add(np.concatenate(rows))
+        index = VectorIndex.build(
+            np.concatenate(rows) if rows else np.zeros((0, self.dim), np.float32),
+            use_gpu=self._use_gpu,
+            approximate_above=cfg.approximate_above,
+            nprobe=cfg.nprobe,
+        )
         self._compiled = _Compiled(
             self._version,
             metric,

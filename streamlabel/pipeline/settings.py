@@ -48,6 +48,15 @@ class StoreSettings(_Section):
     raw_threshold_quantile: float | None = Field(default=0.02, gt=0.0, lt=0.5)
     top_k: int = Field(default=5, ge=1, le=100)
     use_gpu: bool = Field(default=True, description="Use a FAISS GPU index when available.")
+    approximate_above: int | None = Field(
+        default=20_000,
+        ge=1,
+        description="Prototypes above which the FAISS index is approximate (IVF-flat); "
+        "None = always exact.",
+    )
+    nprobe: int = Field(
+        default=16, ge=1, le=65_536, description="Inverted lists an approximate index scans."
+    )
 
     def to_config(self, seed: int) -> StoreConfig:
         """The core's config."""
@@ -64,6 +73,8 @@ class StoreSettings(_Section):
             discovered_threshold_cap=self.discovered_threshold_cap,
             raw_threshold_quantile=self.raw_threshold_quantile,
             top_k=self.top_k,
+            approximate_above=self.approximate_above,
+            nprobe=self.nprobe,
             seed=seed,
         )
 
