@@ -183,6 +183,16 @@ class RuntimeSection(_Section):
         "poll's texts by length, so batches carry less padding) at the cost of latency.",
     )
     poll_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    batch_target_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="Adaptive batch size: polls sized so that embedding and classifying one "
+        "batch takes about this long (between runtime.min_batch_size and "
+        "runtime.batch_size); None = every poll asks for runtime.batch_size.",
+    )
+    min_batch_size: int = Field(
+        default=16, ge=1, le=100_000, description="The smallest adaptive poll."
+    )
     overlap: bool = Field(
         default=True,
         description="Run the model on its own thread while the worker settles the batch "

@@ -36,6 +36,7 @@ import structlog
 from kafka import ConsumerRebalanceListener
 from threadpoolctl import threadpool_limits
 
+from streamlabel.core.batching import BatchSizer
 from streamlabel.core.embedder import Embedder
 from streamlabel.errors import ChangelogError, DecodeError, PublishError
 from streamlabel.logging import configure_logging
@@ -138,6 +139,7 @@ class WorkerStats:
     assigned: list[str] = field(default_factory=list)
     lag: dict[str, int] = field(default_factory=dict)
     last_batch_ms: float = 0.0
+    batch_size: int = 0
     busy_s: float = 0.0
     stage_s: dict[str, float] = field(default_factory=dict)
     started_at: float = 0.0
@@ -318,9 +320,20 @@ class StreamWorker(FaultTarget, Served):
         self._next: _Batch | None = None  # prefetched while the model ran
         self._epoch = 0  # rebalances seen: a batch polled in another epoch is checked
         self._embed_thread: ThreadPoolExecutor | None = None
+        rt = settings.runtime
+        self._sizer = (
+            BatchSizer(
+                target_s=rt.batch_target_ms / 1e3,
+                max_size=rt.batch_size,
+                min_size=min(rt.min_batch_size, rt.batch_size),
+            )
+            if rt.batch_target_ms is not None
+            else None
+        )
         self._inflight: list[Any] = []
         self._rng = np.random.default_rng(abs(hash(worker_id)) % (2**32))
         self._stats = WorkerStats(worker_id=worker_id)
+        self._stats.batch_size = self._sizer.size if self._sizer else rt.batch_size
         self._revoked_at: float | None = None
         self._reset_requested = threading.Event()
         self._refused: dict[Any, int] = {}  # delivered, commit refused: {tp: next offset}
@@ -458,6 +471,9 @@ class StreamWorker(FaultTarget, Served):
             return 0
         cur.out = out
         cur.stage_s = {"poll": cur.poll_s, **out.stage_s, "classify": t2 - t1}
+        if self._sizer is not None:  # the part of a batch every item of it waits for
+            model_s = prepared.decode_s + embedded.seconds + (t2 - t1)
+            self._stats.batch_size = self._sizer.observe(len(cur.messages), model_s)
         cur.stage_s["io_overlapped"] = io_s
         cur.stage_s["embed_wait"] = t1 - t_io - io_s
         self._send(cur)
@@ -496,7 +512,7 @@ class StreamWorker(FaultTarget, Served):
         while the model works, not after).
         """
         assert self._consumer is not None
-        size = self.settings.runtime.batch_size
+        size = self._sizer.size if self._sizer else self.settings.runtime.batch_size
         t0 = time.perf_counter()
         polled_at = time.monotonic()  # kafka-python's max-poll timer restarts inside poll
         epoch = self._epoch

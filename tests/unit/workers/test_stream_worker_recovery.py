@@ -634,3 +634,39 @@ def test_a_stopped_loop_settles_the_batch_in_flight_before_it_returns(
     stats = worker.run()
     assert committed_offsets(consumer) == [{P0: 23, P1: 6}, {P0: 25, P1: 7}]
     assert (stats["items"], stats["commits"]) == (7, 2)
+
+
+def test_with_a_latency_target_the_worker_polls_fewer_records_after_a_slow_batch(
+    fake_time: FakeTime,
+) -> None:
+    settings = load_runtime_settings(
+        None,
+        kafka={"topic_prefix": "t."},
+        runtime={"batch_size": 256, "batch_target_ms": 50, "min_batch_size": 2,
+                 "log_level": "warning"},
+    )  # fmt: skip
+
+    class CountingConsumer(FakeConsumer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.asked: list[int | None] = []
+
+        def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+            self.asked.append(max_records)
+            return super().poll(timeout_ms, max_records)
+
+    class SleepyEmbedder(HashEmbedder):
+        def embed(self, texts: Any) -> Any:
+            time.sleep(0.01 * len(texts))  # 10 ms per item: 5 items fit in 50 ms
+            return super().embed(texts)
+
+    w = StreamWorker(settings, "worker-b")
+    w._tail = FakeTail()  # type: ignore[assignment]
+    consumer = CountingConsumer({P0, P1}, polls=[batch_poll(), {}])
+    ready(w, consumer, SleepyEmbedder(dim=32), FakePublisher())
+    assert w.stats()["batch_size"] == 256
+    assert w.step() == 4
+    assert w.step() == 0
+    assert consumer.asked[0] == 256
+    assert 2 <= consumer.asked[-1] <= 128  # the poll after the slow batch asks for less
+    assert w.stats()["batch_size"] == consumer.asked[-1]
