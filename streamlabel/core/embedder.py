@@ -125,6 +125,8 @@ class TextTokenizer:
         Raises:
             EmbeddingError: the tokenizer failed on the batch.
         """
+        if not texts:
+            return bucket([], batch_size=self.batch_size, pad_id=0)
         tok = self._load()
         clean = [str(t).strip() for t in texts]
         if self._lower:

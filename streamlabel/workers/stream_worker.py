@@ -453,13 +453,13 @@ class StreamWorker(FaultTarget, Served):
         if not settled:  # the batch before outlived its group membership: start over
             self._rewind(cur.messages)
             return 0
-        out = self._engine.finish(prepared, embedded)
         self.faults.hit("after_embed")
-        t2 = time.perf_counter()
         if self._fenced(cur) or self._rebalanced_since(cur):
             # Its partitions may be another worker's by now, which reads them from
             # the last commit (or were reset to it); this worker reads again what it
             # still owns. One wasted batch per rebalance, never a skipped record.
+            # Decided before the Engine labels it: a dropped batch leaves no trace
+            # (its items must not count as seen when they are read again).
             dropped = cur.messages + (self._next.messages if self._next else [])
             if self._fenced(cur):
                 self._drop(dropped, "before_publish")
@@ -469,10 +469,13 @@ class StreamWorker(FaultTarget, Served):
                 self._log.info("batch_rebalanced", offsets=_offset_ranges(cur.messages))
             self._next = None
             return 0
+        t2 = time.perf_counter()
+        out = self._engine.finish(prepared, embedded)
+        t3 = time.perf_counter()
         cur.out = out
-        cur.stage_s = {"poll": cur.poll_s, **out.stage_s, "classify": t2 - t1}
+        cur.stage_s = {"poll": cur.poll_s, **out.stage_s, "classify": t3 - t2}
         if self._sizer is not None:  # the part of a batch every item of it waits for
-            model_s = prepared.decode_s + embedded.seconds + (t2 - t1)
+            model_s = prepared.decode_s + embedded.seconds + (t3 - t2)
             self._stats.batch_size = self._sizer.observe(len(cur.messages), model_s)
         cur.stage_s["io_overlapped"] = io_s
         cur.stage_s["embed_wait"] = t1 - t_io - io_s

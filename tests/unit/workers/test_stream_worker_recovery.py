@@ -559,8 +559,11 @@ def test_a_rebalance_in_the_prefetch_drops_the_batch_and_reads_it_again(
     class RebalancingConsumer(FakeConsumer):
         """The second poll runs a rebalance that takes P1 away, then returns records."""
 
+        rebalanced = False
+
         def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
-            if len(self.polls) == 1:
+            if len(self.polls) == 1 and not self.rebalanced:
+                self.rebalanced = True
                 worker._on_revoked({P0, P1})
                 self.assigned = {P0}
                 worker._on_assigned([P0])
@@ -577,6 +580,14 @@ def test_a_rebalance_in_the_prefetch_drops_the_batch_and_reads_it_again(
     assert worker._next is None
     stats = worker.stats()
     assert (stats["rebalanced_batches"], stats["fenced_batches"]) == (1, 0)
+    # read again from the rewound position: first labels (revision 0), as if never seen
+    consumer.polls = [{P0: [msg(0, 20), msg(0, 21), msg(0, 22)]}]
+    assert worker.step() == 3
+    assert [(r.item_id, r.revision) for r in publisher.published[0].labels] == [
+        ("i-0-20", 0),
+        ("i-0-21", 0),
+        ("i-0-22", 0),
+    ]
 
 
 def test_the_join_inside_the_poll_that_returns_a_batch_does_not_drop_it(
