@@ -20,6 +20,9 @@ On the same texts and machine:
     and how embedding splits into tokenization and the forward pass;
 (e) **memory**: each actor's RSS (and the GPU's peak allocation when there is one).
 
+With the pipelined step, stages overlap: ``overlap_ms_per_item`` gives the Kafka
+work done while the model ran and the time then left waiting for the model.
+
 With ``--json`` the last line is ``{"encode_items_per_s", "e2e_items_per_s",
 "ratio", "p50_ms", "p99_ms", "stages", ...}``.
 """
@@ -46,6 +49,11 @@ __all__ = ["latency_percentiles", "run_throughput_bench", "stage_table"]
 
 WORKER_STAGES = ("poll", "decode", "embed", "classify", "encode", "publish", "commit", "observe")
 LEARNER_STAGES = ("drift", "discovery", "adopt")
+OVERLAP_STAGES = ("io_overlapped", "embed_wait")
+"""With ``runtime.overlap``: the Kafka work a step did while the model ran (settling
+the batch before, class events, prefetching), and what was left of the model's
+time after it (the main thread waiting for the embedding). Waiting left over means
+the I/O was hidden."""
 
 
 def stage_table(
@@ -195,6 +203,10 @@ def run_throughput_bench(
         say(f"end to end: {e2e:.1f} items/s with {workers} worker(s) ({e2e / bare:.2f} of bare)")
         spent0, spent1 = _summed(p0.workers), _summed(p1.workers)
         stages = stage_table(spent0, spent1, len(batch), WORKER_STAGES)
+        overlap = {
+            k: round(max(0.0, spent1.get(k, 0.0) - spent0.get(k, 0.0)) * 1e3 / len(batch), 4)
+            for k in OVERLAP_STAGES
+        }
         learner = stage_table(
             p0.learner.get("stage_s", {}), p1.learner.get("stage_s", {}), len(batch),
             LEARNER_STAGES,
@@ -225,6 +237,7 @@ def run_throughput_bench(
         say(f"latency at {offered:.0f} items/s: p50 {latency['p50_ms']} ms, "
             f"p99 {latency['p99_ms']} ms")  # fmt: skip
         p2 = rt.progress()
+        device_memory = rt.embedder_memory()
         labels.close()
     bare_after = bare_encode_rate(settings, texts)
     say(f"bare model.encode again: {bare_after:.1f} items/s")
@@ -239,6 +252,7 @@ def run_throughput_bench(
         "p99_ms": latency["p99_ms"],
         "stages": stages,
         "learner_stages": learner,
+        "overlap_ms_per_item": overlap,
         "learner_share_of_worker_time": round(learner_s / busy, 4) if busy else 0.0,
         "outside_pipeline_ms_per_item": per_item,
         "latency": {**latency, "paced_items_per_s": round(offered, 1)},
@@ -248,12 +262,16 @@ def run_throughput_bench(
             **{w["worker_id"]: round(w["rss_bytes"] / 2**30, 2) for w in p2.workers},
             "learner": round(p2.learner.get("rss_bytes", 0) / 2**30, 2),
         },
-        "gpu_peak_gib": _gpu_peak_gib(),
+        "gpu_peak_gib": _gpu_peak_gib(device_memory),
     }
     return result
 
 
-def _gpu_peak_gib() -> float | None:
+def _gpu_peak_gib(device_memory: dict[str, int]) -> float | None:
+    """The GPU's peak allocation: the shared embedder actor's, else this process's
+    (local mode on a GPU); None on CPU."""
+    if "gpu_peak_bytes" in device_memory:
+        return round(device_memory["gpu_peak_bytes"] / 2**30, 2)
     try:
         import torch
 

@@ -526,6 +526,15 @@ class Runtime:
     def _slots(self) -> list[_Slot]:
         return [*([self.learner] if self.learner else []), *self.workers]
 
+    def embedder_memory(self, timeout_s: float = 30.0) -> dict[str, int]:
+        """The shared embedder actor's device memory in bytes (empty without the
+        actor, or when it runs on CPU)."""
+        import ray
+
+        if self._embedder_actor is None:
+            return {}
+        return dict(ray.get(self._embedder_actor.memory.remote(), timeout=timeout_s))
+
     def progress(self, timeout_s: float = 10.0) -> Progress:
         """Gathers every actor's counters."""
         import ray
