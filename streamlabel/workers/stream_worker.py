@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import faiss
 import numpy as np
 import structlog
 from kafka import ConsumerRebalanceListener
@@ -444,6 +445,8 @@ class StreamWorker(FaultTarget, Served):
             self._next = None  # positions are set again from the committed offsets
             self._after_broker_reset()
         cur, self._next = self._next, None
+        if cur is not None:
+            cur = self._top_up(cur)
         if cur is None:
             self._settle()
             self._apply_class_events()
@@ -519,7 +522,7 @@ class StreamWorker(FaultTarget, Served):
             job.set_exception(exc)
         return job
 
-    def _poll(self, *, block: bool) -> _Batch | None:
+    def _poll(self, *, block: bool, size: int | None = None) -> _Batch | None:
         """Polls up to ``runtime.batch_size`` records (the adaptive size, if set).
 
         ``block``: wait up to ``runtime.poll_timeout_ms`` for the first records;
@@ -530,7 +533,8 @@ class StreamWorker(FaultTarget, Served):
         latency 3x worse on 2 cores).
         """
         assert self._consumer is not None
-        size = self._sizer.size if self._sizer else self.settings.runtime.batch_size
+        if size is None:
+            size = self._sizer.size if self._sizer else self.settings.runtime.batch_size
         t0 = time.perf_counter()
         polled_at = time.monotonic()  # kafka-python's max-poll timer restarts inside poll
         timeout = self.settings.runtime.poll_timeout_ms if block else 0
@@ -543,6 +547,24 @@ class StreamWorker(FaultTarget, Served):
         if not messages:
             return None
         return _Batch(messages, polled_at, epoch, poll_s)
+
+    def _top_up(self, batch: _Batch) -> _Batch | None:
+        """Adds to a prefetched batch what arrived while the model ran (a prefetch
+        taken early in a slow stream would otherwise hold back the records that
+        came after it by a whole step). A rebalance in this poll discards both:
+        their partitions are rewound and the next poll reads them again."""
+        size = self._sizer.size if self._sizer else self.settings.runtime.batch_size
+        if len(batch.messages) >= size:
+            return batch
+        more = self._poll(block=False, size=size - len(batch.messages))
+        if more is None:
+            return batch
+        if more.epoch != batch.epoch:
+            self._rewind(batch.messages + more.messages)
+            return None
+        batch.messages.extend(more.messages)
+        batch.poll_s += more.poll_s
+        return batch
 
     def _after_idle_poll(self) -> None:
         assert self._consumer is not None
@@ -817,6 +839,9 @@ class StreamWorker(FaultTarget, Served):
         # Small matrix products only: one BLAS thread, so actors sharing cores do not
         # oversubscribe them (multi-threaded OpenBLAS made the drift tests 10-30x slower).
         threadpool_limits(limits=1, user_api="blas")
+        # FAISS's OpenMP team would spin on the loop's thread while torch's works on
+        # the embed thread (two teams on the same cores: embedding 35% slower).
+        faiss.omp_set_num_threads(1)
         s = self.settings
         embedder: Embedder = self._embedder or load_embedder(
             s.model, threads=s.runtime.torch_threads or default_threads(s.runtime.workers)
