@@ -193,11 +193,13 @@ class RuntimeSection(_Section):
     min_batch_size: int = Field(
         default=16, ge=1, le=100_000, description="The smallest adaptive poll."
     )
-    overlap: bool = Field(
-        default=True,
-        description="Run the model on its own thread while the worker settles the batch "
-        "before (delivery, commit) and prefetches the next one; off: every stage in turn. "
-        "At most one batch is sent and uncommitted either way.",
+    overlap: bool | None = Field(
+        default=None,
+        description="Pipelined step: the model embeds a batch on its own thread while the "
+        "worker settles the batch before (delivery, commit) and prefetches the next. "
+        "None = on with the shared embedder actor (the worker only waits for it), off with "
+        "a local CPU model (the cores are the bottleneck: nothing to overlap, and measured "
+        "worse latency). At most one batch is sent and uncommitted either way.",
     )
     torch_threads: int | None = Field(
         default=None, ge=1, description="Threads per local embedder; None = cores / workers."

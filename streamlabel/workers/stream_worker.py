@@ -12,9 +12,11 @@ read replica of the prototype store by tailing ``classes``. A batch goes through
 5. wait for every delivery, then commit the batch's offsets (never before);
 6. send what it labelled to the learner's drift detectors (best effort).
 
-Steps 5-6 of the batch before and step 1 of the batch after run while the
-model embeds this one (``runtime.overlap``): the model, the one stage that
-needs the cores, is never left waiting on Kafka.
+With ``runtime.overlap`` (by default with the shared embedder actor, whose
+model runs elsewhere), steps 5-6 of the batch before and step 1 of the batch
+after run while the model embeds this one, so the model is never left waiting
+on Kafka. With a local CPU model the cores are the bottleneck and the stages
+run in turn: overlapping them measured no faster and with worse latency.
 
 The loop runs inside the actor (``run``); ``stop`` makes it finish the current
 batch, commit and close. The class is plain Python: the supervisor wraps it
@@ -45,7 +47,7 @@ from streamlabel.pipeline.engine import EmbeddedTexts, Engine, PreparedBatch
 from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.pipeline.settings import DriftSettings
 from streamlabel.schemas import ClassEvent, decode
-from streamlabel.workers.embedding import default_threads, load_embedder
+from streamlabel.workers.embedding import RemoteEmbedder, default_threads, load_embedder
 from streamlabel.workers.endpoint import Served
 from streamlabel.workers.faults import (
     WORKER_POINTS,
@@ -325,6 +327,12 @@ class StreamWorker(FaultTarget, Served):
         self.topics = Topics.of(settings.kafka)
         self._learner = learner
         self._embedder = embedder
+        self.overlap = (
+            settings.runtime.overlap
+            if settings.runtime.overlap is not None
+            else isinstance(embedder, RemoteEmbedder)
+        )
+        """Whether the step is pipelined (``runtime.overlap``; auto: with the shared actor)."""
         self._engine: Engine | None = None
         self._consumer: KafkaConsumer | None = None
         self._tail: ClassTail | None = None
@@ -461,7 +469,7 @@ class StreamWorker(FaultTarget, Served):
         t_io = time.perf_counter()
         settled = self._settle()
         self._apply_class_events()
-        if settled and self.settings.runtime.overlap:
+        if settled and self.overlap:
             self._next = self._poll(block=False)
         io_s = time.perf_counter() - t_io
         embedded = job.result()
@@ -498,7 +506,7 @@ class StreamWorker(FaultTarget, Served):
         self._send(cur)
         cur.busy_s = time.perf_counter() - t0
         self._pending = cur
-        if not self.settings.runtime.overlap:
+        if not self.overlap:
             self._settle()
         return len(cur.messages)
 
@@ -859,7 +867,7 @@ class StreamWorker(FaultTarget, Served):
         events = self._tail.catch_up()
         self._stats.class_events_applied += engine.apply(events)
         self._publisher = Publisher(s.kafka, self.topics)
-        if s.runtime.overlap:
+        if self.overlap:
             self._embed_thread = ThreadPoolExecutor(
                 1, thread_name_prefix="embed", initializer=_same_torch_threads,
                 initargs=(_torch_threads(),),

@@ -179,7 +179,7 @@ def worker() -> StreamWorker:
     settings = load_runtime_settings(
         None,
         kafka={"topic_prefix": "t.", "max_poll_interval_ms": LIMIT_MS},
-        runtime={"batch_size": 16, "log_level": "warning"},
+        runtime={"batch_size": 16, "log_level": "warning", "overlap": True},
     )
     w = StreamWorker(settings, "worker-t")
     w._tail = FakeTail()  # type: ignore[assignment]
@@ -540,9 +540,7 @@ def test_the_next_batch_is_prefetched_while_the_model_runs(worker: StreamWorker)
 
 
 def test_without_overlap_a_step_commits_its_own_batch(worker: StreamWorker) -> None:
-    worker.settings = worker.settings.model_copy(
-        update={"runtime": worker.settings.runtime.model_copy(update={"overlap": False})}
-    )
+    worker.overlap = False
     consumer = FakeConsumer({P0, P1}, polls=[batch_poll(), second_poll()])
     publisher = FakePublisher()
     ready(worker, consumer, HashEmbedder(dim=32), publisher)
@@ -654,7 +652,7 @@ def test_with_a_latency_target_the_worker_polls_fewer_records_after_a_slow_batch
         None,
         kafka={"topic_prefix": "t."},
         runtime={"batch_size": 256, "batch_target_ms": 50, "min_batch_size": 2,
-                 "log_level": "warning"},
+                 "log_level": "warning", "overlap": True},
     )  # fmt: skip
 
     class CountingConsumer(FakeConsumer):
@@ -681,3 +679,18 @@ def test_with_a_latency_target_the_worker_polls_fewer_records_after_a_slow_batch
     assert consumer.asked[0] == 256
     assert 2 <= consumer.asked[-1] <= 128  # the poll after the slow batch asks for less
     assert w.stats()["batch_size"] == consumer.asked[-1]
+
+
+@pytest.mark.parametrize(("setting", "remote", "expected"), [
+    (None, False, False), (None, True, True), (True, False, True), (False, True, False),
+])  # fmt: skip
+def test_overlap_is_on_by_default_only_with_the_shared_embedder_actor(
+    setting: bool | None, remote: bool, expected: bool
+) -> None:
+    from streamlabel.workers.embedding import RemoteEmbedder
+
+    settings = load_runtime_settings(
+        None, kafka={"topic_prefix": "t."}, runtime={"overlap": setting, "log_level": "warning"}
+    )
+    embedder = object.__new__(RemoteEmbedder) if remote else HashEmbedder(dim=8)
+    assert StreamWorker(settings, "worker-o", embedder=embedder).overlap is expected
