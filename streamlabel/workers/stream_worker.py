@@ -12,11 +12,12 @@ read replica of the prototype store by tailing ``classes``. A batch goes through
 5. wait for every delivery, then commit the batch's offsets (never before);
 6. send what it labelled to the learner's drift detectors (best effort).
 
-With ``runtime.overlap`` (by default with the shared embedder actor, whose
-model runs elsewhere), steps 5-6 of the batch before and step 1 of the batch
-after run while the model embeds this one, so the model is never left waiting
-on Kafka. With a local CPU model the cores are the bottleneck and the stages
-run in turn: overlapping them measured no faster and with worse latency.
+With ``runtime.overlap``, steps 5-6 of the batch before and step 1 of the
+batch after run while the model embeds this one, so the model is never left
+waiting on Kafka. It is off by default: on 2 CPU cores the cores are the
+bottleneck, and overlapping measured no faster and with worse latency (the
+model runs 15-35% slower on a second native thread there). It is meant for a
+model on another device, where Kafka round trips are a real share of a batch.
 
 The loop runs inside the actor (``run``); ``stop`` makes it finish the current
 batch, commit and close. The class is plain Python: the supervisor wraps it
@@ -47,7 +48,7 @@ from streamlabel.pipeline.engine import EmbeddedTexts, Engine, PreparedBatch
 from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.pipeline.settings import DriftSettings
 from streamlabel.schemas import ClassEvent, decode
-from streamlabel.workers.embedding import RemoteEmbedder, default_threads, load_embedder
+from streamlabel.workers.embedding import default_threads, load_embedder
 from streamlabel.workers.endpoint import Served
 from streamlabel.workers.faults import (
     WORKER_POINTS,
@@ -327,12 +328,8 @@ class StreamWorker(FaultTarget, Served):
         self.topics = Topics.of(settings.kafka)
         self._learner = learner
         self._embedder = embedder
-        self.overlap = (
-            settings.runtime.overlap
-            if settings.runtime.overlap is not None
-            else isinstance(embedder, RemoteEmbedder)
-        )
-        """Whether the step is pipelined (``runtime.overlap``; auto: with the shared actor)."""
+        self.overlap = settings.runtime.overlap
+        """Whether the step is pipelined (``runtime.overlap``)."""
         self._engine: Engine | None = None
         self._consumer: KafkaConsumer | None = None
         self._tail: ClassTail | None = None

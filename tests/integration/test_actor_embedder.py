@@ -3,7 +3,9 @@
 ``runtime.embedder = "actor"`` is what ``auto`` picks on a cluster with a GPU.
 Here it runs on CPU with the real broker, Ray and MiniLM: two stream workers
 tokenize their batches and send them to one :class:`EmbedderActor`; every item
-is labelled, with the same labels as the workers' own models would give.
+is labelled, with the same labels as the workers' own models would give. The
+workers run the pipelined step (``runtime.overlap``), which is meant for this
+topology.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def test_workers_feed_one_shared_embedder_actor_and_label_everything(
 ) -> None:
     settings = make_runtime_settings(
         tmp_path / "state",
-        runtime={"workers": 2, "batch_size": 32, "embedder": "actor"},
+        # the pipelined step too, as it is meant to run beside a model on another device
+        runtime={"workers": 2, "batch_size": 32, "embedder": "actor", "overlap": True},
         ray={"embedder_num_cpus": 0},
         discovery={"run_every": 100000},
     )
@@ -49,6 +52,7 @@ def test_workers_feed_one_shared_embedder_actor_and_label_everything(
     assert {r.model_id for r in got.values()} == {"all-MiniLM-L6-v2@cpu"}
     assert sum(w["items"] for w in workers) >= len(items)
     assert all(w["items"] > 0 for w in workers)  # both workers fed the one actor
+    assert all(w["commits"] == w["batches"] for w in workers)  # every batch settled
     # the labels are the model's: the same texts through a local engine agree
     from streamlabel.pipeline import Engine
     from streamlabel.pipeline.settings import load_settings

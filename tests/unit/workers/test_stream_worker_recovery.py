@@ -681,16 +681,12 @@ def test_with_a_latency_target_the_worker_polls_fewer_records_after_a_slow_batch
     assert w.stats()["batch_size"] == consumer.asked[-1]
 
 
-@pytest.mark.parametrize(("setting", "remote", "expected"), [
-    (None, False, False), (None, True, True), (True, False, True), (False, True, False),
-])  # fmt: skip
-def test_overlap_is_on_by_default_only_with_the_shared_embedder_actor(
-    setting: bool | None, remote: bool, expected: bool
-) -> None:
-    from streamlabel.workers.embedding import RemoteEmbedder
+def test_overlap_is_off_unless_asked_for() -> None:
+    def overlap(**runtime: Any) -> bool:
+        settings = load_runtime_settings(
+            None, kafka={"topic_prefix": "t."}, runtime={"log_level": "warning", **runtime}
+        )
+        return StreamWorker(settings, "worker-o").overlap
 
-    settings = load_runtime_settings(
-        None, kafka={"topic_prefix": "t."}, runtime={"overlap": setting, "log_level": "warning"}
-    )
-    embedder = object.__new__(RemoteEmbedder) if remote else HashEmbedder(dim=8)
-    assert StreamWorker(settings, "worker-o", embedder=embedder).overlap is expected
+    assert overlap() is False
+    assert overlap(overlap=True) is True
