@@ -2,13 +2,17 @@
 
 Most stores hold a few prototypes per class for tens to thousands of classes:
 an exact flat index is then both the fastest to rebuild after every store
-change and exact. Past ``approximate_above`` rows (tens of thousands of
-classes) a flat scan costs more than the model (a batch of 256 against 100k
-prototypes is about 20 GFLOP), so the store switches to an inverted-file index
-(IVF-flat): ``4 * sqrt(rows)`` k-means lists, ``nprobe`` of them scanned per
-query. Its training is single-threaded on a fixed sample with a fixed seed, so
-every replica that compiles the same store builds the same index and gives
-the same labels (a label must be explainable and replayable).
+change and exact, and it is the default. Past tens of thousands of classes a
+flat scan costs as much as the model (a batch of 256 against 100k prototypes
+is about 20 GFLOP: 1.9 s on 2 cores). ``store.approximate_above`` then switches
+to an inverted-file index (IVF-flat): ``4 * sqrt(rows)`` k-means lists,
+``nprobe`` of them scanned per query. It is opt-in because its recall depends
+on the data. On uniform synthetic classes (30k, the worst case for IVF) it
+agreed with the exact index on 85% of items at ``nprobe`` 16, 96% at 64 and
+99.8% at 256 (a third of the lists); clustered real embeddings do better. Its
+training is single-threaded on a fixed sample with a fixed seed, so every
+replica that compiles the same store builds the same index and gives the same
+labels (a label must be explainable and replayable).
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ class StoreConfig:
     discovered_threshold_cap: float | None = 0.5
     raw_threshold_quantile: float | None = 0.02
     top_k: int = 5
-    approximate_above: int | None = 20_000
+    approximate_above: int | None = None
     nprobe: int = 16
     seed: int = 0
 

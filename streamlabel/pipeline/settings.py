@@ -49,10 +49,12 @@ class StoreSettings(_Section):
     top_k: int = Field(default=5, ge=1, le=100)
     use_gpu: bool = Field(default=True, description="Use a FAISS GPU index when available.")
     approximate_above: int | None = Field(
-        default=20_000,
+        default=None,
         ge=1,
         description="Prototypes above which the FAISS index is approximate (IVF-flat); "
-        "None = always exact.",
+        "None = always exact. Measure its agreement with the exact index on your data "
+        "first (streamlabel bench scale): on uniform synthetic classes it needs a large "
+        "nprobe.",
     )
     nprobe: int = Field(
         default=16, ge=1, le=65_536, description="Inverted lists an approximate index scans."
