@@ -139,6 +139,11 @@ def test_worker_and_learner_metrics_match_what_was_produced(served_runtime, so_t
 
     learner_url = rt.progress().learner["metrics_url"]
     assert learner_url.endswith(f":{rt.settings.metrics.port + 1}")
+    # the learner reads the unknowns topic on its own schedule: it gets there
+    wait_until(
+        lambda: _value(_scrape(learner_url), "streamlabel_unknowns_absorbed_total") == unknown,
+        60, "the learner absorbing every unknown",
+    )  # fmt: skip
     lm = _scrape(learner_url)
     assert _value(lm, "streamlabel_feedback_total", actor="learner") == len(teach)
     assert _value(lm, "streamlabel_classes", status="known") == len(labels)
