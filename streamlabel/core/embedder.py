@@ -106,7 +106,12 @@ class TextTokenizer:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_tokenizer": None}
 
-    def _load(self) -> Any:
+    def load(self) -> Any:
+        """Loads the tokenizer in this process (once).
+
+        Raises:
+            EmbeddingError: the model directory has no usable tokenizer here.
+        """
         if self._tokenizer is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -127,7 +132,7 @@ class TextTokenizer:
         """
         if not texts:
             return bucket([], batch_size=self.batch_size, pad_id=0)
-        tok = self._load()
+        tok = self.load()
         clean = [str(t).strip() for t in texts]
         if self._lower:
             clean = [t.lower() for t in clean]
@@ -138,6 +143,12 @@ class TextTokenizer:
         except Exception as exc:  # tokenizers raise several kinds
             raise EmbeddingError(f"tokenizer failed on a batch of {len(texts)}: {exc}") from exc
         return bucket(ids, batch_size=self.batch_size, pad_id=int(tok.pad_token_id or 0))
+
+
+def _tensor(a: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(a) if a.flags.writeable else torch.tensor(a)
 
 
 def resolve_device(device: DeviceSetting) -> tuple[str, Any]:
@@ -242,7 +253,8 @@ class SentenceTransformerEmbedder:
         try:
             with torch.inference_mode():
                 for ids, mask in batch.chunks:
-                    t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+                    # arrays from Ray's object store are read-only: torch needs its own
+                    t_ids, t_mask = _tensor(ids), _tensor(mask)
                     if cuda:
                         t_ids = t_ids.pin_memory().to(self._device, non_blocking=True)
                         t_mask = t_mask.pin_memory().to(self._device, non_blocking=True)

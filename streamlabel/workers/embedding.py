@@ -23,11 +23,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import structlog
 
 from streamlabel.core.embedder import SentenceTransformerEmbedder, TextTokenizer
 from streamlabel.core.tokens import TokenBatch
 from streamlabel.errors import EmbeddingError, StreamlabelError
 from streamlabel.pipeline.settings import ModelSettings
+
+log = structlog.get_logger(__name__)
 
 __all__ = ["EmbedderActor", "RemoteEmbedder", "load_embedder", "resolve_embedder_mode"]
 
@@ -126,10 +129,24 @@ class RemoteEmbedder:
     def model_id(self) -> str:
         return str(self._model_id)
 
+    def _tokenizer_loads(self) -> bool:
+        """Whether the tokenizer loads here. The model directory may exist only where
+        the actor runs (a path mounted on the GPU pod alone): the texts then go to
+        the actor instead, rather than every item failing as if the model had."""
+        assert self._tokenizer is not None
+        try:
+            self._tokenizer.load()
+        except EmbeddingError as exc:
+            log.warning("tokenizer_unavailable_sending_texts", error=str(exc))
+            return False
+        return True
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import ray
         from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+        if self._tokenizer is not None and not self._tokenizer_loads():
+            self._tokenizer = None
         if self._tokenizer is not None:
             request = self._handle.embed_tokens.remote(self._tokenizer.tokenize(texts))
         else:

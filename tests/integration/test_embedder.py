@@ -120,5 +120,12 @@ def test_the_embedder_actor_embeds_what_the_caller_tokenized(embedder, local_ray
         texts_only = RemoteEmbedder(actor, tokenize=False)
         np.testing.assert_allclose(texts_only.embed(TEXTS), embedder.embed(TEXTS), atol=1e-5)
         assert ray.get(actor.memory.remote()) == {}  # no device memory on CPU
+        # a model directory the caller cannot read (mounted where the actor runs only):
+        # the texts go to the actor instead of every item failing
+        from streamlabel.core.embedder import TextTokenizer
+
+        remote._tokenizer = TextTokenizer("/nonexistent/model")
+        np.testing.assert_allclose(remote.embed(TEXTS), embedder.embed(TEXTS), atol=1e-5)
+        assert remote._tokenizer is None
     finally:
         ray.kill(actor)
