@@ -432,16 +432,17 @@ class StreamWorker(FaultTarget, Served):
 
     # ------------------------------------------------------------------ loop
     def step(self) -> int:
-        """One pipelined step; returns the records it labelled and sent.
+        """One step; returns the records it labelled and sent.
 
-        The model runs on the embed thread while this thread does the Kafka work
-        of the neighbouring batches: it settles the batch sent by the previous
-        step (waits for its deliveries, commits it, sends its observations),
-        applies new class events and prefetches the next batch. Then it
+        With ``runtime.overlap`` the model runs on the embed thread while this
+        thread does the Kafka work of the neighbouring batches: it settles the
+        batch sent by the previous step (waits for its deliveries, commits it,
+        sends its observations), applies new class events and prefetches the
+        next batch. Then it
         classifies the current batch against the store as it is now and sends
         its records without waiting for them. At most one batch is ever sent and
         not committed, so the at-least-once bound stays one batch per worker.
-        With ``runtime.overlap`` off, every stage runs in turn on this thread.
+        Without it (the default), every stage runs in turn on this thread.
         """
         assert self._engine is not None
         if self._reset_requested.is_set():
