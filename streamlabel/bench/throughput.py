@@ -41,13 +41,14 @@ from streamlabel.errors import StreamlabelError
 from streamlabel.schemas import Feedback, Item, LabelRecord, decode, encode
 from streamlabel.workers.client import TopicReader, produce_feedback, produce_items
 from streamlabel.workers.kafka_io import Publisher
+from streamlabel.workers.metrics import STAGES
 from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.supervisor import Runtime
 from streamlabel.workers.topics import Topics
 
 __all__ = ["latency_percentiles", "run_throughput_bench", "stage_table"]
 
-WORKER_STAGES = ("poll", "decode", "embed", "classify", "encode", "publish", "commit", "observe")
+WORKER_STAGES = STAGES
 LEARNER_STAGES = ("drift", "discovery", "adopt")
 OVERLAP_STAGES = ("io_overlapped", "embed_wait")
 """With ``runtime.overlap``: the Kafka work a step did while the model ran (settling
@@ -151,17 +152,14 @@ def _split_decode(texts: list[str]) -> dict[str, float]:
 
 def _split_embed(settings: RuntimeSettings, texts: list[str]) -> dict[str, float]:
     """Milliseconds per item of tokenization alone (the model's tokenizer, its batches)."""
-    from transformers import AutoTokenizer
+    from streamlabel.core.embedder import TextTokenizer
 
-    from streamlabel.core.embedder import bundled_model_path
-
-    path = settings.model.path or bundled_model_path()
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    b = settings.model.batch_size
+    m = settings.model
+    tokenizer = TextTokenizer(m.path, batch_size=m.batch_size, max_seq_length=m.max_seq_length)
+    tokenizer.load()
     t0 = time.perf_counter()
-    for i in range(0, len(texts), b):
-        tok(texts[i : i + b], padding=True, truncation=True,
-            max_length=settings.model.max_seq_length, return_tensors="pt")  # fmt: skip
+    for i in range(0, len(texts), m.batch_size):
+        tokenizer.tokenize(texts[i : i + m.batch_size])
     return {"tokenize_ms": (time.perf_counter() - t0) * 1e3 / max(len(texts), 1)}
 
 
@@ -204,8 +202,8 @@ def run_throughput_bench(
         spent0, spent1 = _summed(p0.workers), _summed(p1.workers)
         stages = stage_table(spent0, spent1, len(batch), WORKER_STAGES)
         overlap = {
-            k: round(max(0.0, spent1.get(k, 0.0) - spent0.get(k, 0.0)) * 1e3 / len(batch), 4)
-            for k in OVERLAP_STAGES
+            k: v["ms_per_item"]
+            for k, v in stage_table(spent0, spent1, len(batch), OVERLAP_STAGES).items()
         }
         learner = stage_table(
             p0.learner.get("stage_s", {}), p1.learner.get("stage_s", {}), len(batch),

@@ -97,9 +97,6 @@ class PreparedBatch:
     out: EngineOutput
     decode_s: float
 
-    def __len__(self) -> int:
-        return len(self.decoded)
-
 
 @dataclass(frozen=True)
 class EmbeddedTexts:

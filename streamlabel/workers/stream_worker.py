@@ -438,9 +438,8 @@ class StreamWorker(FaultTarget, Served):
         thread does the Kafka work of the neighbouring batches: it settles the
         batch sent by the previous step (waits for its deliveries, commits it,
         sends its observations), applies new class events and prefetches the
-        next batch. Then it
-        classifies the current batch against the store as it is now and sends
-        its records without waiting for them. At most one batch is ever sent and
+        next batch. Then it classifies the current batch against the store as it
+        is now and sends its records without waiting for them. At most one batch is ever sent and
         not committed, so the at-least-once bound stays one batch per worker.
         Without it (the default), every stage runs in turn on this thread.
         """
@@ -455,9 +454,9 @@ class StreamWorker(FaultTarget, Served):
             cur = self._top_up(cur)
         if cur is None:
             self._settle()
-            self._apply_class_events()
             cur = self._poll(block=True)
             if cur is None:
+                self._apply_class_events()  # an idle replica stays current too
                 self._after_idle_poll()
                 return 0
         t0 = time.perf_counter()
@@ -495,12 +494,13 @@ class StreamWorker(FaultTarget, Served):
         out = self._engine.finish(prepared, embedded)
         t3 = time.perf_counter()
         cur.out = out
-        cur.stage_s = {"poll": cur.poll_s, **out.stage_s, "classify": t3 - t2}
+        cur.stage_s = {
+            "poll": cur.poll_s, **out.stage_s, "classify": t3 - t2,
+            "io_overlapped": io_s, "embed_wait": t1 - t_io - io_s,
+        }  # fmt: skip
         if self._sizer is not None:  # the part of a batch every item of it waits for
             model_s = prepared.decode_s + embedded.seconds + (t3 - t2)
             self._stats.batch_size = self._sizer.observe(len(cur.messages), model_s)
-        cur.stage_s["io_overlapped"] = io_s
-        cur.stage_s["embed_wait"] = t1 - t_io - io_s
         self._send(cur)
         cur.busy_s = time.perf_counter() - t0
         self._pending = cur
@@ -540,7 +540,7 @@ class StreamWorker(FaultTarget, Served):
         """
         assert self._consumer is not None
         if size is None:
-            size = self._sizer.size if self._sizer else self.settings.runtime.batch_size
+            size = self._poll_size()
         t0 = time.perf_counter()
         polled_at = time.monotonic()  # kafka-python's max-poll timer restarts inside poll
         timeout = self.settings.runtime.poll_timeout_ms if block else 0
@@ -554,12 +554,16 @@ class StreamWorker(FaultTarget, Served):
             return None
         return _Batch(messages, polled_at, epoch, poll_s)
 
+    def _poll_size(self) -> int:
+        """Records per poll: the adaptive size, else ``runtime.batch_size``."""
+        return self._sizer.size if self._sizer else self.settings.runtime.batch_size
+
     def _top_up(self, batch: _Batch) -> _Batch | None:
         """Adds to a prefetched batch what arrived while the model ran (a prefetch
         taken early in a slow stream would otherwise hold back the records that
         came after it by a whole step). A rebalance in this poll discards both:
         their partitions are rewound and the next poll reads them again."""
-        size = self._sizer.size if self._sizer else self.settings.runtime.batch_size
+        size = self._poll_size()
         if len(batch.messages) >= size:
             return batch
         more = self._poll(block=False, size=size - len(batch.messages))
@@ -588,8 +592,7 @@ class StreamWorker(FaultTarget, Served):
             self._publisher.send_all(batch.records)
             batch.sent = True
         except PublishError as exc:  # delivered again, with retries, when settled
-            self._stats.publish_retries += 1
-            self._log.warning("publish_failed", attempt=1, error=str(exc))
+            self._publish_failed(1, exc)
         self.faults.hit("after_produce")
         batch.stage_s["encode"] = t1 - t0
         batch.stage_s["publish"] = time.perf_counter() - t1
@@ -627,21 +630,22 @@ class StreamWorker(FaultTarget, Served):
         self._account(batch)
         return True
 
+    def _publish_failed(self, attempt: int, exc: PublishError) -> None:
+        self._stats.publish_retries += 1
+        self._log.warning("publish_failed", attempt=attempt, error=str(exc))
+
     def _await_delivery(self, batch: _Batch) -> None:
         assert self._publisher is not None
-
-        def failed(attempt: int, exc: PublishError) -> None:
-            self._stats.publish_retries += 1
-            self._log.warning("publish_failed", attempt=attempt, error=str(exc))
-
         if batch.sent:
             try:
                 self._publisher.flush()
                 return
             except PublishError as exc:
-                failed(1, exc)
+                self._publish_failed(1, exc)
         self._publisher.deliver(
-            batch.records, retry_s=self.settings.runtime.publish_retry_s, on_failure=failed
+            batch.records,
+            retry_s=self.settings.runtime.publish_retry_s,
+            on_failure=self._publish_failed,
         )
 
     def _account(self, batch: _Batch) -> None:
