@@ -22,6 +22,7 @@ import numpy as np
 
 from streamlabel.bench.data import LabelledTexts
 from streamlabel.bench.metrics import open_world_scores
+from streamlabel.core.discovery import DiscoveryReport
 from streamlabel.core.embedder import Embedder
 from streamlabel.pipeline import Engine, EngineSettings
 from streamlabel.schemas import UNKNOWN, Feedback, Item, LabelRecord
@@ -41,6 +42,7 @@ class SeedResult:
     items: int
     seconds: float
     discovered: list[tuple[str, str, int]] = field(default_factory=list)
+    diagnostics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ def run_seed(
     order = stream_order(split, len(test), seed)
     first: dict[str, LabelRecord] = {}
     final: dict[str, LabelRecord] = {}
+    reports: list[DiscoveryReport] = []
 
     def collect(records: list[LabelRecord]) -> None:
         for r in records:
@@ -135,12 +138,16 @@ def run_seed(
         for part, i in order[lo : lo + batch_size]:
             data, vecs = (train, train_vectors) if part == "train" else (test, test_vectors)
             batch.append(Item(id=f"{part}-{i}", text=data.texts[i], vector=vecs[i]))
-        collect(engine.process(batch).labels)
+        out = engine.process(batch)
+        collect(out.labels)
+        reports.extend(out.discoveries)
         if progress and (lo // batch_size) % 50 == 0:
             n_classes = len(engine.store.active_ids())
             progress(f"seed {seed}: {lo + len(batch)}/{len(order)} items, {n_classes} classes")
     for _ in range(2):  # background discovery keeps running after the stream ends
-        collect(engine.discover().labels)
+        out = engine.discover()
+        collect(out.labels)
+        reports.extend(out.discoveries)
     seconds = time.perf_counter() - started
     ids = [f"test-{i}" for i in range(len(test))]
     known = set(split.known)
@@ -149,6 +156,7 @@ def run_seed(
         for cid, s in engine.store.states().items()
         if s.origin == "discovery" and s.status != "retired"
     ]
+    final_labels = [_label(final, i) for i in ids]
     return SeedResult(
         seed=seed,
         # A dead-lettered test item (e.g. a text over limits.max_text_chars) has no
@@ -160,7 +168,49 @@ def run_seed(
         items=len(order),
         seconds=seconds,
         discovered=discovered,
+        diagnostics=diagnose(test.labels, final_labels, known, reports),
     )
+
+
+def diagnose(
+    y_true: list[str], y_pred: list[str], known: set[str], reports: list[DiscoveryReport]
+) -> dict[str, float]:
+    """Where the score goes: items left unknown, novel items absorbed, what discovery did.
+
+    Shares are percentages of test items: ``unknown`` of all, ``unknown_known`` of
+    the known classes' items, ``unknown_novel`` of the novel classes' items;
+    ``absorbed`` is the share of novel items a known class took. Discovery counts
+    sum over the runs (``clusters`` proposed, ``accepted``, ``rejected_<reason>``).
+
+    Example:
+        >>> d = diagnose(["a", "n", "n"], ["a", "unknown", "a"], {"a"}, [])
+        >>> d["unknown"], d["absorbed"]
+        (33.33, 50.0)
+    """
+    yt = np.asarray(y_true, dtype=object)
+    yp = np.asarray(y_pred, dtype=object)
+    is_known = np.array([y in known for y in yt], bool)
+    unknown = yp == UNKNOWN
+
+    def pct(mask: np.ndarray, within: np.ndarray) -> float:
+        return round(100.0 * float(mask[within].mean()), 2) if within.any() else 0.0
+
+    everything = np.ones(len(yt), bool)
+    diag: dict[str, float] = {
+        "unknown": pct(unknown, everything),
+        "unknown_known": pct(unknown, is_known),
+        "unknown_novel": pct(unknown, ~is_known),
+        "absorbed": pct(np.array([p in known for p in yp], bool), ~is_known),
+        "runs": len(reports),
+        "proposed": sum(r.proposed for r in reports),
+        "clusters": sum(r.clusters for r in reports),
+        "accepted": sum(len(r.findings) for r in reports),
+        "accepted_new": sum(sum(not f.extends for f in r.findings) for r in reports),
+    }
+    for r in reports:
+        for reason, n in r.rejected.items():
+            diag[f"rejected_{reason}"] = diag.get(f"rejected_{reason}", 0) + n
+    return diag
 
 
 def _label(records: dict[str, LabelRecord], item_id: str) -> str:

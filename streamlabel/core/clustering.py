@@ -8,7 +8,7 @@ labels, ``-1`` meaning noise. Every strategy passes the same contract suite
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -33,7 +33,8 @@ class HDBSCANClustering:
         min_samples: density smoothing (``None`` = ``min_cluster_size``).
         n_components: PCA dimensions before clustering (0 = none).
         selection: ``eom`` (excess of mass, favours stable large clusters) or ``leaf``.
-        max_spread: when HDBSCAN finds no split, its whole-tree cluster (only the
+        max_spread: a cluster whose spread (1 − mean cosine to its centre) exceeds
+            this is noise (scattered points, not a class). When HDBSCAN finds no split, its whole-tree cluster (only the
             densest core, with ``allow_single_cluster``) is kept only if the core's
             spread (1 − mean cosine to its centre) is at most this — random
             directions have a spread near 1, so scatter has no such core — and is then
@@ -42,10 +43,10 @@ class HDBSCANClustering:
         seed: seed of the randomised PCA solver.
     """
 
-    min_cluster_size: int = 20
+    min_cluster_size: int = 10
     min_samples: int | None = 5
     n_components: int = 32
-    selection: str = "eom"
+    selection: Literal["eom", "leaf"] = "leaf"
     max_spread: float = 0.5
     seed: int = 0
 
@@ -54,20 +55,32 @@ class HDBSCANClustering:
         if len(x) < max(self.min_cluster_size, 2):
             return np.full(len(x), -1, np.int64)
         projected = _project(x, self.n_components, self.seed)
-        labels = self._hdbscan(projected, single=False)
+        labels = _drop_spread(x, self._hdbscan(projected, self.selection), self.max_spread)
         if labels.max() < 0:
             # HDBSCAN never returns its root as a cluster unless allowed: a buffer
             # holding one new class (plus noise) would otherwise yield nothing.
-            labels = _single_cluster(x, self._hdbscan(projected, single=True), self.max_spread)
+            # (Leaf selection ignores allow_single_cluster: the root is asked of eom.
+            # Its core holds about min_cluster_size points; twice that, when there
+            # are enough, estimates the cluster's radius better.)
+            core = 2 * self.min_cluster_size if len(x) >= 4 * self.min_cluster_size else None
+            single = self._hdbscan(projected, "eom", single=True, min_cluster_size=core)
+            labels = _single_cluster(x, single, self.max_spread)
         return _canonical(labels)
 
-    def _hdbscan(self, x: np.ndarray, *, single: bool) -> np.ndarray:
+    def _hdbscan(
+        self,
+        x: np.ndarray,
+        selection: str,
+        *,
+        single: bool = False,
+        min_cluster_size: int | None = None,
+    ) -> np.ndarray:
         from sklearn.cluster import HDBSCAN
 
         model = HDBSCAN(
-            min_cluster_size=self.min_cluster_size,
+            min_cluster_size=min_cluster_size or self.min_cluster_size,
             min_samples=self.min_samples,
-            cluster_selection_method=self.selection,
+            cluster_selection_method=selection,
             allow_single_cluster=single,
             copy=True,
         )
@@ -103,6 +116,17 @@ class AgglomerativeClustering:
         sizes = np.bincount(labels)
         labels = np.where(sizes[labels] >= self.min_cluster_size, labels, -1)
         return _canonical(labels)
+
+
+def _drop_spread(x: np.ndarray, labels: np.ndarray, max_spread: float) -> np.ndarray:
+    """Turns clusters whose spread (1 − mean cosine to their centre) exceeds ``max_spread``
+    into noise: a small leaf of scattered points is density noise, not a class."""
+    out = labels.copy()
+    for c in range(int(labels.max()) + 1 if len(labels) else 0):
+        members = labels == c
+        if members.any() and 1.0 - _cohesion(x[members]) > max_spread:
+            out[members] = -1
+    return out
 
 
 def _single_cluster(x: np.ndarray, labels: np.ndarray, max_spread: float) -> np.ndarray:

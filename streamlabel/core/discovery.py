@@ -48,10 +48,18 @@ class DiscoveryConfig:
     match_overlap: float = 0.5
     n_keywords: int = 3
     clustering: ClusteringStrategy = field(default_factory=HDBSCANClustering)
+    settle_tails: bool = True
+    settle_after: int = 2
+    settle_quantile: float | None = 0.02
+    merge_quantile: float | None = 0.9
 
 
 class UnknownBuffer:
     """A bounded FIFO of unknown items (oldest evicted first), keyed by item id.
+
+    An item that settled into an existing class (see :class:`Discoverer`) stays
+    buffered with that label until a new class takes it or it is evicted, so
+    later runs still cluster it with the items of a class not yet found.
 
     Example:
         >>> buf = UnknownBuffer(capacity=2, dim=2)
@@ -66,6 +74,7 @@ class UnknownBuffer:
         self._ids: list[str] = []
         self._texts: list[str] = []
         self._revisions: list[int] = []
+        self._labels: list[str] = []
         self._vectors = np.zeros((0, dim), np.float32)
 
     def __len__(self) -> int:
@@ -100,6 +109,17 @@ class UnknownBuffer:
         """Label revision of the item at position ``i``."""
         return self._revisions[i]
 
+    @property
+    def labels(self) -> list[str]:
+        """The class each item settled into, aligned with :attr:`ids` ("" while unknown)."""
+        return list(self._labels)
+
+    def settle(self, labels: dict[str, tuple[str, int]]) -> None:
+        """Records that items settled into a class: ``item id -> (class id, revision)``."""
+        for i, item_id in enumerate(self._ids):
+            if item_id in labels:
+                self._labels[i], self._revisions[i] = labels[item_id]
+
     def add(
         self,
         ids: Sequence[str],
@@ -118,10 +138,15 @@ class UnknownBuffer:
         self._ids.extend(ids[i] for i in rows)
         self._texts.extend(texts[i] or "" for i in rows)
         self._revisions.extend(revs[i] for i in rows)
+        self._labels.extend("" for _ in rows)
         self._vectors = np.concatenate([self._vectors, np.asarray(vectors, np.float32)[rows]])
+        self._evict()
+
+    def _evict(self) -> None:
         extra = len(self._ids) - self.capacity
         if extra > 0:
             del self._ids[:extra], self._texts[:extra], self._revisions[:extra]
+            del self._labels[:extra]
             self._vectors = self._vectors[extra:]
 
     def copy(self) -> UnknownBuffer:
@@ -129,6 +154,7 @@ class UnknownBuffer:
         twin = UnknownBuffer(self.capacity, self.dim)
         twin._ids, twin._texts = list(self._ids), list(self._texts)
         twin._revisions = list(self._revisions)
+        twin._labels = list(self._labels)
         twin._vectors = self._vectors.copy()
         return twin
 
@@ -138,6 +164,7 @@ class UnknownBuffer:
             "ids": list(self._ids),
             "texts": list(self._texts),
             "revisions": list(self._revisions),
+            "labels": list(self._labels),
             "vectors": np.ascontiguousarray(self._vectors, np.float32).tobytes(),
         }
 
@@ -149,11 +176,12 @@ class UnknownBuffer:
             raise ValueError("buffer state has misaligned fields")
         self._ids, self._texts = ids, list(state["texts"])
         self._revisions = [int(r) for r in state["revisions"]]
+        labels = [str(x) for x in state.get("labels", [""] * len(ids))]  # older snapshots
+        if len(labels) != len(ids):
+            raise ValueError("buffer state has misaligned fields")
+        self._labels = labels
         self._vectors = vectors
-        extra = len(self._ids) - self.capacity
-        if extra > 0:
-            del self._ids[:extra], self._texts[:extra], self._revisions[:extra]
-            self._vectors = self._vectors[extra:]
+        self._evict()
 
     def remove(self, ids: set[str] | Sequence[str]) -> None:
         """Drops the given ids (absent ones are ignored)."""
@@ -162,6 +190,7 @@ class UnknownBuffer:
         self._ids = [self._ids[i] for i in keep]
         self._texts = [self._texts[i] for i in keep]
         self._revisions = [self._revisions[i] for i in keep]
+        self._labels = [self._labels[i] for i in keep]
         self._vectors = self._vectors[keep]
 
 
@@ -220,6 +249,8 @@ class DiscoveryReport:
     clusters: int
     findings: tuple[ClusterFinding, ...]
     rejected: dict[str, int]
+    settled: dict[str, str] = field(default_factory=dict)
+    proposed: int = 0
 
 
 class Discoverer:
@@ -229,6 +260,7 @@ class Discoverer:
         self.config = config or DiscoveryConfig()
         self._candidates: list[_Candidate] = []
         self._runs = 0
+        self._seen: dict[str, int] = {}
 
     @property
     def runs(self) -> int:
@@ -243,6 +275,7 @@ class Discoverer:
                 {"id": c.candidate_id, "members": sorted(c.members), "sightings": c.sightings}
                 for c in self._candidates
             ],
+            "seen": dict(self._seen),
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -252,7 +285,8 @@ class Discoverer:
             _Candidate(str(c["id"]), set(c["members"]), int(c["sightings"]))
             for c in state["candidates"]
         ]
-        self._runs, self._candidates = runs, candidates  # all or nothing
+        seen = {str(k): int(v) for k, v in dict(state.get("seen", {})).items()}
+        self._runs, self._candidates, self._seen = runs, candidates, seen  # all or nothing
 
     def run(self, buffer: UnknownBuffer, store: PrototypeStore) -> DiscoveryReport:
         """Clusters the buffer and returns the clusters that pass every criterion."""
@@ -264,10 +298,15 @@ class Discoverer:
         raw = np.asarray(buffer.vectors, np.float32)
         z = store.transform(raw)
         labels = cfg.clustering.fit_predict(z)
+        proposed = int(labels.max()) + 1 if len(labels) else 0
+        labels = merge_fragments(labels, z, separation_bar(store, cfg.merge_quantile))
         n_clusters = int(labels.max()) + 1 if len(labels) else 0
         min_cohesion = self._min_cohesion(store)
         ids = buffer.ids
         texts = buffer.texts
+        current = dict(zip(ids, buffer.labels, strict=True))
+        self._seen = {i: self._seen.get(i, 0) + 1 for i in ids}
+        settled: dict[str, str] = {}
         members_of = [np.flatnonzero(labels == c) for c in range(n_clusters)]
         keywords = class_keywords(
             [[texts[i] for i in m] for m in members_of],
@@ -287,6 +326,8 @@ class Discoverer:
             if nearest is not None:
                 if store.get(nearest).origin != "discovery":
                     rejected["known_class"] += 1
+                    if cfg.settle_tails:  # the class's rejected tail: its members are the class's
+                        settled.update({ids[i]: nearest for i in members if current[ids[i]] == ""})
                     continue
                 extends = nearest
             member_ids = {ids[i] for i in members}
@@ -315,7 +356,46 @@ class Discoverer:
             )
         # Candidates not seen in this run are forgotten: persistence means consecutive runs.
         self._candidates = seen_now
-        return DiscoveryReport(self._runs, n_clusters, tuple(findings), rejected)
+        taken = {i for f in findings for i in f.item_ids} | set(settled)
+        taken |= {i for i, label in current.items() if label}  # settled before
+        settled.update(self._settle(store, raw, ids, taken))
+        return DiscoveryReport(
+            self._runs, n_clusters, tuple(findings), rejected, settled, proposed=proposed
+        )
+
+    def _settle(
+        self, store: PrototypeStore, raw: np.ndarray, ids: list[str], taken: set[str]
+    ) -> dict[str, str]:
+        """Items no cluster took in ``settle_after`` runs: the nearest class, when close enough.
+
+        An item that stays unclustered run after run is not the seed of a new
+        class; it is the unusual member of a class that exists. It takes its
+        nearest class when its similarity reaches the ``settle_quantile`` of that
+        class's members' similarities (a looser bar than the open-set threshold);
+        anything farther stays ``unknown``.
+        """
+        q = self.config.settle_quantile
+        rows = [
+            r
+            for r, i in enumerate(ids)
+            if i not in taken and self._seen[i] >= self.config.settle_after
+        ]
+        if q is None or not rows or not store.active_ids():
+            return {}
+        verdict = store.classify(raw[rows])
+        bars: dict[int, float] = {}
+        out: dict[str, str] = {}
+        for k, r in enumerate(rows):
+            best = int(verdict.best[k])
+            if best < 0:
+                continue
+            if best not in bars:
+                member = store.member_score_quantile(verdict.class_ids[best], q)
+                bar = float(verdict.thresholds[k])
+                bars[best] = bar if member is None else min(bar, member)
+            if float(verdict.scores[k]) >= bars[best]:
+                out[ids[r]] = verdict.class_ids[best]
+        return out
 
     def _match(
         self, member_ids: set[str], zm: np.ndarray, centre: np.ndarray, ordered_ids: list[str]
@@ -376,3 +456,68 @@ def _cohesion(raw: np.ndarray) -> float:
     offset, which would make scattered noise look cohesive there.
     """
     return float((raw @ l2_normalize(raw.mean(axis=0))).mean())
+
+
+def separation_bar(store: PrototypeStore, quantile: float | None) -> float | None:
+    """How close two distinct labelled classes' centres come, in the metric space.
+
+    For every labelled class, the similarity of its centre to the nearest other
+    labelled class's centre; the ``quantile`` of those. Two clusters closer than
+    this are closer than labelled classes almost ever are: one class, split. The
+    bar is never below the median similarity of the labelled classes' members to
+    their own centre (where classes are far apart, e.g. orthogonal, the first
+    figure says nothing about how close two halves of one class are).
+    ``None`` when fewer than three classes are labelled or ``quantile`` is None.
+    """
+    if quantile is None:
+        return None
+    labelled = [
+        s
+        for s in store.states().values()
+        if s.origin == "feedback" and s.status != "retired" and s.mean is not None
+    ]
+    if len(labelled) < 3:
+        return None
+    c = store.transform(np.stack([np.asarray(s.mean, np.float32) for s in labelled]))
+    sims = c @ c.T
+    np.fill_diagonal(sims, -np.inf)
+    cohesion = [
+        float((store.transform(np.asarray(s.exemplars, np.float32)) @ c[i]).mean())
+        for i, s in enumerate(labelled)
+        if len(s.exemplars)
+    ]
+    return max(float(np.quantile(sims.max(axis=1), quantile)), float(np.median(cohesion)))
+
+
+def merge_fragments(labels: np.ndarray, z: np.ndarray, bar: float | None) -> np.ndarray:
+    """Joins clusters whose centres are closer than ``bar`` (single linkage over centres).
+
+    Density clustering on fine-grained data is asked to propose many small
+    clusters; one class can come out as several. Clusters are merged while two
+    centres are more similar than ``bar`` (see :func:`separation_bar`).
+
+    Example:
+        >>> z = np.array([[1, 0], [1, 0.1], [0.9, 0.2], [0, 1]], np.float32)
+        >>> merge_fragments(np.array([0, 1, 1, 2]), z, 0.9).tolist()
+        [0, 0, 0, 1]
+    """
+    k = int(labels.max()) + 1 if len(labels) else 0
+    if bar is None or k < 2:
+        return labels
+    centres = l2_normalize(np.stack([z[labels == c].mean(axis=0) for c in range(k)]))
+    sims = centres @ centres.T
+    parent = list(range(k))
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in zip(*np.nonzero(np.triu(sims >= bar, k=1)), strict=True):
+        parent[root(int(a))] = root(int(b))
+    roots = np.array([root(c) for c in range(k)])
+    merged = np.where(labels >= 0, roots[np.maximum(labels, 0)], -1)
+    _, canonical = np.unique(merged, return_inverse=True)
+    out = canonical.astype(np.int64) - (1 if (merged < 0).any() else 0)
+    return np.where(merged < 0, -1, out)

@@ -81,6 +81,7 @@ class StoreConfig:
     top_k: int = 5
     approximate_above: int | None = None
     nprobe: int = 16
+    metric_pseudo_labels: bool = False
     seed: int = 0
 
 
@@ -666,7 +667,14 @@ class PrototypeStore:
             return fit
 
         labelled = [self._arrays[k].exemplars for k in labelled_ids]
-        metric = fitter(cfg.metric_min_examples)(labelled)
+        pseudo = [
+            self._arrays[k].exemplars
+            for k in ids
+            if cfg.metric_pseudo_labels
+            and self._states[k].origin == "discovery"
+            and len(self._arrays[k].exemplars) >= 2
+        ]
+        metric = fitter(cfg.metric_min_examples)(labelled + pseudo)
         crossfit: dict[str, np.ndarray] = {}
         if not metric.is_identity and cfg.calibration_folds > 1:
             # A fold sees (folds-1)/folds of the examples: the same estimator on a

@@ -323,7 +323,7 @@ class Engine:
         return self._adopt(job.report)
 
     def _adopt(self, report: DiscoveryReport) -> EngineOutput:
-        out = EngineOutput()
+        out = EngineOutput(discoveries=[report])
         log.debug(
             "discovery_run",
             run=report.run,
@@ -342,8 +342,15 @@ class Engine:
                 continue
             adopted.add(finding.class_id)
             assigned.update(dict.fromkeys(finding.item_ids, finding.class_id))
+        settled: set[str] = set()
+        for item_id, class_id in report.settled.items():
+            target = self.store.resolve(class_id)  # it may have changed since the run
+            if target is not None and item_id not in assigned:
+                assigned[item_id] = target
+                settled.add(item_id)
+        if assigned:
+            out.labels.extend(self._relabel_buffer(assigned, settled))
         if adopted:
-            out.labels.extend(self._relabel_buffer(assigned))
             out.labels.extend(self._relabel_recent(adopted))
         return out
 
@@ -666,17 +673,32 @@ class Engine:
             emitted_at=now,
         )
 
-    def _relabel_buffer(self, assigned: dict[str, str]) -> list[LabelRecord]:
-        """Revises the labels of buffered unknowns that a class now explains."""
+    def _relabel_buffer(
+        self, assigned: dict[str, str], settled: set[str] | None = None
+    ) -> list[LabelRecord]:
+        """Revises the labels of buffered unknowns that a class now explains.
+
+        ``assigned`` forces a class on items (a finding's members, settled items).
+        Settled items (reason ``settled``) stay buffered with their new label, so
+        later runs still cluster them; the others (reason ``discovered``) leave.
+        """
+        settled = settled or set()
         if not len(self.buffer):
             return []
         ids = self.buffer.ids
+        current = self.buffer.labels
         result = self.store.classify(np.asarray(self.buffer.vectors))
         now, version, model_id = self._clock(), self.store.version, self.embedder.model_id
         records: list[LabelRecord] = []
+        done: set[str] = set()  # leave the buffer: a class found (or accepts) them
+        kept: dict[str, tuple[str, int]] = {}  # settled: stay buffered with their label
         for i, item_id in enumerate(ids):
             forced = assigned.get(item_id)
             if forced is None and not result.accepted[i]:
+                continue
+            if (forced or result.label(i)) == current[i]:
+                if item_id not in settled:
+                    done.add(item_id)  # accepted by the class it settled into: no news
                 continue
             revision = self.buffer.revision(i) + 1
             records.append(
@@ -689,13 +711,18 @@ class Engine:
                     model_id,
                     revision,
                     forced=forced,
-                    reason="discovered",
+                    reason="settled" if item_id in settled else "discovered",
                 )
             )
             cached = self._cache.get(item_id)
             if cached is not None:
                 cached.revision, cached.label = revision, records[-1].label
-        self.buffer.remove({r.item_id for r in records})
+            if item_id in settled:
+                kept[item_id] = (records[-1].label, revision)
+            else:
+                done.add(item_id)
+        self.buffer.settle(kept)
+        self.buffer.remove(done)
         return records
 
     def _relabel_recent(self, adopted: set[str]) -> list[LabelRecord]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamlabel.core.discovery import DiscoveryReport
 from streamlabel.schemas import ClassEvent, DeadLetter, DriftAlert, LabelRecord, UnknownRecord
 
 
@@ -66,6 +67,7 @@ class EngineOutput:
         observed: the items this batch labelled, with embeddings (``process`` only).
         stage_s: seconds this batch spent per stage (``decode``, ``embed``,
             ``classify``; ``process`` only).
+        discoveries: reports of the discovery runs adopted while producing this output.
     """
 
     labels: list[LabelRecord] = field(default_factory=list)
@@ -75,6 +77,7 @@ class EngineOutput:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     observed: Observed | None = None
     stage_s: dict[str, float] = field(default_factory=dict)
+    discoveries: list[DiscoveryReport] = field(default_factory=list)
 
     def extend(self, other: EngineOutput) -> EngineOutput:
         """Appends another output's records to this one; returns self."""
@@ -83,4 +86,5 @@ class EngineOutput:
         self.class_events.extend(other.class_events)
         self.alerts.extend(other.alerts)
         self.dead_letters.extend(other.dead_letters)
+        self.discoveries.extend(other.discoveries)
         return self

@@ -19,6 +19,11 @@ from streamlabel.core.store import StoreConfig
 from streamlabel.errors import SettingsError
 
 
+# Every default lives once, in the core; the settings only validate and name them.
+_DISCOVERY = DiscoveryConfig()
+_HDBSCAN = HDBSCANClustering()
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,6 +64,10 @@ class StoreSettings(_Section):
     nprobe: int = Field(
         default=16, ge=1, le=65_536, description="Inverted lists an approximate index scans."
     )
+    metric_pseudo_labels: bool = Field(
+        default=False,
+        description="Discovered classes' examples join the labelled ones in fitting the metric.",
+    )
 
     def to_config(self, seed: int) -> StoreConfig:
         """The core's config."""
@@ -77,6 +86,7 @@ class StoreSettings(_Section):
             top_k=self.top_k,
             approximate_above=self.approximate_above,
             nprobe=self.nprobe,
+            metric_pseudo_labels=self.metric_pseudo_labels,
             seed=seed,
         )
 
@@ -85,17 +95,41 @@ class DiscoverySettings(_Section):
     """Novel-class discovery (see :class:`DiscoveryConfig`)."""
 
     enabled: bool = True
-    buffer_capacity: int = Field(default=5000, ge=10)
+    buffer_capacity: int = Field(default=_DISCOVERY.buffer_capacity, ge=10)
     run_every: int = Field(default=500, ge=1, description="New unknowns between runs.")
-    min_cluster_size: int = Field(default=25, ge=2)
-    min_samples: int | None = Field(default=10, ge=1)
-    n_components: int = Field(default=32, ge=0)
-    min_cohesion_ratio: float = Field(default=0.6, ge=0.0, le=2.0)
-    min_cohesion: float = Field(default=0.2, ge=-1.0, le=1.0)
-    separation_quantile: float = Field(default=0.5, ge=0.0, le=1.0)
-    persistence: int = Field(default=2, ge=1)
-    match_overlap: float = Field(default=0.5, gt=0.0, le=1.0)
-    n_keywords: int = Field(default=3, ge=1, le=20)
+    min_cluster_size: int = Field(default=_HDBSCAN.min_cluster_size, ge=2)
+    min_samples: int | None = Field(default=_HDBSCAN.min_samples, ge=1)
+    n_components: int = Field(default=_HDBSCAN.n_components, ge=0)
+    selection: Literal["eom", "leaf"] = _HDBSCAN.selection
+    min_cohesion_ratio: float = Field(default=_DISCOVERY.min_cohesion_ratio, ge=0.0, le=2.0)
+    min_cohesion: float = Field(default=_DISCOVERY.min_cohesion, ge=-1.0, le=1.0)
+    separation_quantile: float = Field(default=_DISCOVERY.separation_quantile, ge=0.0, le=1.0)
+    persistence: int = Field(default=_DISCOVERY.persistence, ge=1)
+    match_overlap: float = Field(default=_DISCOVERY.match_overlap, gt=0.0, le=1.0)
+    n_keywords: int = Field(default=_DISCOVERY.n_keywords, ge=1, le=20)
+    settle_tails: bool = Field(
+        default=_DISCOVERY.settle_tails,
+        description="Members of a cluster an existing labelled class owns take that class.",
+    )
+    settle_after: int = Field(
+        default=_DISCOVERY.settle_after,
+        ge=1,
+        description="Runs an unknown stays unclustered before it settles.",
+    )
+    settle_quantile: float | None = Field(
+        default=_DISCOVERY.settle_quantile,
+        ge=0.0,
+        lt=0.5,
+        description="A settling item needs this quantile of its nearest class's member "
+        "similarities (None = never settle unclustered items).",
+    )
+    merge_quantile: float | None = Field(
+        default=_DISCOVERY.merge_quantile,
+        ge=0.0,
+        le=1.0,
+        description="Clusters whose centres are closer than this quantile of the labelled "
+        "classes' nearest-neighbour similarities are one class (None = never merge).",
+    )
 
     @model_validator(mode="after")
     def _cluster_fits_buffer(self) -> DiscoverySettings:
@@ -113,10 +147,15 @@ class DiscoverySettings(_Section):
             persistence=self.persistence,
             match_overlap=self.match_overlap,
             n_keywords=self.n_keywords,
+            settle_tails=self.settle_tails,
+            settle_after=self.settle_after,
+            settle_quantile=self.settle_quantile,
+            merge_quantile=self.merge_quantile,
             clustering=HDBSCANClustering(
                 min_cluster_size=self.min_cluster_size,
                 min_samples=self.min_samples,
                 n_components=self.n_components,
+                selection=self.selection,
                 seed=seed,
             ),
         )

@@ -27,7 +27,6 @@ from streamlabel.core.clustering import (
 from streamlabel.core.embedder import l2_normalize
 
 STRATEGIES: list[ClusteringStrategy] = [HDBSCANClustering(), AgglomerativeClustering()]
-MIN_CLUSTER_SIZE = 20  # both strategies' default
 
 
 def _ids(strategy: ClusteringStrategy) -> str:
@@ -110,11 +109,14 @@ def test_same_partition_in_another_order_gets_the_same_numbers(
     assert adjusted_rand_score(truth[order], labels) >= 0.9
 
 
-@pytest.mark.parametrize("n", [0, 1, MIN_CLUSTER_SIZE - 1])
+@pytest.mark.parametrize("size", ["none", "one", "min_cluster_size - 1"])
 def test_fewer_points_than_min_cluster_size_are_all_noise(
-    strategy: ClusteringStrategy, n: int
+    strategy: ClusteringStrategy, size: str
 ) -> None:
-    """A group too small to be a cluster, however tight, is noise."""
+    """A group too small to be a cluster (below the strategy's own minimum), however tight,
+    is noise."""
+    minimum = int(strategy.min_cluster_size)  # type: ignore[attr-defined]
+    n = {"none": 0, "one": 1, "min_cluster_size - 1": minimum - 1}[size]
     points, _ = blobs(1, 32, n_per=max(n, 1), spread=0.05)
     labels = strategy.fit_predict(points[:n])
     assert labels.shape == (n,)

@@ -183,7 +183,7 @@ def test_loading_a_discoverer_state_replaces_its_candidates() -> None:
     busy = Discoverer(DiscoveryConfig(clustering=CLUSTERING))
     busy.run(buffer, store)
     busy.load(Discoverer().state())
-    assert busy.state() == {"runs": 0, "candidates": []}
+    assert busy.state() == {"runs": 0, "candidates": [], "seen": {}}
 
 
 # ------------------------------------------------------- PrototypeStore version
