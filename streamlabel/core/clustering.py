@@ -32,10 +32,12 @@ class HDBSCANClustering:
         min_cluster_size: smallest group HDBSCAN reports as a cluster.
         min_samples: density smoothing (``None`` = ``min_cluster_size``).
         n_components: PCA dimensions before clustering (0 = none).
-        selection: ``eom`` (excess of mass, favours stable large clusters) or ``leaf``.
+        selection: ``leaf`` (the many small dense clusters at the tips of the tree: one
+            per class on fine-grained data; fragments are merged by discovery) or
+            ``eom`` (excess of mass, favours stable large clusters).
         max_spread: a cluster whose spread (1 − mean cosine to its centre) exceeds
-            this is noise (scattered points, not a class). When HDBSCAN finds no split, its whole-tree cluster (only the
-            densest core, with ``allow_single_cluster``) is kept only if the core's
+            this is noise (scattered points, not a class). When HDBSCAN finds no
+            split, its whole-tree cluster (only the densest core, with ``allow_single_cluster``) is kept only if the core's
             spread (1 − mean cosine to its centre) is at most this — random
             directions have a spread near 1, so scatter has no such core — and is then
             grown to the points within twice the core's radius (in cosine distance, never

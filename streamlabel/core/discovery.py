@@ -1,7 +1,12 @@
 """Novel-class discovery: buffer the unknowns, cluster them, accept real new classes.
 
-A run clusters the buffered unknowns in the store's metric space (no number of
-classes given) and judges every cluster:
+A run re-clusters the whole buffer in the store's metric space (no number of
+classes given), so items buffered in several runs join one class. The number
+of new classes is estimated in two explicit steps, as DeepAligned/USNID do
+with an upper bound: the clustering over-proposes many small dense clusters
+(leaf selection of HDBSCAN), then :func:`merge_fragments` joins clusters whose
+centres are closer than labelled classes ever are (:func:`separation_bar`).
+Every remaining cluster is judged:
 
 * **size** — the clustering's minimum cluster size;
 * **cohesion** — mean member similarity to the cluster centre in the raw
@@ -13,11 +18,18 @@ classes given) and judges every cluster:
   tail. A cluster whose centre a discovered class accepts is that class found
   again and extends it (a known class is never taught by unlabelled items);
 * **persistence** — the cluster was seen in ``persistence`` runs (matched by
-  member overlap), so one lucky clump does not become a class.
+  member overlap).
 
 An accepted cluster gets a stable id derived from the item that anchored it
 when first seen, a readable name from its members' keywords, and the list of
 its buffered items, which the caller relabels.
+
+Then the residue **settles** (``DiscoveryReport.settled``): the members of a
+rejected tail take the class that owns it (``settle_tails``), and an item no
+cluster took in ``settle_after`` runs takes its nearest class when it reaches
+the ``settle_quantile`` of that class's member similarities. A settled item
+stays buffered with its label, so a later run can still make it part of a
+new class; only what is far from everything stays ``unknown``.
 """
 
 from __future__ import annotations
@@ -44,13 +56,13 @@ class DiscoveryConfig:
     min_cohesion_ratio: float = 0.6
     min_cohesion: float = 0.2
     separation_quantile: float = 0.5
-    persistence: int = 2
+    persistence: int = 1
     match_overlap: float = 0.5
     n_keywords: int = 3
     clustering: ClusteringStrategy = field(default_factory=HDBSCANClustering)
     settle_tails: bool = True
     settle_after: int = 2
-    settle_quantile: float | None = 0.02
+    settle_quantile: float | None = 0.0
     merge_quantile: float | None = 0.9
 
 

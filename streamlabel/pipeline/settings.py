@@ -18,7 +18,6 @@ from streamlabel.core.discovery import DiscoveryConfig
 from streamlabel.core.store import StoreConfig
 from streamlabel.errors import SettingsError
 
-
 # Every default lives once, in the core; the settings only validate and name them.
 _DISCOVERY = DiscoveryConfig()
 _HDBSCAN = HDBSCANClustering()
@@ -96,7 +95,7 @@ class DiscoverySettings(_Section):
 
     enabled: bool = True
     buffer_capacity: int = Field(default=_DISCOVERY.buffer_capacity, ge=10)
-    run_every: int = Field(default=500, ge=1, description="New unknowns between runs.")
+    run_every: int = Field(default=250, ge=1, description="New unknowns between runs.")
     min_cluster_size: int = Field(default=_HDBSCAN.min_cluster_size, ge=2)
     min_samples: int | None = Field(default=_HDBSCAN.min_samples, ge=1)
     n_components: int = Field(default=_HDBSCAN.n_components, ge=0)

@@ -62,7 +62,9 @@ class Scene:
 
 
 def _discoverer(**overrides: object) -> Discoverer:
-    return Discoverer(DiscoveryConfig(clustering=CLUSTERING, **overrides))  # type: ignore[arg-type]
+    """Persistence 2 unless overridden: most tests follow a candidate across two runs."""
+    config = {"persistence": 2, **overrides}
+    return Discoverer(DiscoveryConfig(clustering=CLUSTERING, **config))  # type: ignore[arg-type]
 
 
 def _scene_buffer(scene: Scene) -> tuple[UnknownBuffer, list[str]]:

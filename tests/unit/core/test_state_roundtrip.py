@@ -141,7 +141,7 @@ def test_a_buffer_state_of_another_dimension_is_rejected() -> None:
 # --------------------------------------------------------------- Discoverer
 def test_discoverer_state_carries_the_run_count_and_the_candidates() -> None:
     store, buffer = labelled_store(), novel_buffer()
-    discoverer = Discoverer(DiscoveryConfig(clustering=CLUSTERING))
+    discoverer = Discoverer(DiscoveryConfig(clustering=CLUSTERING, persistence=2))
     assert discoverer.run(buffer, store).findings == ()  # seen once: not persistent yet
     state = msgpack_round_trip(discoverer.state())
 
@@ -155,9 +155,9 @@ def test_discoverer_state_carries_the_run_count_and_the_candidates() -> None:
 
 def test_a_restored_discoverer_continues_the_persistence_count() -> None:
     store, buffer = labelled_store(), novel_buffer()
-    original = Discoverer(DiscoveryConfig(clustering=CLUSTERING))
+    original = Discoverer(DiscoveryConfig(clustering=CLUSTERING, persistence=2))
     original.run(buffer, store)
-    restored = Discoverer(DiscoveryConfig(clustering=CLUSTERING))
+    restored = Discoverer(DiscoveryConfig(clustering=CLUSTERING, persistence=2))
     restored.load(msgpack_round_trip(original.state()))
     assert restored.runs == 1
 
@@ -171,8 +171,8 @@ def test_a_restored_discoverer_continues_the_persistence_count() -> None:
 
 def test_a_fresh_discoverer_without_the_state_needs_the_sightings_again() -> None:
     store, buffer = labelled_store(), novel_buffer()
-    Discoverer(DiscoveryConfig(clustering=CLUSTERING)).run(buffer, store)
-    fresh = Discoverer(DiscoveryConfig(clustering=CLUSTERING))
+    Discoverer(DiscoveryConfig(clustering=CLUSTERING, persistence=2)).run(buffer, store)
+    fresh = Discoverer(DiscoveryConfig(clustering=CLUSTERING, persistence=2))
     report = fresh.run(buffer, store)
     assert report.findings == ()
     assert report.rejected["persistence"] == 1
@@ -180,7 +180,7 @@ def test_a_fresh_discoverer_without_the_state_needs_the_sightings_again() -> Non
 
 def test_loading_a_discoverer_state_replaces_its_candidates() -> None:
     store, buffer = labelled_store(), novel_buffer()
-    busy = Discoverer(DiscoveryConfig(clustering=CLUSTERING))
+    busy = Discoverer(DiscoveryConfig(clustering=CLUSTERING, persistence=2))
     busy.run(buffer, store)
     busy.load(Discoverer().state())
     assert busy.state() == {"runs": 0, "candidates": [], "seen": {}}

@@ -302,3 +302,29 @@ def test_feedback_reaches_a_buffered_unknown_evicted_from_the_item_cache(make_en
     assert out.dead_letters == []
     assert [(r.item_id, r.label, r.revision) for r in out.labels] == [("h1", "haskell", 1)]
     assert "h1" not in engine.buffer.ids
+
+
+def test_residual_unknowns_settle_once_and_stay_buffered_with_their_label(make_engine) -> None:
+    """Items no cluster took settle into their nearest class on a later run (reason
+    ``settled``, one revision), stay in the buffer with that label for later runs to
+    cluster, and are not revised again while nothing changes."""
+    from conftest import FILLER
+
+    engine = make_engine()
+    teach(engine, ["python", "java", "sql"])
+    rng = np.random.default_rng(5)
+    words = TOPICS["python"].split()
+    texts = [" ".join([*rng.choice(words, 2), *rng.choice(FILLER, 5)]) for _ in range(30)]
+    first = engine.process([Item(id=f"p{i}", text=t) for i, t in enumerate(texts)])
+    assert sum(r.is_unknown for r in first.labels) >= 20
+    engine.discover()  # a class of most of them; a few are left over
+    left = set(engine.buffer.ids)
+    assert left
+    settled = [r for r in engine.discover().labels if r.reason == "settled"]
+    assert settled
+    assert {r.item_id for r in settled} <= left
+    assert all(r.revision == 1 and not r.is_unknown for r in settled)
+    labels = dict(zip(engine.buffer.ids, engine.buffer.labels, strict=True))
+    assert all(labels[r.item_id] == r.label for r in settled)  # still buffered, labelled
+    again = engine.discover().labels
+    assert not {r.item_id for r in again} & {r.item_id for r in settled}

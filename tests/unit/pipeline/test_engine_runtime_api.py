@@ -21,7 +21,8 @@ from streamlabel.schemas import UNKNOWN, Feedback, Item, SourceRef, encode
 from streamlabel.testing import HashEmbedder, ManualClock
 
 # A quick discovery: a run only when asked (or after 1000 unknowns), small clusters.
-DISCOVERY = {"run_every": 1000, "min_cluster_size": 15, "min_samples": 5}
+# persistence 2: these tests follow a candidate from its first sighting to its acceptance
+DISCOVERY = {"run_every": 1000, "min_cluster_size": 15, "min_samples": 5, "persistence": 2}
 
 
 def teach(engine: Engine, topics: list[str], n: int = 30, seed: int = 0) -> list:
