@@ -37,7 +37,8 @@ class HDBSCANClustering:
             ``eom`` (excess of mass, favours stable large clusters).
         max_spread: a cluster whose spread (1 − mean cosine to its centre) exceeds
             this is noise (scattered points, not a class). When HDBSCAN finds no
-            split, its whole-tree cluster (only the densest core, with ``allow_single_cluster``) is kept only if the core's
+            split, its whole-tree cluster (only the densest core, with
+            ``allow_single_cluster``) is kept only if the core's
             spread (1 − mean cosine to its centre) is at most this — random
             directions have a spread near 1, so scatter has no such core — and is then
             grown to the points within twice the core's radius (in cosine distance, never
