@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine: the Engine in-process; kafka: through the embedded broker and Ray actors",
     )
     ow.add_argument("--workers", type=int, default=None, help="stream workers (kafka mode)")
+    os_ = bench.add_parser(
+        "openset", help="open intent detection: known classes fully labelled, the rest is open"
+    )
+    os_.add_argument("--train", required=True, help="TSV with header text<TAB>label")
+    os_.add_argument("--test", required=True, help="TSV with header text<TAB>label")
+    os_.add_argument("--known-ratio", type=_ratio, default=0.75)
+    os_.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
+    os_.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     rb = bench.add_parser("runtime", help="end-to-end items/s vs bare encode, rebalance, memory")
     rb.add_argument("--train", default="data/stackoverflow/train.tsv", help="feedback source")
@@ -194,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "bench" and args.bench == "openworld":
             return _bench_openworld(args)
+        if args.command == "bench" and args.bench == "openset":
+            return _bench_openset(args)
         if args.command == "bench" and args.bench == "runtime":
             return _bench_runtime(args)
         if args.command == "bench" and args.bench == "throughput":
@@ -293,6 +303,42 @@ def _bench_openworld(args: argparse.Namespace) -> int:
         print(format_table(results, summaries[mode]))
     if args.json:
         print(json.dumps(summaries[modes[0]] if len(modes) == 1 else summaries))
+    return 0
+
+
+def _bench_openset(args: argparse.Namespace) -> int:
+    from streamlabel.bench.data import read_tsv
+    from streamlabel.bench.openset import format_openset, run_openset_seed, summarize_openset
+    from streamlabel.core.embedder import SentenceTransformerEmbedder
+    from streamlabel.logging import configure_logging
+    from streamlabel.pipeline import load_settings
+
+    configure_logging(json_logs=False, level="warning")
+    settings = load_settings()
+    train, test = read_tsv(args.train), read_tsv(args.test)
+    m = settings.model
+    embedder = SentenceTransformerEmbedder(
+        m.path, device=m.device, batch_size=m.batch_size, max_seq_length=m.max_seq_length
+    )
+    print(f"embedding {len(train) + len(test)} texts with {embedder.model_id} ...", file=sys.stderr)
+    train_vectors, test_vectors = embedder.embed(train.texts), embedder.embed(test.texts)
+    results = [
+        run_openset_seed(
+            train,
+            test,
+            train_vectors,
+            test_vectors,
+            settings=settings,
+            embedder=embedder,
+            seed=seed,
+            known_ratio=args.known_ratio,
+        )
+        for seed in args.seeds
+    ]
+    summary = summarize_openset(results)
+    print(format_openset(results, summary))
+    if args.json:
+        print(json.dumps(summary))
     return 0
 
 

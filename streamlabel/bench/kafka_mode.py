@@ -20,7 +20,13 @@ import numpy as np
 
 from streamlabel.bench.data import LabelledTexts
 from streamlabel.bench.metrics import open_world_scores
-from streamlabel.bench.openworld import SeedResult, protocol_feedback, split_protocol, stream_order
+from streamlabel.bench.openworld import (
+    SeedResult,
+    diagnose,
+    protocol_feedback,
+    split_protocol,
+    stream_order,
+)
 from streamlabel.errors import StreamlabelError
 from streamlabel.schemas import UNKNOWN, Item
 from streamlabel.workers.client import LabelCollector, produce_feedback, produce_items
@@ -100,13 +106,16 @@ def run_seed_kafka(
     ]
     duplicates = sum(n - 1 for n in collector.first_counts.values() if n > 1)
     say(f"seed {seed} (kafka): {collector.records} label records, {duplicates} duplicate firsts")
+    final_labels = labels(collector.final)  # type: ignore[arg-type]
     return SeedResult(
         seed=seed,
-        final=open_world_scores(test.labels, labels(collector.final), known),  # type: ignore[arg-type]
+        final=open_world_scores(test.labels, final_labels, known),
         first=open_world_scores(test.labels, labels(collector.first), known),  # type: ignore[arg-type]
         novel_found=len(discovered),
         novel_true=len(set(train.labels) - known),
         items=len(order),
         seconds=seconds,
         discovered=discovered,
+        # discovery runs happen in the learner: their reports stay there
+        diagnostics=diagnose(test.labels, final_labels, known, []),
     )

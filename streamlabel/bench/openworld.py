@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -218,18 +219,39 @@ def _label(records: dict[str, LabelRecord], item_id: str) -> str:
     return UNKNOWN if record is None else record.label
 
 
-def summarize(results: list[SeedResult], embed_seconds_per_item: float) -> dict[str, float]:
-    """Means over seeds, in the JSON shape of ``bench openworld --json``."""
-    mean = {k: float(np.mean([r.final[k] for r in results])) for k in METRIC_KEYS}
+def summarize(results: list[SeedResult], embed_seconds_per_item: float) -> dict[str, Any]:
+    """Means over seeds, in the JSON shape of ``bench openworld --json``.
+
+    Final-label metrics keep their plain names (``acc``...), first-emitted ones are
+    ``first_<metric>``; ``unknown`` and ``absorbed`` are the shares of
+    :func:`diagnose`; ``seeds`` holds the same figures per seed.
+    """
+
+    def mean(values: list[float]) -> float:
+        return round(float(np.mean(values)), 2)
+
     items = float(np.mean([r.items for r in results]))
     per_item = float(np.mean([r.seconds / r.items for r in results])) + embed_seconds_per_item
     return {
-        **{k: round(v, 2) for k, v in mean.items()},
-        "novel_found": round(float(np.mean([r.novel_found for r in results])), 2),
-        "novel_true": round(float(np.mean([r.novel_true for r in results])), 2),
-        "first_acc": round(float(np.mean([r.first["acc"] for r in results])), 2),
+        **{k: mean([r.final[k] for r in results]) for k in METRIC_KEYS},
+        **{f"first_{k}": mean([r.first[k] for r in results]) for k in METRIC_KEYS},
+        "novel_found": mean([r.novel_found for r in results]),
+        "novel_true": mean([r.novel_true for r in results]),
+        "unknown": mean([r.diagnostics.get("unknown", 0.0) for r in results]),
+        "absorbed": mean([r.diagnostics.get("absorbed", 0.0) for r in results]),
         "items": int(items),
         "items_per_s": round(1.0 / per_item, 1),
+        "seeds": [
+            {
+                "seed": r.seed,
+                **{k: round(r.final[k], 2) for k in METRIC_KEYS},
+                **{f"first_{k}": round(r.first[k], 2) for k in METRIC_KEYS},
+                "novel_found": r.novel_found,
+                "novel_true": r.novel_true,
+                **r.diagnostics,
+            }
+            for r in results
+        ],
     }
 
 
@@ -239,7 +261,7 @@ def format_table(results: list[SeedResult], summary: dict[str, float]) -> str:
     head = (
         f"{'seed':>6} {'ACC':>6} {'NMI':>6} {'ARI':>6} {'known':>6} {'novel':>6} | "
         f"{'ACC':>6} {'NMI':>6} {'ARI':>6} {'known':>6} {'novel':>6} | "
-        f"{'found':>5} {'true':>4} {'sec':>6}"
+        f"{'found':>5} {'true':>4} {'unk%':>5} {'abs%':>5} {'sec':>6}"
     )
     groups = f"{'':>6} {'final labels (latest revision)':<34} | {'first-emitted labels':<34} |"
     rule = "-" * len(head)
@@ -251,15 +273,18 @@ def format_table(results: list[SeedResult], summary: dict[str, float]) -> str:
     for r in results:
         lines.append(
             f"{r.seed:>6} {cells(r.final)} | {cells(r.first)} | "
-            f"{r.novel_found:>5} {r.novel_true:>4} {r.seconds:6.1f}"
+            f"{r.novel_found:>5} {r.novel_true:>4} "
+            f"{r.diagnostics.get('unknown', 0.0):5.1f} {r.diagnostics.get('absorbed', 0.0):5.1f} "
+            f"{r.seconds:6.1f}"
         )
     first_mean = {m: float(np.mean([r.first[m] for r in results])) for m in metrics}
     s = summary
     lines.append(rule)
     lines.append(
         f"{'mean':>6} {cells({m: float(s[m]) for m in metrics})} | {cells(first_mean)} | "
-        f"{s['novel_found']:>5} {s['novel_true']:>4}"
+        f"{s['novel_found']:>5} {s['novel_true']:>4} {s['unknown']:5.1f} {s['absorbed']:5.1f}"
     )
+    lines.append("unk% = test items left unknown; abs% = novel-class test items a known class took")
     lines.append(
         f"{s['items']} items per seed, {s['items_per_s']} items/s end to end (embedding included)"
     )
