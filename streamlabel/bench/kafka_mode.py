@@ -117,5 +117,5 @@ def run_seed_kafka(
         seconds=seconds,
         discovered=discovered,
         # discovery runs happen in the learner: their reports stay there
-        diagnostics=diagnose(test.labels, final_labels, known, []),
+        diagnostics=diagnose(test.labels, final_labels, known, None),
     )

@@ -174,14 +174,19 @@ def run_seed(
 
 
 def diagnose(
-    y_true: list[str], y_pred: list[str], known: set[str], reports: list[DiscoveryReport]
+    y_true: list[str],
+    y_pred: list[str],
+    known: set[str],
+    reports: list[DiscoveryReport] | None,
 ) -> dict[str, float]:
     """Where the score goes: items left unknown, novel items absorbed, what discovery did.
 
     Shares are percentages of test items: ``unknown`` of all, ``unknown_known`` of
     the known classes' items, ``unknown_novel`` of the novel classes' items;
     ``absorbed`` is the share of novel items a known class took. Discovery counts
-    sum over the runs (``clusters`` proposed, ``accepted``, ``rejected_<reason>``).
+    sum over the runs (``proposed`` by the clustering, ``clusters`` after merging,
+    ``accepted``, ``rejected_<reason>``); ``reports=None`` (runs made elsewhere,
+    e.g. in the learner actor) leaves them out.
 
     Example:
         >>> d = diagnose(["a", "n", "n"], ["a", "unknown", "a"], {"a"}, [])
@@ -202,6 +207,10 @@ def diagnose(
         "unknown_known": pct(unknown, is_known),
         "unknown_novel": pct(unknown, ~is_known),
         "absorbed": pct(np.array([p in known for p in yp], bool), ~is_known),
+    }
+    if reports is None:
+        return diag
+    diag |= {
         "runs": len(reports),
         "proposed": sum(r.proposed for r in reports),
         "clusters": sum(r.clusters for r in reports),
