@@ -14,10 +14,10 @@ export RAY_USAGE_STATS_ENABLED := 0
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint typecheck k8s-validate chaos bench-stackoverflow bench-kafka bench-snips clean
+.PHONY: help install demo test test-unit test-integration lint typecheck k8s-validate chaos bench-stackoverflow bench-kafka bench-snips bench-hwu64 bench-openset clean
 
 help: ## Show this help
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,13 @@ chaos: $(STAMP) ## Every fault scenario, 10 cycles per fault point (about 30 min
 
 bench-snips: $(STAMP) ## Open-world benchmark, SNIPS, seeds 0,1,2
 	$(VENV)/bin/streamlabel bench openworld --train $(DATA)/snips/train.tsv --test $(DATA)/snips/test.tsv --seeds 0,1,2 --json
+
+bench-hwu64: $(STAMP) ## Open-world benchmark, HWU64 (64 close intents), engine and kafka modes
+	$(VENV)/bin/streamlabel bench openworld --train $(DATA)/hwu64/train.tsv --test $(DATA)/hwu64/test.tsv --seeds 0,1,2 --mode both --json
+
+bench-openset: $(STAMP) ## Open-set (open intent detection) benchmark, HWU64 and StackOverflow
+	$(VENV)/bin/streamlabel bench openset --train $(DATA)/hwu64/train.tsv --test $(DATA)/hwu64/test.tsv --json
+	$(VENV)/bin/streamlabel bench openset --train $(DATA)/stackoverflow/train.tsv --test $(DATA)/stackoverflow/test.tsv --json
 
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
