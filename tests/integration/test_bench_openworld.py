@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+METRICS = ("acc", "nmi", "ari", "known_acc", "novel_acc")
 KEYS = {
-    "acc", "nmi", "ari", "known_acc", "novel_acc", "novel_found", "novel_true",
-    "first_acc", "items", "items_per_s",
+    *METRICS, *(f"first_{m}" for m in METRICS), "novel_found", "novel_true",
+    "unknown", "absorbed", "items", "items_per_s", "seeds",
 }  # fmt: skip
 
 
@@ -43,6 +44,11 @@ def test_bench_prints_the_table_and_a_json_summary_with_sane_scores(small_train,
     assert summary["acc"] >= summary["first_acc"]
     assert summary["items_per_s"] > 0
     assert "discovered novel-" in proc.stderr
+    assert 0.0 <= summary["unknown"] <= 100.0
+    seeds = summary["seeds"]
+    assert [s["seed"] for s in seeds] == [0, 1]
+    assert all(s["runs"] >= 2 for s in seeds)  # engine mode reports what discovery did
+    assert round(sum(s["unknown"] for s in seeds) / 2, 2) == summary["unknown"]
 
 
 def test_kafka_mode_runs_the_same_protocol_through_broker_and_ray(small_train, small_test):
