@@ -421,7 +421,7 @@ class Discoverer:
                 best, best_overlap = cand, overlap
         if best is not None and best_overlap >= self.config.match_overlap:
             return _Candidate(best.candidate_id, member_ids, best.sightings + 1)
-        anchor = ordered_ids[int(np.argmax(zm @ centre))]
+        anchor = ordered_ids[_anchor(zm, centre)]
         digest = hashlib.blake2b(anchor.encode(), digest_size=5).hexdigest()
         return _Candidate(f"novel-{digest}", member_ids, 1)
 
@@ -468,6 +468,25 @@ def _cohesion(raw: np.ndarray) -> float:
     offset, which would make scattered noise look cohesive there.
     """
     return float((raw @ l2_normalize(raw.mean(axis=0))).mean())
+
+
+def _anchor(zm: np.ndarray, centre: np.ndarray) -> int:
+    """The member that names a new cluster: the oldest of its more central half.
+
+    ``zm`` is in buffer order (oldest first). A learner restored from a snapshot
+    reads the same unknowns again; a run on a buffer still missing the newest
+    of them sees the same oldest members, so the class gets the id it had
+    before the crash. (The single most central member moves with every item
+    added.) Restricted to the central half, so a border item that another run
+    leaves out does not name the class.
+
+    Example:
+        >>> zm = np.array([[1.0, 0.0], [0.6, 0.8], [0.9, 0.1], [1.0, 0.05]])
+        >>> _anchor(zm, np.array([1.0, 0.0]))
+        0
+    """
+    sims = zm @ centre
+    return int(np.flatnonzero(sims >= np.median(sims))[0])
 
 
 def separation_bar(store: PrototypeStore, quantile: float | None) -> float | None:

@@ -202,3 +202,20 @@ def test_the_seen_counts_survive_the_discoverer_state() -> None:
     restored = _discoverer(clustering, settle_quantile=0.0)
     restored.load(original.state())
     assert restored.run(buffer, store).settled == original.run(buffer, store).settled != {}
+
+
+def test_a_class_found_on_a_buffer_missing_its_newest_items_gets_the_same_id() -> None:
+    """A learner restored from a snapshot may run discovery before it has read every
+    unknown again: the id is named by the cluster's oldest central member, so it is
+    the id the crashed learner gave."""
+    clustering = AgglomerativeClustering(distance_threshold=0.25, min_cluster_size=20)
+    ids = []
+    for n in (60, 40):
+        scene = Scene()
+        store = scene.store()
+        buffer = UnknownBuffer(capacity=1000, dim=DIM)
+        vectors = scene.around(2, 60)
+        buffer.add([f"k{i}" for i in range(n)], vectors[:n], ["kafka consumer lag"] * n)
+        (finding,) = _discoverer(clustering).run(buffer, store).findings
+        ids.append(finding.class_id)
+    assert ids[0] == ids[1]
