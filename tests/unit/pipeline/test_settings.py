@@ -14,6 +14,18 @@ def test_defaults_are_valid_and_map_to_the_core_configs() -> None:
     assert s.discovery.to_config(seed=0).persistence == s.discovery.persistence
 
 
+def test_default_settings_produce_exactly_the_core_defaults() -> None:
+    """Every default lives once, in the core: the settings' defaults map to the core
+    configs' own defaults (the discovery and clustering defaults had drifted apart)."""
+    from streamlabel.core.clustering import HDBSCANClustering
+    from streamlabel.core.discovery import DiscoveryConfig
+    from streamlabel.core.store import StoreConfig
+
+    s = load_settings()
+    assert s.store.to_config(seed=0) == StoreConfig()
+    assert s.discovery.to_config(seed=0) == DiscoveryConfig(clustering=HDBSCANClustering())
+
+
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
