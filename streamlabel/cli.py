@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
     from streamlabel.bench.data import LabelledTexts
     from streamlabel.bench.openworld import SeedResult
+    from streamlabel.core.embedder import SentenceTransformerEmbedder
+    from streamlabel.pipeline import EngineSettings
 
 
 def _seeds(value: str) -> list[int]:
@@ -247,10 +249,19 @@ def _endpoint_command(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _model_embedder(settings: EngineSettings) -> SentenceTransformerEmbedder:
+    """The embedding model the settings name (the bundled MiniLM by default)."""
+    from streamlabel.core.embedder import SentenceTransformerEmbedder
+
+    m = settings.model
+    return SentenceTransformerEmbedder(
+        m.path, device=m.device, batch_size=m.batch_size, max_seq_length=m.max_seq_length
+    )
+
+
 def _bench_openworld(args: argparse.Namespace) -> int:
     from streamlabel.bench.data import read_tsv
     from streamlabel.bench.openworld import format_table, run_seed, summarize
-    from streamlabel.core.embedder import SentenceTransformerEmbedder
     from streamlabel.logging import configure_logging
     from streamlabel.pipeline import load_settings
 
@@ -262,10 +273,7 @@ def _bench_openworld(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    m = settings.model
-    embedder = SentenceTransformerEmbedder(
-        m.path, device=m.device, batch_size=m.batch_size, max_seq_length=m.max_seq_length
-    )
+    embedder = _model_embedder(settings)
     say(f"embedding {len(train) + len(test)} texts with {embedder.model_id} ...")
     t0 = time.perf_counter()
     train_vectors = embedder.embed(train.texts)
@@ -309,17 +317,13 @@ def _bench_openworld(args: argparse.Namespace) -> int:
 def _bench_openset(args: argparse.Namespace) -> int:
     from streamlabel.bench.data import read_tsv
     from streamlabel.bench.openset import format_openset, run_openset_seed, summarize_openset
-    from streamlabel.core.embedder import SentenceTransformerEmbedder
     from streamlabel.logging import configure_logging
     from streamlabel.pipeline import load_settings
 
     configure_logging(json_logs=False, level="warning")
     settings = load_settings()
     train, test = read_tsv(args.train), read_tsv(args.test)
-    m = settings.model
-    embedder = SentenceTransformerEmbedder(
-        m.path, device=m.device, batch_size=m.batch_size, max_seq_length=m.max_seq_length
-    )
+    embedder = _model_embedder(settings)
     print(f"embedding {len(train) + len(test)} texts with {embedder.model_id} ...", file=sys.stderr)
     train_vectors, test_vectors = embedder.embed(train.texts), embedder.embed(test.texts)
     results = [

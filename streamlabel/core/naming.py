@@ -74,3 +74,26 @@ def class_keywords(
 def name_from_keywords(keywords: Sequence[str], fallback: str) -> str:
     """A readable class name: keywords joined by ``-`` (``fallback`` when there are none)."""
     return "-".join(keywords) if keywords else fallback
+
+
+def typical_texts(exemplars: np.ndarray, texts: Sequence[str], n: int = 3) -> list[str]:
+    """The texts of the ``n`` examples closest to their mean direction, most typical first.
+
+    What a person should see of a class: its reservoir is a uniform sample, so
+    its first texts may be its least typical members. Empty texts are skipped.
+
+    Example:
+        >>> x = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1], [0.95, 0.05]])
+        >>> typical_texts(x, ["a", "odd", "b", "c"], n=2)
+        ['a', 'c']
+    """
+    x = np.asarray(exemplars, dtype=np.float32)
+    keep = [i for i, t in enumerate(texts[: len(x)]) if t]
+    if not keep:
+        return []
+    rows = x[keep]
+    centre = rows.mean(axis=0)
+    order = np.argsort(
+        -(rows @ (centre / max(float(np.linalg.norm(centre)), 1e-12))), kind="stable"
+    )
+    return [texts[keep[i]] for i in order[:n]]

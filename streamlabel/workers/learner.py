@@ -48,11 +48,20 @@ from threadpoolctl import threadpool_limits
 
 from streamlabel.core.discovery import DiscoveryReport
 from streamlabel.core.embedder import Embedder
+from streamlabel.core.naming import typical_texts
 from streamlabel.errors import PublishError, SnapshotError, StreamlabelError
 from streamlabel.logging import configure_logging
 from streamlabel.pipeline.engine import DiscoveryJob, Engine
 from streamlabel.pipeline.output import EngineOutput, Observed
-from streamlabel.schemas import ClassEvent, DeadLetter, DriftAlert, UnknownRecord, decode
+from streamlabel.schemas import (
+    ClassEvent,
+    ClassState,
+    DeadLetter,
+    DriftAlert,
+    UnknownRecord,
+    decode,
+    to_array,
+)
 from streamlabel.workers.embedding import load_embedder
 from streamlabel.workers.endpoint import Served
 from streamlabel.workers.faults import LEARNER_POINTS, Faults, FaultTarget
@@ -201,6 +210,7 @@ class Learner(FaultTarget, Served):
             notes_dir=settings.runtime.state_dir,
         )
         self._class_view: list[dict[str, Any]] = []
+        self._examples: dict[str, tuple[int, list[str]]] = {}  # class id -> (version, texts)
         self._positions: dict[str, int] = {}
         self._seq = 0
         self._since_snapshot = 0
@@ -575,10 +585,19 @@ class Learner(FaultTarget, Served):
                 "count": st.count,
                 "updated_version": st.updated_version,
                 "keywords": list(st.keywords),
-                "examples": list(st.exemplar_texts[:3]),
+                "examples": self._typical(st),
             }
             for st in engine.store.states().values()
         ]
+
+    def _typical(self, state: ClassState) -> list[str]:
+        """A class's three most typical example texts, recomputed when the class changes."""
+        cached = self._examples.get(state.class_id)
+        if cached is None or cached[0] != state.updated_version:
+            exemplars = to_array(state.exemplars, len(state.mean or ()))
+            texts = typical_texts(exemplars, state.exemplar_texts)
+            cached = self._examples[state.class_id] = (state.updated_version, texts)
+        return cached[1]
 
     def _snapshot_due(self) -> bool:
         r = self.settings.runtime
