@@ -68,7 +68,7 @@ class DiscoveryConfig:
     min_cohesion_ratio: float = 0.6
     min_cohesion: float = 0.2
     separation_quantile: float = 0.5
-    persistence: int = 1
+    persistence: int = 2
     match_overlap: float = 0.5
     n_keywords: int = 3
     clustering: ClusteringStrategy = field(default_factory=HDBSCANClustering)
