@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from streamlabel.errors import SettingsError, StreamlabelError
 
@@ -249,50 +249,60 @@ def _endpoint_command(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _model_embedder(settings: EngineSettings) -> SentenceTransformerEmbedder:
-    """The embedding model the settings name (the bundled MiniLM by default)."""
-    from streamlabel.core.embedder import SentenceTransformerEmbedder
+class _BenchData(NamedTuple):
+    settings: EngineSettings
+    embedder: SentenceTransformerEmbedder
+    train: LabelledTexts
+    test: LabelledTexts
+    train_vectors: np.ndarray
+    test_vectors: np.ndarray
+    embed_seconds: float
 
-    m = settings.model
-    return SentenceTransformerEmbedder(
-        m.path, device=m.device, batch_size=m.batch_size, max_seq_length=m.max_seq_length
-    )
 
-
-def _bench_openworld(args: argparse.Namespace) -> int:
+def _bench_data(args: argparse.Namespace, say: Callable[[str], None]) -> _BenchData:
+    """Settings, the model the settings name, and ``--train``/``--test`` read and embedded once."""
     from streamlabel.bench.data import read_tsv
-    from streamlabel.bench.openworld import format_table, run_seed, summarize
+    from streamlabel.core.embedder import SentenceTransformerEmbedder
     from streamlabel.logging import configure_logging
     from streamlabel.pipeline import load_settings
 
     configure_logging(json_logs=False, level="warning")
     settings = load_settings()
     train, test = read_tsv(args.train), read_tsv(args.test)
-
-    def say(msg: str) -> None:
-        if not args.quiet:
-            print(msg, file=sys.stderr, flush=True)
-
-    embedder = _model_embedder(settings)
+    m = settings.model
+    embedder = SentenceTransformerEmbedder(
+        m.path, device=m.device, batch_size=m.batch_size, max_seq_length=m.max_seq_length
+    )
     say(f"embedding {len(train) + len(test)} texts with {embedder.model_id} ...")
     t0 = time.perf_counter()
     train_vectors = embedder.embed(train.texts)
     test_vectors = embedder.embed(test.texts)
     embed_seconds = time.perf_counter() - t0
     say(f"embedded at {(len(train) + len(test)) / embed_seconds:.0f} texts/s")
+    return _BenchData(settings, embedder, train, test, train_vectors, test_vectors, embed_seconds)
+
+
+def _bench_openworld(args: argparse.Namespace) -> int:
+    from streamlabel.bench.openworld import format_table, run_seed, summarize
+
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    d = _bench_data(args, say)
     modes = ["engine", "kafka"] if args.mode == "both" else [args.mode]
     summaries: dict[str, dict[str, float]] = {}
-    per_item = embed_seconds / (len(train) + len(test))
+    per_item = d.embed_seconds / (len(d.train) + len(d.test))
     for mode in modes:
         if mode == "engine":
             results = [
                 run_seed(
-                    train,
-                    test,
-                    train_vectors,
-                    test_vectors,
-                    settings=settings,
-                    embedder=embedder,
+                    d.train,
+                    d.test,
+                    d.train_vectors,
+                    d.test_vectors,
+                    settings=d.settings,
+                    embedder=d.embedder,
                     seed=seed,
                     known_ratio=args.known_ratio,
                     labeled_ratio=args.labeled_ratio,
@@ -302,7 +312,7 @@ def _bench_openworld(args: argparse.Namespace) -> int:
                 for seed in args.seeds
             ]
         else:
-            results = _kafka_seeds(args, train, test, train_vectors, test_vectors, say)
+            results = _kafka_seeds(args, d.train, d.test, d.train_vectors, d.test_vectors, say)
         for r in results:
             for cid, name, count in sorted(r.discovered, key=lambda d: -d[2]):
                 say(f"  seed {r.seed} ({mode}): discovered {cid} {name!r} ({count} examples)")
@@ -315,25 +325,17 @@ def _bench_openworld(args: argparse.Namespace) -> int:
 
 
 def _bench_openset(args: argparse.Namespace) -> int:
-    from streamlabel.bench.data import read_tsv
     from streamlabel.bench.openset import format_openset, run_openset_seed, summarize_openset
-    from streamlabel.logging import configure_logging
-    from streamlabel.pipeline import load_settings
 
-    configure_logging(json_logs=False, level="warning")
-    settings = load_settings()
-    train, test = read_tsv(args.train), read_tsv(args.test)
-    embedder = _model_embedder(settings)
-    print(f"embedding {len(train) + len(test)} texts with {embedder.model_id} ...", file=sys.stderr)
-    train_vectors, test_vectors = embedder.embed(train.texts), embedder.embed(test.texts)
+    d = _bench_data(args, lambda msg: print(msg, file=sys.stderr, flush=True))
     results = [
         run_openset_seed(
-            train,
-            test,
-            train_vectors,
-            test_vectors,
-            settings=settings,
-            embedder=embedder,
+            d.train,
+            d.test,
+            d.train_vectors,
+            d.test_vectors,
+            settings=d.settings,
+            embedder=d.embedder,
             seed=seed,
             known_ratio=args.known_ratio,
         )

@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from streamlabel.bench.data import LabelledTexts
+from streamlabel.bench.openworld import choose_known
 from streamlabel.core.embedder import Embedder
 from streamlabel.pipeline import Engine, EngineSettings
 from streamlabel.schemas import UNKNOWN, Feedback, Item
@@ -29,11 +30,8 @@ METRIC_KEYS = ("acc", "f1", "open_f1", "known_f1")
 
 
 def known_classes(labels: Sequence[str], known_ratio: float, seed: int) -> list[str]:
-    """The classes a seed treats as known (sorted)."""
-    rng = np.random.default_rng(seed)
-    classes = sorted(set(labels))
-    n_known = max(1, min(len(classes), round(len(classes) * known_ratio)))
-    return sorted(str(c) for c in rng.choice(np.asarray(classes, dtype=object), n_known, False))
+    """The classes a seed treats as known (sorted): the same as ``bench openworld``'s."""
+    return choose_known(labels, known_ratio, np.random.default_rng(seed))
 
 
 def open_set_scores(

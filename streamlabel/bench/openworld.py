@@ -15,7 +15,7 @@ that embedding time plus the Engine's own time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,17 +55,26 @@ class Split:
     stream: np.ndarray
 
 
+def choose_known(labels: Sequence[str], known_ratio: float, rng: np.random.Generator) -> list[str]:
+    """The ``known_ratio`` of the classes a protocol treats as known (sorted).
+
+    Both benchmarks choose with the seed's generator first, so a seed holds the
+    same classes back in ``bench openworld`` and ``bench openset``.
+    """
+    classes = sorted(set(labels))
+    n_known = max(1, min(len(classes), round(len(classes) * known_ratio)))
+    return sorted(
+        str(c) for c in rng.choice(np.asarray(classes, dtype=object), n_known, replace=False)
+    )
+
+
 def split_protocol(
     labels: list[str], *, known_ratio: float, labeled_ratio: float, seed: int
 ) -> Split:
     """Chooses known classes, the labelled training items, and the stream order."""
     rng = np.random.default_rng(seed)
     y = np.asarray(labels, dtype=object)
-    classes = sorted(set(labels))
-    n_known = max(1, min(len(classes), round(len(classes) * known_ratio)))
-    known = sorted(
-        str(c) for c in rng.choice(np.asarray(classes, dtype=object), n_known, replace=False)
-    )
+    known = choose_known(labels, known_ratio, rng)
     labelled = np.zeros(len(y), bool)
     for c in known:
         idx = np.flatnonzero(y == c)
