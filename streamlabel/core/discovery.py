@@ -18,7 +18,10 @@ Every remaining cluster is judged:
   tail. A cluster whose centre a discovered class accepts is that class found
   again and extends it (a known class is never taught by unlabelled items);
 * **persistence** — the cluster was seen in ``persistence`` runs (matched by
-  member overlap).
+  member overlap). The default, 1, accepts a cluster at first sight: a stream
+  that ends, or a class that shows up in one burst, still gets its class. Each
+  run's candidates (ids included) are part of :meth:`Discoverer.state`, so a
+  caller that checkpoints them before adopting keeps the ids through a crash.
 
 An accepted cluster gets a stable id derived from the item that anchored it
 when first seen, a readable name from its members' keywords, and the list of
@@ -68,7 +71,7 @@ class DiscoveryConfig:
     min_cohesion_ratio: float = 0.6
     min_cohesion: float = 0.2
     separation_quantile: float = 0.5
-    persistence: int = 2
+    persistence: int = 1
     match_overlap: float = 0.5
     n_keywords: int = 3
     clustering: ClusteringStrategy = field(default_factory=HDBSCANClustering)

@@ -309,6 +309,24 @@ class Engine:
         )
         return DiscoveryJob(self.buffer.copy(), store, copy.deepcopy(self.discoverer))
 
+    def keep_candidates(self, job: DiscoveryJob) -> bool:
+        """Takes a finished job's candidates (and the ids they carry) without adopting.
+
+        A caller that checkpoints between this and :meth:`finish_discovery` can
+        lose the adoption to a crash but not the ids: the restored discoverer
+        matches the same clusters to the same candidates.
+
+        Returns:
+            True when the run found a new class (so a checkpoint is worth it).
+
+        Raises:
+            ValueError: the job has not run.
+        """
+        if job.report is None:
+            raise ValueError("the discovery job has not run")
+        self.discoverer = job.discoverer
+        return any(not f.extends for f in job.report.findings)
+
     def finish_discovery(self, job: DiscoveryJob) -> EngineOutput:
         """Adopts a finished job's findings as classes and relabels the items they explain.
 

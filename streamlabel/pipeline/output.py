@@ -88,3 +88,12 @@ class EngineOutput:
         self.dead_letters.extend(other.dead_letters)
         self.discoveries.extend(other.discoveries)
         return self
+
+    def clear(self) -> None:
+        """Empties every list (after the records were checkpointed and published)."""
+        for part in (self.labels, self.unknowns, self.class_events, self.alerts):
+            part.clear()
+        self.dead_letters.clear()
+        self.discoveries.clear()
+        self.observed = None
+        self.stage_s = {}

@@ -536,6 +536,12 @@ class Learner(FaultTarget, Served):
                 run_s = time.perf_counter() - self._job_started
                 self._add_stage("discovery", run_s)
                 self._stats.last_discovery = {"buffered": self._job_buffered, "seconds": run_s}
+                if engine.keep_candidates(job):
+                    # The new classes' ids are checkpointed before they exist: a crash
+                    # before the adoption's own checkpoint loses the adoption, and the
+                    # restored learner rediscovers them under the same ids.
+                    self._checkpoint(out)
+                    out.clear()
                 t0 = time.perf_counter()
                 found = engine.finish_discovery(job)
                 self._add_stage("adopt", time.perf_counter() - t0)

@@ -294,6 +294,48 @@ def test_a_discovery_job_finished_on_the_engine_equals_discover(make_engine) -> 
     assert staged.discoverer.state() == direct.discoverer.state()
 
 
+def test_keep_candidates_says_whether_a_run_found_a_new_class(make_engine) -> None:
+    engine = engine_with_haskell_unknowns(make_engine)
+    job = engine.begin_discovery()
+    with pytest.raises(ValueError, match="not run"):
+        engine.keep_candidates(job)
+    job.run()  # persistence 2: a candidate, nothing to adopt yet
+    assert not engine.keep_candidates(job)
+    assert engine.discoverer.state()["candidates"]
+    engine.finish_discovery(job)
+    second = engine.begin_discovery()
+    second.run()
+    assert engine.keep_candidates(second)
+
+
+def test_candidates_kept_before_adoption_give_a_restored_engine_the_same_ids(
+    make_engine,
+) -> None:
+    # Persistence 1: a cluster is a class at first sight. The learner checkpoints
+    # between keep_candidates and finish_discovery; a crash in between loses the
+    # adoption, and the restored engine, whose buffer has grown meanwhile, must
+    # still name the class as the lost adoption did.
+    first_sight = {**DISCOVERY, "persistence": 1}
+    engine = make_engine(discovery=first_sight)
+    teach(engine, ["python", "java", "sql"], n=40)
+    engine.process(haskell_items(25))
+    job = engine.begin_discovery()
+    job.run()
+    assert engine.keep_candidates(job)
+    checkpoint = msgpack_round_trip(engine.state())
+    lost = [e.class_id for e in engine.finish_discovery(job).class_events]
+    assert lost
+
+    restored = make_engine(discovery=first_sight)
+    restored.load_state(checkpoint)
+    # read again after the crash: newer items that move the cluster's centre
+    late = [it.text for it in haskell_items(25)[13:]] * 3
+    restored.process([Item(id=f"late{i}", text=t) for i, t in enumerate(late)])
+    assert len(restored.buffer) == 61
+    found = [e.class_id for e in restored.discover().class_events]
+    assert found == lost
+
+
 def test_begin_discovery_resets_discovery_due(make_engine) -> None:
     learner, worker = learner_and_worker(make_engine, discovery={**DISCOVERY, "run_every": 10})
     learner.absorb(worker.process(haskell_items(12)).unknowns)
