@@ -1,5 +1,7 @@
 """streamlabel: open-world, continual classification of event streams."""
 
+from importlib.metadata import PackageNotFoundError, version
+
 from streamlabel.errors import (
     DecodeError,
     EmbeddingError,
@@ -9,7 +11,10 @@ from streamlabel.errors import (
     StreamlabelError,
 )
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("streamlabel")  # the installed distribution's, one source
+except PackageNotFoundError:  # pragma: no cover - running from a tree never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DecodeError",

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from streamlabel import __version__
 from streamlabel.errors import SettingsError, StreamlabelError
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def _ratio(value: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="streamlabel", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
     ow = bench.add_parser("openworld", help="open-world accuracy on a labelled TSV dataset")

@@ -33,6 +33,15 @@ def tsv(tmp_path: Path) -> Path:
 
 
 # -------------------------------------------------------------------- parse
+def test_version_prints_the_installed_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"streamlabel {version('streamlabel')}"
+
+
 def test_demo_parses_with_its_defaults() -> None:
     args = build_parser().parse_args(["demo"])
     assert (args.command, args.dataset, args.items, args.seed) == (
