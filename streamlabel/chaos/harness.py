@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from streamlabel.bench.data import read_tsv
+from streamlabel.chaos.actors import CHAOS_ACTORS
 from streamlabel.chaos.ledger import Ledger, Outcomes, Verdict, check
 from streamlabel.errors import DecodeError, StreamlabelError
 from streamlabel.schemas import Item, LabelRecord, decode, encode
@@ -64,7 +65,6 @@ def chaos_settings(workers: int, state_dir: str | None = None) -> RuntimeSetting
             "state_dir": state_dir,
             "stop_timeout_s": 30.0,
             "log_level": "warning",
-            "fault_injection": True,
             # small polls, so that "one batch per fault" is a bound the suite can break
             "batch_size": 64,
         },
@@ -76,7 +76,7 @@ class Harness:
 
     def __init__(self, config: ChaosConfig, settings: RuntimeSettings) -> None:
         self.config = config
-        self.runtime = Runtime(settings)
+        self.runtime = Runtime(settings, actors=CHAOS_ACTORS)
         self.outcomes = Outcomes()
         self.fault_marks: list[int] = []
         self._peak_workers = 0

@@ -22,6 +22,7 @@ import msgpack
 import numpy as np
 import structlog
 
+from streamlabel.chaos.faults import MODEL_FAIL_MARKER, WORKER_POINTS
 from streamlabel.chaos.harness import Harness
 from streamlabel.chaos.ledger import Ledger, Verdict, check
 from streamlabel.errors import StreamlabelError
@@ -29,7 +30,6 @@ from streamlabel.schemas import Feedback, Item, LabelRecord, encode
 from streamlabel.testing import wait_until
 from streamlabel.workers.client import TopicReader, produce_feedback
 from streamlabel.workers.embedding import load_embedder
-from streamlabel.workers.faults import MODEL_FAIL_MARKER, WORKER_POINTS
 from streamlabel.workers.learner import snapshot_path
 from streamlabel.workers.replay import replay
 

@@ -131,7 +131,7 @@ class EmbeddedBroker:
         log.info("embedded_broker_stopped", port=self.port)
 
     def kill(self) -> None:
-        """Kills the broker with SIGKILL (fault injection); everything it held is lost."""
+        """Kills the broker with SIGKILL (a crash); everything it held is lost."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()

@@ -64,9 +64,9 @@ from streamlabel.schemas import (
 )
 from streamlabel.workers.embedding import load_embedder
 from streamlabel.workers.endpoint import Served
-from streamlabel.workers.faults import LEARNER_POINTS, Faults, FaultTarget
 from streamlabel.workers.kafka_io import OutRecord, Publisher, lag, make_consumer, to_raw
 from streamlabel.workers.metrics import learner_families
+from streamlabel.workers.probe import NO_PROBE, Probe
 from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.stream_worker import (
     LEARNER_OFFSETS_HEADER,
@@ -175,7 +175,7 @@ class _Seek(ConsumerRebalanceListener):
                 self.consumer.seek(tp, offset)
 
 
-class Learner(FaultTarget, Served):
+class Learner(Served):
     """The single writer of the store; run as one Ray actor.
 
     Args:
@@ -204,11 +204,7 @@ class Learner(FaultTarget, Served):
         self._snapshot_wanted = threading.Event()
         self._reset_requested = threading.Event()
         self._generation = broker_generation  # broker resets the supervisor has seen
-        self.faults = Faults(
-            LEARNER_POINTS,
-            enabled=settings.runtime.fault_injection,
-            notes_dir=settings.runtime.state_dir,
-        )
+        self.probe: Probe = NO_PROBE  # the step points (streamlabel.workers.probe)
         self._class_view: list[dict[str, Any]] = []
         self._examples: dict[str, tuple[int, list[str]]] = {}  # class id -> (version, texts)
         self._positions: dict[str, int] = {}
@@ -348,9 +344,9 @@ class Learner(FaultTarget, Served):
             out.extend(engine.absorb(self._decode_unknowns(unknowns, out)))
         if feedback:
             out.extend(engine.learn([to_raw(m) for m in feedback]))
-            self.faults.hit(
+            self.probe.hit(
                 "feedback_applied",
-                note={"counts": {c: st.count for c, st in engine.store.states().items()}},
+                lambda: {"counts": {c: st.count for c, st in engine.store.states().items()}},
             )
         runs = self._discover(engine, out)
         self._since_snapshot += len(feedback) + len(unknowns)
@@ -373,10 +369,13 @@ class Learner(FaultTarget, Served):
         headers = [(LEARNER_OFFSETS_HEADER, json.dumps(self._positions).encode())]
         outbox = publisher.records(out, event_headers=headers)
         self._write_snapshot(outbox)
-        note = {"classes": sorted({e.class_id for e in out.class_events}), "seq": self._seq}
-        self.faults.hit("after_snapshot", note)
+
+        def note() -> dict[str, Any]:
+            return {"classes": sorted({e.class_id for e in out.class_events}), "seq": self._seq}
+
+        self.probe.hit("after_snapshot", note)
         self._publish_records(outbox)
-        self.faults.hit("after_publish", note)
+        self.probe.hit("after_publish", note)
         self._mark_published()
         self._commit()
         s = self._stats
@@ -556,9 +555,10 @@ class Learner(FaultTarget, Served):
                     )
                 out.extend(found)
                 if found.class_events:
-                    self.faults.hit(
+                    events = found.class_events
+                    self.probe.hit(
                         "discovery_adopted",
-                        note={"classes": sorted({e.class_id for e in found.class_events})},
+                        lambda: {"classes": sorted({e.class_id for e in events})},
                     )
             collected = 1
         due = engine.discovery_due() or self._force_discovery.is_set()

@@ -221,11 +221,6 @@ class RuntimeSection(_Section):
         description="How long a worker retries delivering a batch (fresh producer, backoff) "
         "before it fails; covers a broker restart.",
     )
-    fault_injection: bool = Field(
-        default=False,
-        description="Lets `streamlabel chaos` arm fault points (kill -9, stalls, model "
-        "failures) in the actors. Never enable it in production.",
-    )
     broker_check_s: float = Field(
         default=2.0,
         gt=0,

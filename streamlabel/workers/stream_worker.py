@@ -50,12 +50,6 @@ from streamlabel.pipeline.settings import DriftSettings
 from streamlabel.schemas import ClassEvent, decode
 from streamlabel.workers.embedding import default_threads, load_embedder
 from streamlabel.workers.endpoint import Served
-from streamlabel.workers.faults import (
-    WORKER_POINTS,
-    Faults,
-    FaultTarget,
-    FaultyEmbedder,
-)
 from streamlabel.workers.kafka_io import (
     Publisher,
     commit_offsets,
@@ -66,6 +60,7 @@ from streamlabel.workers.kafka_io import (
     to_raw,
 )
 from streamlabel.workers.metrics import STAGES, worker_families
+from streamlabel.workers.probe import NO_PROBE, Probe
 from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.topics import Topics
 
@@ -304,7 +299,7 @@ class _Rebalances(ConsumerRebalanceListener):
         self._worker._on_lost(lost)
 
 
-class StreamWorker(FaultTarget, Served):
+class StreamWorker(Served):
     """One consumer of ``items`` in the deployment's group.
 
     Args:
@@ -357,7 +352,7 @@ class StreamWorker(FaultTarget, Served):
         self._reset_requested = threading.Event()
         self._refused: dict[Any, int] = {}  # delivered, commit refused: {tp: next offset}
         self._kept: dict[Any, int] = {}  # refused offsets of partitions given back
-        self.faults = Faults(WORKER_POINTS, enabled=settings.runtime.fault_injection)
+        self.probe: Probe = NO_PROBE  # the step points (streamlabel.workers.probe)
         self.init_endpoint(settings.metrics, "worker", worker_id, self._stats.as_dict,
                             worker_families, self.stop)  # fmt: skip
         configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
@@ -474,7 +469,7 @@ class StreamWorker(FaultTarget, Served):
         if not settled:  # the batch before outlived its group membership: start over
             self._rewind(cur.messages)
             return 0
-        self.faults.hit("after_embed")
+        self.probe.hit("after_embed")
         if self._fenced(cur) or self._rebalanced_since(cur):
             # Its partitions may be another worker's by now, which reads them from
             # the last commit (or were reset to it); this worker reads again what it
@@ -593,7 +588,7 @@ class StreamWorker(FaultTarget, Served):
             batch.sent = True
         except PublishError as exc:  # delivered again, with retries, when settled
             self._publish_failed(1, exc)
-        self.faults.hit("after_produce")
+        self.probe.hit("after_produce")
         batch.stage_s["encode"] = t1 - t0
         batch.stage_s["publish"] = time.perf_counter() - t1
 
@@ -613,7 +608,7 @@ class StreamWorker(FaultTarget, Served):
             return True
         t0 = time.perf_counter()
         self._await_delivery(batch)
-        self.faults.hit("after_flush")
+        self.probe.hit("after_flush")
         t1 = time.perf_counter()
         if self._fenced(batch):
             # Delivered, but the partitions may be another worker's by now: their new
@@ -843,6 +838,10 @@ class StreamWorker(FaultTarget, Served):
             self._inflight.append(self._learner.observe.remote(sample))
 
     # ------------------------------------------------------------- lifecycle
+    def _instrument(self, embedder: Embedder) -> Embedder:
+        """The embedder the Engine uses (the chaos suite's worker wraps it)."""
+        return embedder
+
     def _open(self) -> None:
         if self._engine is not None:
             return
@@ -856,8 +855,7 @@ class StreamWorker(FaultTarget, Served):
         embedder: Embedder = self._embedder or load_embedder(
             s.model, threads=s.runtime.torch_threads or default_threads(s.runtime.workers)
         )
-        if s.runtime.fault_injection:
-            embedder = FaultyEmbedder(embedder, self.faults)
+        embedder = self._instrument(embedder)
         replica = s.model_copy(
             update={
                 "discovery": s.discovery.model_copy(update={"enabled": False}),

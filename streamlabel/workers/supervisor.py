@@ -33,7 +33,7 @@ from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.stream_worker import StreamWorker
 from streamlabel.workers.topics import Topics, ensure_topics
 
-__all__ = ["Progress", "Runtime", "init_ray"]
+__all__ = ["ActorClasses", "Progress", "Runtime", "init_ray"]
 
 log = structlog.get_logger(__name__)
 
@@ -146,16 +146,26 @@ class _Slot:
     drained_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class ActorClasses:
+    """The actor classes a :class:`Runtime` starts (the chaos suite brings subclasses)."""
+
+    worker: type[StreamWorker] = StreamWorker
+    learner: type[Learner] = Learner
+
+
 class Runtime:
     """The whole deployment, as a context manager.
 
     Args:
         settings: validated runtime settings; without ``kafka.bootstrap_servers``
             an embedded broker is started.
+        actors: the stream worker and learner classes to start.
     """
 
-    def __init__(self, settings: RuntimeSettings) -> None:
+    def __init__(self, settings: RuntimeSettings, actors: ActorClasses | None = None) -> None:
         self.settings = settings
+        self.actors = actors or ActorClasses()
         self.topics = Topics.of(settings.kafka)
         self.broker: EmbeddedBroker | None = None
         self._started_ray = False
@@ -259,7 +269,7 @@ class Runtime:
         import ray
 
         r = self.settings.ray
-        actor_cls = ray.remote(Learner).options(
+        actor_cls = ray.remote(self.actors.learner).options(
             num_cpus=r.learner_num_cpus,
             resources=dict(r.learner_resources) or None,
             max_concurrency=8,
@@ -273,7 +283,7 @@ class Runtime:
         import ray
 
         r = self.settings.ray
-        actor_cls = ray.remote(StreamWorker).options(
+        actor_cls = ray.remote(self.actors.worker).options(
             num_cpus=r.worker_num_cpus,
             resources=dict(r.worker_resources) or None,
             max_concurrency=4,

@@ -1,8 +1,10 @@
-"""Fault injection points of the stream worker and the learner (``streamlabel chaos``).
+"""Fault injection at the step points of the stream worker and the learner (``streamlabel chaos``).
 
-Every actor owns a :class:`Faults`. Its loop calls :meth:`Faults.hit` at the
-named points of a step; nothing happens until the chaos harness arms a point
-through the actor (``arm_fault``). An armed ``kill`` point sends SIGKILL to
+A :class:`Faults` is the :class:`~streamlabel.workers.probe.Probe` of the chaos
+suite's actors (:mod:`streamlabel.chaos.actors`; deployed actors hold a no-op
+probe). The loop calls :meth:`Faults.hit` at the named points of a step;
+nothing happens until the chaos harness arms a point through the actor
+(``arm_fault``). An armed ``kill`` point sends SIGKILL to
 the actor's own process once its countdown reaches zero, exactly as ``kill -9``
 would, so the recovery that follows is the real one (Ray reports the actor
 dead, the supervisor restarts it, the group rebalances). A ``stall`` point
@@ -19,15 +21,16 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from streamlabel.core.embedder import Embedder
 from streamlabel.errors import EmbeddingError, SettingsError
+from streamlabel.workers.probe import LEARNER_POINTS, WORKER_POINTS, Note
 
 __all__ = [
     "LEARNER_POINTS",
@@ -38,13 +41,6 @@ __all__ = [
     "Faults",
     "FaultyEmbedder",
 ]
-
-WORKER_POINTS = ("after_embed", "after_produce", "after_flush")
-"""A stream worker's step: embedded (nothing sent), sent (not flushed), flushed (not committed)."""
-
-LEARNER_POINTS = ("feedback_applied", "discovery_adopted", "after_snapshot", "after_publish")
-"""A learner's step: feedback applied in memory; a discovery run adopted in memory; the
-checkpoint written (nothing published); published (outbox not marked, offsets not committed)."""
 
 MODEL_FAIL_MARKER = "\u2063chaos:model-fails\u2063"
 """A text containing this makes :class:`FaultyEmbedder` raise (when armed)."""
@@ -62,11 +58,8 @@ class _Armed:
 class Faults:
     """The armed fault points of one actor (thread-safe; disarmed by default)."""
 
-    def __init__(
-        self, points: Sequence[str], *, enabled: bool = False, notes_dir: str | None = None
-    ) -> None:
+    def __init__(self, points: Sequence[str], *, notes_dir: str | None = None) -> None:
         self.points = tuple(points)
-        self.enabled = enabled
         self.notes_dir = notes_dir
         self._armed: dict[str, _Armed] = {}
         self._lock = threading.Lock()
@@ -78,13 +71,8 @@ class Faults:
         """Fires ``action`` at the ``after``-th hit of ``point`` (1 = the next one).
 
         Raises:
-            SettingsError: fault injection is off (``runtime.fault_injection``), or
-                the point or the action is not known.
+            SettingsError: the point or the action is not known.
         """
-        if not self.enabled:
-            raise SettingsError(
-                "fault injection is off in this deployment (runtime.fault_injection)"
-            )
         if action not in ("kill", "stall"):
             raise SettingsError(f"unknown fault action {action!r} for point {point!r}")
         if point == "model_fail":
@@ -101,10 +89,10 @@ class Faults:
             self._armed.clear()
         self.model_fail = False
 
-    def hit(self, point: str, note: Mapping[str, Any] | None = None) -> None:
+    def hit(self, point: str, note: Note | None = None) -> None:
         """Called by the actor's loop at ``point``; fires the armed action when due.
 
-        ``note`` (what the actor holds in memory at that point) is written to
+        ``note()`` (what the actor holds in memory at that point) is written to
         ``notes_dir/fault-<point>.json`` before a kill: the harness compares it
         with what the restarted actor rebuilds.
         """
@@ -122,7 +110,7 @@ class Faults:
             if note is not None and self.notes_dir:
                 path = Path(self.notes_dir) / f"fault-{point}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(dict(note), default=str))
+                path.write_text(json.dumps(dict(note()), default=str))
             os.kill(os.getpid(), signal.SIGKILL)
             time.sleep(60)  # pragma: no cover - the signal is delivered first
         self.stalls += 1
@@ -130,8 +118,8 @@ class Faults:
 
 
 class FaultTarget:
-    """The fault-injection methods of an actor holding a :class:`Faults` as ``faults``
-    (the stream worker and the learner); the chaos harness calls them through Ray."""
+    """The fault-injection methods of a chaos actor holding a :class:`Faults` as
+    ``faults``; the chaos harness calls them through Ray."""
 
     faults: Faults
 

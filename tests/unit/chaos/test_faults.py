@@ -14,24 +14,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamlabel.errors import EmbeddingError, SettingsError
-from streamlabel.pipeline import Engine, RawRecord, load_settings
-from streamlabel.schemas import Feedback, Item, SourceRef, encode
-from streamlabel.testing import HashEmbedder, ManualClock
-from streamlabel.workers.faults import (
+from streamlabel.chaos.faults import (
     LEARNER_POINTS,
     MODEL_FAIL_MARKER,
     WORKER_POINTS,
     Faults,
     FaultyEmbedder,
 )
+from streamlabel.errors import EmbeddingError, SettingsError
+from streamlabel.pipeline import Engine, RawRecord, load_settings
+from streamlabel.schemas import Feedback, Item, SourceRef, encode
+from streamlabel.testing import HashEmbedder, ManualClock
 
 STALL_S = 0.05
 
 
 @pytest.fixture
 def faults() -> Faults:
-    return Faults(WORKER_POINTS, enabled=True)
+    return Faults(WORKER_POINTS)
 
 
 # ------------------------------------------------------------------ arming
@@ -46,9 +46,9 @@ def test_arming_an_unknown_point_raises_settings_error_naming_it(
 
 
 def test_a_learner_point_is_known_to_a_learners_faults_only() -> None:
-    Faults(LEARNER_POINTS, enabled=True).arm("after_snapshot")
+    Faults(LEARNER_POINTS).arm("after_snapshot")
     with pytest.raises(SettingsError, match="after_snapshot"):
-        Faults(WORKER_POINTS, enabled=True).arm("after_snapshot")
+        Faults(WORKER_POINTS).arm("after_snapshot")
 
 
 @pytest.mark.parametrize("action", ["explode", "KILL", ""])
@@ -61,9 +61,13 @@ def test_arming_an_unknown_action_raises_settings_error_naming_it(
     faults.hit("after_embed")  # nothing was armed: returns at once
 
 
+def build_note_never() -> dict[str, object]:
+    raise AssertionError("a note was built for a hit that fired nothing")
+
+
 def test_hits_do_nothing_while_disarmed(faults: Faults) -> None:
     for point in (*WORKER_POINTS, "not_a_point"):
-        faults.hit(point, note={"offsets": [1, 2]})
+        faults.hit(point, note=build_note_never)
     assert faults.stalls == 0
     assert not faults.model_fail
 
@@ -122,7 +126,7 @@ def test_disarm_clears_every_point_and_the_model_failure(faults: Faults) -> None
 
 def test_model_fail_is_armed_by_name_on_any_actor() -> None:
     for points in (WORKER_POINTS, LEARNER_POINTS):
-        faults = Faults(points, enabled=True)
+        faults = Faults(points)
         assert not faults.model_fail
         faults.arm("model_fail")
         assert faults.model_fail
@@ -134,13 +138,13 @@ def test_a_kill_sigkills_the_process_after_writing_its_note(tmp_path: Path) -> N
     code = textwrap.dedent(
         """
         import sys
-        from streamlabel.workers.faults import WORKER_POINTS, Faults
+        from streamlabel.chaos.faults import WORKER_POINTS, Faults
 
-        faults = Faults(WORKER_POINTS, enabled=True, notes_dir=sys.argv[1])
+        faults = Faults(WORKER_POINTS, notes_dir=sys.argv[1])
         faults.arm("after_flush", action="kill", after=2)
-        faults.hit("after_flush", note={"offsets": {"sl.items:0": [10, 17]}, "n": 8})
+        faults.hit("after_flush", note=lambda: {"offsets": {"sl.items:0": [10, 17]}, "n": 8})
         print("survived the first hit", flush=True)
-        faults.hit("after_flush", note={"offsets": {"sl.items:0": [18, 25]}, "n": 8})
+        faults.hit("after_flush", note=lambda: {"offsets": {"sl.items:0": [18, 25]}, "n": 8})
         print("survived the second hit", flush=True)
         """
     )
@@ -261,20 +265,45 @@ def test_a_disarmed_engine_labels_the_marked_text_like_any_other(
     assert [(r.item_id, r.label) for r in out.labels] == [("m", "java")]
 
 
-def test_fault_injection_is_off_unless_the_deployment_enables_it() -> None:
-    faults = Faults(WORKER_POINTS)
-    with pytest.raises(SettingsError, match=r"runtime\.fault_injection"):
-        faults.arm("after_embed")
-    with pytest.raises(SettingsError, match=r"runtime\.fault_injection"):
-        faults.arm("model_fail")
-    assert not faults.model_fail
+def test_deployed_actors_have_no_fault_injection_and_a_no_op_probe() -> None:
+    from streamlabel.workers.learner import Learner
+    from streamlabel.workers.probe import NO_PROBE
+    from streamlabel.workers.stream_worker import StreamWorker
+
+    for actor in (StreamWorker, Learner):
+        assert not hasattr(actor, "arm_fault")
+        assert not hasattr(actor, "pid")
+    NO_PROBE.hit("after_embed", build_note_never)  # returns without building the note
 
 
-def test_chaos_deployments_enable_fault_injection_and_small_batches() -> None:
-    from streamlabel.chaos.harness import chaos_settings
-    from streamlabel.workers.settings import load_runtime_settings
+def test_chaos_actors_arm_the_points_of_their_role() -> None:
+    from streamlabel.chaos.actors import CHAOS_ACTORS, ChaosLearner, ChaosStreamWorker
+
+    assert CHAOS_ACTORS.worker is ChaosStreamWorker
+    assert CHAOS_ACTORS.learner is ChaosLearner
+    for actor in (ChaosStreamWorker, ChaosLearner):
+        assert callable(actor.arm_fault)
+        assert callable(actor.pid)
+
+
+def test_nothing_outside_chaos_can_kill_or_arm_a_fault() -> None:
+    import streamlabel
+
+    root = Path(streamlabel.__file__).parent
+    offenders = [
+        f"{path.relative_to(root)}:{n}"
+        for path in root.rglob("*.py")
+        if "chaos" not in path.relative_to(root).parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "arm_fault" in line or "os.kill" in line
+    ]
+    assert offenders == []
+
+
+def test_the_chaos_harness_starts_chaos_actors_with_small_batches(tmp_path: Path) -> None:
+    from streamlabel.chaos.actors import CHAOS_ACTORS
+    from streamlabel.chaos.harness import ChaosConfig, Harness, chaos_settings
 
     s = chaos_settings(2)
-    assert s.runtime.fault_injection is True
     assert s.runtime.batch_size * (s.runtime.workers + 1) < 400  # the per-fault bound can fail
-    assert load_runtime_settings().runtime.fault_injection is False
+    assert Harness(ChaosConfig(dataset=tmp_path), s).runtime.actors == CHAOS_ACTORS
