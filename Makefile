@@ -12,9 +12,12 @@ export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 # a local Ray stays single-node on 127.0.0.1 (see streamlabel.workers.supervisor.init_ray)
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
+# mkdocs 1.x plugins print a multi-screen banner about a future mkdocs 2 otherwise
+export NO_MKDOCS_2_WARNING := 1
+export DISABLE_MKDOCS_2_WARNING := true
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint typecheck k8s-validate chaos bench-stackoverflow bench-kafka bench-snips bench-hwu64 bench-openset clean
+.PHONY: help install demo test test-unit test-integration lint typecheck docs k8s-validate chaos bench-stackoverflow bench-kafka bench-snips bench-hwu64 bench-openset clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -35,7 +38,7 @@ install: $(STAMP) $(KUBECTL) ## Create the venv, install streamlabel with its de
 demo: $(STAMP) ## Run the main job on embedded defaults: broker + Ray + model on StackOverflow
 	$(VENV)/bin/streamlabel demo --dataset $(DATA)/stackoverflow
 
-test: $(STAMP) $(KUBECTL) lint typecheck k8s-validate ## Lint, type-check, validate the k8s manifests, unit tests and doctests, then integration tests
+test: $(STAMP) $(KUBECTL) lint typecheck k8s-validate docs ## Lint, type-check, validate the k8s manifests, build the docs, unit tests and doctests, then integration tests
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest tests/unit -q
 	$(PY) -m pytest --doctest-modules streamlabel -q
 	$(PY) -m pytest tests/integration -q
@@ -47,12 +50,15 @@ test-integration: $(STAMP) ## Integration tests (real model, real tansu broker, 
 	$(PY) -m pytest tests/integration -q
 
 lint: $(STAMP) ## ruff on the code, hadolint on the Dockerfile
-	$(VENV)/bin/ruff check streamlabel tests k8s
-	$(VENV)/bin/ruff format --check streamlabel tests k8s
+	$(VENV)/bin/ruff check streamlabel tests k8s docs
+	$(VENV)/bin/ruff format --check streamlabel tests k8s docs
 	$(VENV)/bin/hadolint docker/Dockerfile
 
 k8s-validate: $(STAMP) $(KUBECTL) ## Render every kustomize overlay and validate each object against its schema (offline)
 	$(PY) k8s/validate.py --kubectl $(KUBECTL)
+
+docs: $(STAMP) ## Build the documentation site (mkdocs-material, offline, --strict) into site/
+	$(VENV)/bin/mkdocs build --strict --quiet
 
 typecheck: $(STAMP) ## mypy on the package
 	$(VENV)/bin/mypy

@@ -21,6 +21,7 @@ from streamlabel.errors import SettingsError
 # Every default lives once, in the core; the settings only validate and name them.
 _DISCOVERY = DiscoveryConfig()
 _HDBSCAN = HDBSCANClustering()
+_STORE = StoreConfig()
 
 
 class _Section(BaseModel):
@@ -31,29 +32,92 @@ class ModelSettings(_Section):
     """The embedding model."""
 
     path: str | None = Field(default=None, description="Local model dir; None = bundled MiniLM.")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    batch_size: int = Field(default=64, ge=1, le=4096)
-    max_seq_length: int = Field(default=128, ge=8, le=8192)
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Where the model runs; auto = cuda when a GPU is visible."
+    )
+    batch_size: int = Field(
+        default=64, ge=1, le=4096, description="Texts per forward pass of the model."
+    )
+    max_seq_length: int = Field(
+        default=128, ge=8, le=8192, description="Tokens per text; longer texts are truncated."
+    )
 
 
 class StoreSettings(_Section):
     """The prototype store and open-set calibration (see :class:`StoreConfig`)."""
 
-    max_sub_prototypes: int = Field(default=0, ge=0, le=64)
-    exemplar_capacity: int = Field(default=64, ge=2, le=4096)
-    threshold_quantile: float = Field(default=0.1, gt=0.0, lt=0.5)
-    threshold_offset: float = Field(default=0.0, ge=-1.0, le=1.0)
-    default_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
-    min_calibration_examples: int = Field(default=8, ge=1)
-    metric_shrinkage: float = Field(default=0.3, ge=0.0, le=1.0)
-    metric_min_examples: int = Field(default=20, ge=2)
-    calibration_folds: int = Field(default=2, ge=1, le=10)
-    discovered_threshold_cap: float | None = Field(default=0.5, ge=0.0, le=1.0)
-    raw_threshold_quantile: float | None = Field(default=0.02, gt=0.0, lt=0.5)
-    top_k: int = Field(default=5, ge=1, le=100)
+    max_sub_prototypes: int = Field(
+        default=_STORE.max_sub_prototypes,
+        ge=0,
+        le=64,
+        description="Extra prototypes per class for multi-modal classes (0 = the mean only).",
+    )
+    exemplar_capacity: int = Field(
+        default=_STORE.exemplar_capacity,
+        ge=2,
+        le=4096,
+        description="Examples kept per class (a reservoir sample).",
+    )
+    threshold_quantile: float = Field(
+        default=_STORE.threshold_quantile,
+        gt=0.0,
+        lt=0.5,
+        description="Quantile of a class's member similarities used as its open-set threshold.",
+    )
+    threshold_offset: float = Field(
+        default=_STORE.threshold_offset,
+        ge=-1.0,
+        le=1.0,
+        description="Subtracted from every calibrated threshold (> 0 accepts more items).",
+    )
+    default_threshold: float = Field(
+        default=_STORE.default_threshold,
+        ge=-1.0,
+        le=1.0,
+        description="The threshold of a class with too few examples to calibrate its own.",
+    )
+    min_calibration_examples: int = Field(
+        default=_STORE.min_calibration_examples,
+        ge=1,
+        description="Examples a class needs before it calibrates its own threshold.",
+    )
+    metric_shrinkage: float = Field(
+        default=_STORE.metric_shrinkage,
+        ge=0.0,
+        le=1.0,
+        description="Shrinkage of the within-class scatter toward the identity (the metric).",
+    )
+    metric_min_examples: int = Field(
+        default=_STORE.metric_min_examples,
+        ge=2,
+        description="Labelled examples needed before the metric is learned.",
+    )
+    calibration_folds: int = Field(
+        default=_STORE.calibration_folds,
+        ge=1,
+        le=10,
+        description="Folds for the cross-fitted thresholds of labelled classes (1 = in-sample).",
+    )
+    discovered_threshold_cap: float | None = Field(
+        default=_STORE.discovered_threshold_cap,
+        ge=0.0,
+        le=1.0,
+        description="A discovered class's threshold is at most this quantile of the labelled "
+        "classes' thresholds (None = its own calibration only).",
+    )
+    raw_threshold_quantile: float | None = Field(
+        default=_STORE.raw_threshold_quantile,
+        gt=0.0,
+        lt=0.5,
+        description="An item must also reach this quantile of the class's members' cosine in "
+        "the raw embedding space (catches off-domain items; None = off).",
+    )
+    top_k: int = Field(
+        default=_STORE.top_k, ge=1, le=100, description="Candidate classes reported per item."
+    )
     use_gpu: bool = Field(default=True, description="Use a FAISS GPU index when available.")
     approximate_above: int | None = Field(
-        default=None,
+        default=_STORE.approximate_above,
         ge=1,
         description="Prototypes above which the FAISS index is approximate (IVF-flat); "
         "None = always exact. Measure its agreement with the exact index on your data "
@@ -61,10 +125,13 @@ class StoreSettings(_Section):
         "nprobe.",
     )
     nprobe: int = Field(
-        default=16, ge=1, le=65_536, description="Inverted lists an approximate index scans."
+        default=_STORE.nprobe,
+        ge=1,
+        le=65_536,
+        description="Inverted lists an approximate index scans.",
     )
     metric_pseudo_labels: bool = Field(
-        default=False,
+        default=_STORE.metric_pseudo_labels,
         description="Discovered classes' examples join the labelled ones in fitting the metric.",
     )
 
@@ -93,19 +160,69 @@ class StoreSettings(_Section):
 class DiscoverySettings(_Section):
     """Novel-class discovery (see :class:`DiscoveryConfig`)."""
 
-    enabled: bool = True
-    buffer_capacity: int = Field(default=_DISCOVERY.buffer_capacity, ge=10)
+    enabled: bool = Field(default=True, description="Buffer unknowns and discover classes.")
+    buffer_capacity: int = Field(
+        default=_DISCOVERY.buffer_capacity,
+        ge=10,
+        description="Unknowns kept for discovery (the oldest leave first).",
+    )
     run_every: int = Field(default=250, ge=1, description="New unknowns between runs.")
-    min_cluster_size: int = Field(default=_HDBSCAN.min_cluster_size, ge=2)
-    min_samples: int | None = Field(default=_HDBSCAN.min_samples, ge=1)
-    n_components: int = Field(default=_HDBSCAN.n_components, ge=0)
-    selection: Literal["eom", "leaf"] = _HDBSCAN.selection
-    min_cohesion_ratio: float = Field(default=_DISCOVERY.min_cohesion_ratio, ge=0.0, le=2.0)
-    min_cohesion: float = Field(default=_DISCOVERY.min_cohesion, ge=-1.0, le=1.0)
-    separation_quantile: float = Field(default=_DISCOVERY.separation_quantile, ge=0.0, le=1.0)
-    persistence: int = Field(default=_DISCOVERY.persistence, ge=1)
-    match_overlap: float = Field(default=_DISCOVERY.match_overlap, gt=0.0, le=1.0)
-    n_keywords: int = Field(default=_DISCOVERY.n_keywords, ge=1, le=20)
+    min_cluster_size: int = Field(
+        default=_HDBSCAN.min_cluster_size,
+        ge=2,
+        description="Smallest group of unknowns HDBSCAN calls a cluster.",
+    )
+    min_samples: int | None = Field(
+        default=_HDBSCAN.min_samples,
+        ge=1,
+        description="HDBSCAN's density neighbourhood (None = min_cluster_size).",
+    )
+    n_components: int = Field(
+        default=_HDBSCAN.n_components,
+        ge=0,
+        description="PCA dimensions the unknowns are clustered in (0 = no reduction).",
+    )
+    selection: Literal["eom", "leaf"] = Field(
+        default=_HDBSCAN.selection,
+        description="HDBSCAN cluster selection: leaf proposes many small dense clusters "
+        "(fine-grained streams), eom fewer large ones.",
+    )
+    min_cohesion_ratio: float = Field(
+        default=_DISCOVERY.min_cohesion_ratio,
+        ge=0.0,
+        le=2.0,
+        description="A cluster needs this share of the labelled classes' median cohesion.",
+    )
+    min_cohesion: float = Field(
+        default=_DISCOVERY.min_cohesion,
+        ge=-1.0,
+        le=1.0,
+        description="A cluster's cohesion floor (mean cosine to its centre, raw space).",
+    )
+    separation_quantile: float = Field(
+        default=_DISCOVERY.separation_quantile,
+        ge=0.0,
+        le=1.0,
+        description="A cluster centre must be less similar to every class than this quantile "
+        "of the class's member similarities (else it is that class's tail).",
+    )
+    persistence: int = Field(
+        default=_DISCOVERY.persistence,
+        ge=1,
+        description="Consecutive runs a cluster must be seen in before it becomes a class.",
+    )
+    match_overlap: float = Field(
+        default=_DISCOVERY.match_overlap,
+        gt=0.0,
+        le=1.0,
+        description="Member overlap at which two runs' clusters are the same candidate.",
+    )
+    n_keywords: int = Field(
+        default=_DISCOVERY.n_keywords,
+        ge=1,
+        le=20,
+        description="Keywords in a discovered class's name.",
+    )
     settle_tails: bool = Field(
         default=_DISCOVERY.settle_tails,
         description="Members of a cluster an existing labelled class owns take that class.",
@@ -163,14 +280,18 @@ class DiscoverySettings(_Section):
 class DriftSettings(_Section):
     """Drift detection."""
 
-    enabled: bool = True
+    enabled: bool = Field(
+        default=True, description="Run the drift detectors on the learner and raise alerts."
+    )
 
 
 class LimitSettings(_Section):
     """Input limits; larger inputs are dead-lettered."""
 
-    max_message_bytes: int = Field(default=1_000_000, ge=1024)
-    max_text_chars: int = Field(default=20_000, ge=1)
+    max_message_bytes: int = Field(
+        default=1_000_000, ge=1024, description="Larger records are dead-lettered."
+    )
+    max_text_chars: int = Field(default=20_000, ge=1, description="Longer texts are dead-lettered.")
     max_item_cache: int = Field(
         default=20_000, ge=0, description="Recent items kept for feedback by id."
     )
@@ -183,7 +304,7 @@ class EngineSettings(BaseSettings):
         env_prefix="STREAMLABEL_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    seed: int = 0
+    seed: int = Field(default=0, description="Seed of every random choice (replays repeat).")
     model: ModelSettings = ModelSettings()
     store: StoreSettings = StoreSettings()
     discovery: DiscoverySettings = DiscoverySettings()

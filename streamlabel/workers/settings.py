@@ -43,7 +43,12 @@ class KafkaSettings(_Section):
     bootstrap_servers: str | None = Field(
         default=None, description="host:port[,host:port]; None starts the embedded broker."
     )
-    topic_prefix: str = Field(default="sl.", pattern=r"^[A-Za-z0-9._\-]*$", max_length=200)
+    topic_prefix: str = Field(
+        default="sl.",
+        pattern=r"^[A-Za-z0-9._\-]*$",
+        max_length=200,
+        description="Prefix of every topic this deployment owns (items, labels, classes...).",
+    )
     items_topic: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9._\-]+$",
@@ -63,21 +68,46 @@ class KafkaSettings(_Section):
         "topic: earliest labels what is retained, latest only what arrives from now on.",
     )
     partitions: int = Field(default=4, ge=1, le=10_000, description="Partitions of new topics.")
-    replication_factor: int = Field(default=1, ge=1, le=16)
+    replication_factor: int = Field(default=1, ge=1, le=16, description="Replicas of new topics.")
     create_topics: bool = Field(default=True, description="Create missing topics at start-up.")
-    group_id: str = Field(default="streamlabel", min_length=1)
-    client_id: str = Field(default="streamlabel", min_length=1)
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
-    heartbeat_interval_ms: int = Field(default=3000, ge=100)
-    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
-    request_timeout_ms: int = Field(default=30_000, ge=1000, le=300_000)
+    group_id: str = Field(
+        default="streamlabel",
+        min_length=1,
+        description="Consumer group of the stream workers (the learner's adds .learner).",
+    )
+    client_id: str = Field(
+        default="streamlabel", min_length=1, description="Client id the broker logs."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How clients talk to the brokers."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism (required with a SASL protocol)."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (never logged)."
+    )
+    ssl_cafile: str | None = Field(default=None, description="CA bundle that signs the brokers.")
+    ssl_certfile: str | None = Field(default=None, description="Client certificate (mTLS).")
+    ssl_keyfile: str | None = Field(default=None, description="Client key (mTLS).")
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        le=300_000,
+        description="A consumer silent this long leaves the group (its partitions move).",
+    )
+    heartbeat_interval_ms: int = Field(
+        default=3000, ge=100, description="Consumer heartbeats; at most a third of the session."
+    )
+    max_poll_interval_ms: int = Field(
+        default=300_000,
+        ge=1000,
+        description="A consumer that does not poll this long leaves the group.",
+    )
+    request_timeout_ms: int = Field(
+        default=30_000, ge=1000, le=300_000, description="Deadline of one broker request."
+    )
     bootstrap_timeout_ms: int = Field(
         default=30_000,
         ge=1000,
@@ -95,7 +125,9 @@ class KafkaSettings(_Section):
     delivery_timeout_s: float = Field(
         default=30.0, gt=0, description="Flush deadline before a batch counts as undelivered."
     )
-    linger_ms: int = Field(default=5, ge=0, le=1000)
+    linger_ms: int = Field(
+        default=5, ge=0, le=1000, description="How long the producer waits to fill a batch."
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -147,10 +179,12 @@ class RaySettings(_Section):
     address: str | None = Field(
         default=None, description="Ray cluster address; None = RAY_ADDRESS or a local Ray."
     )
-    include_dashboard: bool = False
+    include_dashboard: bool = Field(
+        default=False, description="Start a local Ray's dashboard (on 127.0.0.1)."
+    )
     num_cpus: int | None = Field(default=None, ge=1, description="Local Ray's CPUs.")
     worker_num_cpus: float = Field(default=0.5, ge=0.0, description="Ray CPUs per stream worker.")
-    learner_num_cpus: float = Field(default=0.25, ge=0.0)
+    learner_num_cpus: float = Field(default=0.25, ge=0.0, description="Ray CPUs of the learner.")
     embedder_num_gpus: float = Field(default=1.0, ge=0.0, description="GPUs of the embedder actor.")
     embedder_num_cpus: float = Field(
         default=1.0, ge=0.0, description="Ray CPUs the embedder actor holds (tokenization)."
@@ -182,7 +216,9 @@ class RuntimeSection(_Section):
         description="Max records per poll. Larger polls embed faster (the model sorts a "
         "poll's texts by length, so batches carry less padding) at the cost of latency.",
     )
-    poll_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    poll_timeout_ms: int = Field(
+        default=200, ge=1, le=60_000, description="How long one poll waits for records."
+    )
     batch_target_ms: float | None = Field(
         default=None,
         gt=0,
@@ -208,12 +244,21 @@ class RuntimeSection(_Section):
     drift_sample: float = Field(
         default=1.0, ge=0.0, le=1.0, description="Share of items sent to the learner's detectors."
     )
-    max_inflight_observations: int = Field(default=8, ge=1)
+    max_inflight_observations: int = Field(
+        default=8,
+        ge=1,
+        description="Observation batches a worker may have on their way to the learner "
+        "(more are dropped: drift detection is best effort).",
+    )
     state_dir: str | None = Field(
         default=None, description="Learner snapshots; None = a temporary directory (not durable)."
     )
-    snapshot_every_s: float = Field(default=30.0, gt=0)
-    snapshot_every_records: int = Field(default=5000, ge=1)
+    snapshot_every_s: float = Field(
+        default=30.0, gt=0, description="The learner snapshots at least this often..."
+    )
+    snapshot_every_records: int = Field(
+        default=5000, ge=1, description="...or after this many input records."
+    )
     max_restarts: int = Field(default=5, ge=0, description="Restarts per actor before giving up.")
     publish_retry_s: float = Field(
         default=120.0,
@@ -245,15 +290,17 @@ class RuntimeSection(_Section):
         description="After a drain, how long a worker waits for the node it left to go "
         "away before it is started again anyway (a pod's termination grace period).",
     )
-    log_json: bool = False
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = Field(default=False, description="Log JSON lines instead of text.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="The lowest level logged."
+    )
     autoscale: bool = Field(
         default=False,
         description="Scale the number of stream workers on consumer lag between "
         "runtime.min_workers and runtime.max_workers (on Kubernetes, KubeRay's autoscaler "
         "then adds or removes the pods the actors need).",
     )
-    min_workers: int = Field(default=1, ge=1, le=1024)
+    min_workers: int = Field(default=1, ge=1, le=1024, description="The autoscaler's lower bound.")
     max_workers: int | None = Field(
         default=None, ge=1, le=1024, description="None = the items topic's partitions."
     )
