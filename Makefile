@@ -10,7 +10,7 @@ KUBECTL := .tools/bin/kubectl
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
-# a local Ray stays single-node on 127.0.0.1 (see streamlabel.workers.supervisor.init_ray)
+# a local Ray stays single-node on 127.0.0.1 (see streamlabel.runtime.supervisor.init_ray)
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 # mkdocs 1.x plugins print a multi-screen banner about a future mkdocs 2 otherwise
 export NO_MKDOCS_2_WARNING := 1
@@ -49,9 +49,10 @@ test-unit: $(STAMP) $(KUBECTL) ## Unit tests only (no model, no broker, no Ray)
 test-integration: $(STAMP) ## Integration tests (real model, real tansu broker, local Ray)
 	$(PY) -m pytest tests/integration -q
 
-lint: $(STAMP) ## ruff on the code, hadolint on the Dockerfile
+lint: $(STAMP) ## ruff on the code, import-linter on the layers, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check streamlabel tests k8s docs
 	$(VENV)/bin/ruff format --check streamlabel tests k8s docs
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/hadolint docker/Dockerfile
 
 k8s-validate: $(STAMP) $(KUBECTL) ## Render every kustomize overlay and validate each object against its schema (offline)

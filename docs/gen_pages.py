@@ -3,7 +3,7 @@
 * ``index.md``: the README (its ``docs/`` links made site-relative);
 * ``changelog.md``: CHANGELOG.md;
 * ``reference/settings.md`` and ``reference/cli.md``: generated from the
-  settings model and the command line parser (:mod:`streamlabel.reference`).
+  settings model and the command line parser (:mod:`streamlabel.cli.reference`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import mkdocs_gen_files
 
-from streamlabel.reference import cli_markdown, settings_markdown
+from streamlabel.cli.reference import cli_markdown, settings_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 

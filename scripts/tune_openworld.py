@@ -31,7 +31,7 @@ CACHE = Path(".cache/embeddings")
 
 
 def embeddings(data: Path, split: str) -> tuple[list[str], list[str], np.ndarray]:
-    from streamlabel.bench.data import read_tsv
+    from streamlabel.datasets import read_tsv
 
     rows = read_tsv(data / f"{split}.tsv")
     path = CACHE / f"{data.name}-{split}.npy"
@@ -50,7 +50,7 @@ def embeddings(data: Path, split: str) -> tuple[list[str], list[str], np.ndarray
 
 def one(job: tuple[str, str, dict, int, str]) -> dict:
     data_dir, split, overrides, seed, tag = job
-    from streamlabel.bench.data import LabelledTexts
+    from streamlabel.datasets import LabelledTexts
     from streamlabel.bench.openworld import run_seed
     from streamlabel.logging import configure_logging
     from streamlabel.pipeline import load_settings

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from streamlabel.core.embedder import l2_normalize
-from streamlabel.errors import EmbeddingError, StreamlabelError
+from streamlabel.errors import EmbeddingError
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.schemas import Item, Record, SourceRef, encode
+from streamlabel.waiting import wait_until
+
+__all__ = ["HashEmbedder", "ManualClock", "MemorySink", "MemorySource", "wait_until"]
 
 _WORD = re.compile(r"[a-z0-9#+]+")
 
@@ -146,18 +148,3 @@ class MemorySink:
     def get(self, topic: str) -> list[Record]:
         """Everything written to a topic so far."""
         return list(self.topics.get(topic, []))
-
-
-def wait_until(
-    condition: Callable[[], object], timeout_s: float, what: str, *, interval_s: float = 0.2
-) -> None:
-    """Polls ``condition`` until it is truthy.
-
-    Raises:
-        StreamlabelError: ``timed out waiting for <what>`` after ``timeout_s`` seconds.
-    """
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise StreamlabelError(f"timed out waiting for {what}")
-        time.sleep(interval_s)

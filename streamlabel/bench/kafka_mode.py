@@ -18,8 +18,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from streamlabel.bench.data import LabelledTexts
-from streamlabel.bench.metrics import open_world_scores
 from streamlabel.bench.openworld import (
     SeedResult,
     diagnose,
@@ -27,11 +25,13 @@ from streamlabel.bench.openworld import (
     split_protocol,
     stream_order,
 )
+from streamlabel.datasets import LabelledTexts
 from streamlabel.errors import StreamlabelError
+from streamlabel.kafka.client import LabelCollector, produce_feedback, produce_items
+from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import UNKNOWN, Item
-from streamlabel.workers.client import LabelCollector, produce_feedback, produce_items
-from streamlabel.workers.settings import RuntimeSettings
-from streamlabel.workers.supervisor import Runtime
+from streamlabel.scoring import open_world_scores
+from streamlabel.settings.runtime import RuntimeSettings
 
 __all__ = ["run_seed_kafka"]
 

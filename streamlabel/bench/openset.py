@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import f1_score
 
-from streamlabel.bench.data import LabelledTexts
 from streamlabel.bench.openworld import choose_known
 from streamlabel.core.embedder import Embedder
+from streamlabel.datasets import LabelledTexts
 from streamlabel.pipeline import Engine, EngineSettings
 from streamlabel.schemas import UNKNOWN, Feedback, Item
 

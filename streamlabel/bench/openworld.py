@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from streamlabel.bench.data import LabelledTexts
-from streamlabel.bench.metrics import open_world_scores
 from streamlabel.core.discovery import DiscoveryReport
 from streamlabel.core.embedder import Embedder
+from streamlabel.datasets import LabelledTexts
 from streamlabel.pipeline import Engine, EngineSettings
 from streamlabel.schemas import UNKNOWN, Feedback, Item, LabelRecord
+from streamlabel.scoring import open_world_scores
 
 METRIC_KEYS = ("acc", "nmi", "ari", "known_acc", "novel_acc")
 

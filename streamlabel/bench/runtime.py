@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streamlabel.bench.data import LabelledTexts
 from streamlabel.core.embedder import SentenceTransformerEmbedder
+from streamlabel.datasets import LabelledTexts
 from streamlabel.errors import StreamlabelError
+from streamlabel.kafka.client import LabelCollector, produce_feedback, produce_items
+from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import Feedback, Item
-from streamlabel.testing import wait_until
-from streamlabel.workers.client import LabelCollector, produce_feedback, produce_items
-from streamlabel.workers.settings import RuntimeSettings
-from streamlabel.workers.supervisor import Runtime
+from streamlabel.settings.runtime import RuntimeSettings
+from streamlabel.waiting import wait_until
 
 __all__ = ["run_runtime_bench"]
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from streamlabel.core.discovery import Discoverer, UnknownBuffer
 from streamlabel.core.store import PrototypeStore
-from streamlabel.pipeline.settings import EngineSettings
+from streamlabel.settings.engine import EngineSettings
 
 __all__ = ["discovery_cost", "run_scale_bench", "store_cost"]
 

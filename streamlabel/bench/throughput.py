@@ -35,16 +35,16 @@ from typing import Any
 
 import numpy as np
 
-from streamlabel.bench.data import LabelledTexts
 from streamlabel.bench.runtime import bare_encode_rate
+from streamlabel.datasets import LabelledTexts
 from streamlabel.errors import StreamlabelError
+from streamlabel.kafka.client import TopicReader, produce_feedback, produce_items
+from streamlabel.kafka.io import Publisher
+from streamlabel.kafka.topics import Topics
+from streamlabel.ops.metrics import STAGES
+from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import Feedback, Item, LabelRecord, decode, encode
-from streamlabel.workers.client import TopicReader, produce_feedback, produce_items
-from streamlabel.workers.kafka_io import Publisher
-from streamlabel.workers.metrics import STAGES
-from streamlabel.workers.settings import RuntimeSettings
-from streamlabel.workers.supervisor import Runtime
-from streamlabel.workers.topics import Topics
+from streamlabel.settings.runtime import RuntimeSettings
 
 __all__ = ["latency_percentiles", "run_throughput_bench", "stage_table"]
 

@@ -13,11 +13,11 @@ from typing import Any
 
 from streamlabel.chaos.faults import Faults, FaultTarget, FaultyEmbedder
 from streamlabel.core.embedder import Embedder
+from streamlabel.runtime.supervisor import ActorClasses
+from streamlabel.settings.runtime import RuntimeSettings
 from streamlabel.workers.learner import Learner, snapshot_path
 from streamlabel.workers.probe import LEARNER_POINTS, WORKER_POINTS
-from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.stream_worker import StreamWorker
-from streamlabel.workers.supervisor import ActorClasses
 
 __all__ = ["CHAOS_ACTORS", "ChaosLearner", "ChaosStreamWorker"]
 

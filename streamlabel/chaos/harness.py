@@ -18,16 +18,15 @@ from typing import Any
 
 import structlog
 
-from streamlabel.bench.data import read_tsv
 from streamlabel.chaos.actors import CHAOS_ACTORS
 from streamlabel.chaos.ledger import Ledger, Outcomes, Verdict, check
+from streamlabel.datasets import DemoPlan, plan_demo, read_tsv
 from streamlabel.errors import DecodeError, StreamlabelError
+from streamlabel.kafka.client import TopicReader, produce_feedback
+from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import Item, LabelRecord, decode, encode
-from streamlabel.testing import wait_until
-from streamlabel.workers.client import TopicReader, produce_feedback
-from streamlabel.workers.demo import DemoPlan, plan_demo
-from streamlabel.workers.settings import RuntimeSettings, load_runtime_settings
-from streamlabel.workers.supervisor import Runtime
+from streamlabel.settings.runtime import RuntimeSettings, load_runtime_settings
+from streamlabel.waiting import wait_until
 
 __all__ = ["ChaosConfig", "Harness", "chaos_settings"]
 

@@ -26,12 +26,12 @@ from streamlabel.chaos.faults import MODEL_FAIL_MARKER, WORKER_POINTS
 from streamlabel.chaos.harness import Harness
 from streamlabel.chaos.ledger import Ledger, Verdict, check
 from streamlabel.errors import StreamlabelError
+from streamlabel.kafka.client import TopicReader, produce_feedback
+from streamlabel.runtime.replay import replay
 from streamlabel.schemas import Feedback, Item, LabelRecord, encode
-from streamlabel.testing import wait_until
-from streamlabel.workers.client import TopicReader, produce_feedback
+from streamlabel.waiting import wait_until
 from streamlabel.workers.embedding import load_embedder
 from streamlabel.workers.learner import snapshot_path
-from streamlabel.workers.replay import replay
 
 __all__ = ["SCENARIOS", "Scenario"]
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from streamlabel.chaos.harness import Harness
 from streamlabel.chaos.ledger import Ledger, Verdict
+from streamlabel.kafka.broker import free_port
+from streamlabel.kafka.topics import Topics, ensure_topics
 from streamlabel.schemas import Item, encode
-from streamlabel.workers.broker import free_port
-from streamlabel.workers.settings import KafkaSettings
-from streamlabel.workers.topics import Topics, ensure_topics
+from streamlabel.settings.runtime import KafkaSettings
 
 __all__ = ["BAD_SETTINGS", "settings_validation"]
 

@@ -11,15 +11,15 @@ if TYPE_CHECKING:
     from streamlabel.pipeline.engine import Engine
     from streamlabel.pipeline.inputs import RawRecord
     from streamlabel.pipeline.output import EngineOutput, Observed
-    from streamlabel.pipeline.settings import EngineSettings, load_settings
+    from streamlabel.settings.engine import EngineSettings, load_settings
 
 _LAZY = {
     "Engine": "streamlabel.pipeline.engine",
     "RawRecord": "streamlabel.pipeline.inputs",
     "EngineOutput": "streamlabel.pipeline.output",
     "Observed": "streamlabel.pipeline.output",
-    "EngineSettings": "streamlabel.pipeline.settings",
-    "load_settings": "streamlabel.pipeline.settings",
+    "EngineSettings": "streamlabel.settings.engine",
+    "load_settings": "streamlabel.settings.engine",
 }
 
 __all__ = ["Engine", "EngineOutput", "EngineSettings", "Observed", "RawRecord", "load_settings"]

@@ -42,7 +42,6 @@ from streamlabel.core.store import Classification, PrototypeStore
 from streamlabel.errors import DecodeError, EmbeddingError, SnapshotError, StoreError
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.output import EngineOutput, Observed
-from streamlabel.pipeline.settings import EngineSettings, load_settings
 from streamlabel.schemas import (
     UNKNOWN,
     ClassEvent,
@@ -57,6 +56,7 @@ from streamlabel.schemas import (
     decode,
     encode,
 )
+from streamlabel.settings.engine import EngineSettings, load_settings
 
 __all__ = ["DiscoveryJob", "EmbeddedTexts", "Engine", "PreparedBatch", "load_settings"]
 

@@ -28,7 +28,7 @@ import structlog
 from streamlabel.core.embedder import SentenceTransformerEmbedder, TextTokenizer
 from streamlabel.core.tokens import TokenBatch
 from streamlabel.errors import EmbeddingError, StreamlabelError
-from streamlabel.pipeline.settings import ModelSettings
+from streamlabel.settings.engine import ModelSettings
 
 log = structlog.get_logger(__name__)
 

@@ -50,7 +50,11 @@ from streamlabel.core.discovery import DiscoveryReport
 from streamlabel.core.embedder import Embedder
 from streamlabel.core.naming import typical_texts
 from streamlabel.errors import PublishError, SnapshotError, StreamlabelError
+from streamlabel.kafka.io import OutRecord, Publisher, lag, make_consumer, to_raw
+from streamlabel.kafka.topics import Topics
 from streamlabel.logging import configure_logging
+from streamlabel.ops.endpoint import Served
+from streamlabel.ops.metrics import learner_families
 from streamlabel.pipeline.engine import DiscoveryJob, Engine
 from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.schemas import (
@@ -62,12 +66,9 @@ from streamlabel.schemas import (
     decode,
     to_array,
 )
+from streamlabel.settings.runtime import RuntimeSettings
 from streamlabel.workers.embedding import load_embedder
-from streamlabel.workers.endpoint import Served
-from streamlabel.workers.kafka_io import OutRecord, Publisher, lag, make_consumer, to_raw
-from streamlabel.workers.metrics import learner_families
 from streamlabel.workers.probe import NO_PROBE, Probe
-from streamlabel.workers.settings import RuntimeSettings
 from streamlabel.workers.stream_worker import (
     LEARNER_OFFSETS_HEADER,
     ClassTail,
@@ -75,7 +76,6 @@ from streamlabel.workers.stream_worker import (
     ray_node_id,
     rss_bytes,
 )
-from streamlabel.workers.topics import Topics
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer

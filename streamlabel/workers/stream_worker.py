@@ -43,14 +43,7 @@ from threadpoolctl import threadpool_limits
 from streamlabel.core.batching import BatchSizer
 from streamlabel.core.embedder import Embedder
 from streamlabel.errors import ChangelogError, DecodeError, PublishError
-from streamlabel.logging import configure_logging
-from streamlabel.pipeline.engine import EmbeddedTexts, Engine, PreparedBatch
-from streamlabel.pipeline.output import EngineOutput, Observed
-from streamlabel.pipeline.settings import DriftSettings
-from streamlabel.schemas import ClassEvent, decode
-from streamlabel.workers.embedding import default_threads, load_embedder
-from streamlabel.workers.endpoint import Served
-from streamlabel.workers.kafka_io import (
+from streamlabel.kafka.io import (
     Publisher,
     commit_offsets,
     lag,
@@ -59,10 +52,17 @@ from streamlabel.workers.kafka_io import (
     past_end,
     to_raw,
 )
-from streamlabel.workers.metrics import STAGES, worker_families
+from streamlabel.kafka.topics import Topics
+from streamlabel.logging import configure_logging
+from streamlabel.ops.endpoint import Served
+from streamlabel.ops.metrics import STAGES, worker_families
+from streamlabel.pipeline.engine import EmbeddedTexts, Engine, PreparedBatch
+from streamlabel.pipeline.output import EngineOutput, Observed
+from streamlabel.schemas import ClassEvent, decode
+from streamlabel.settings.engine import DriftSettings
+from streamlabel.settings.runtime import RuntimeSettings
+from streamlabel.workers.embedding import default_threads, load_embedder
 from streamlabel.workers.probe import NO_PROBE, Probe
-from streamlabel.workers.settings import RuntimeSettings
-from streamlabel.workers.topics import Topics
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer

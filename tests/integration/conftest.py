@@ -35,7 +35,7 @@ def small_test() -> Path:
 @pytest.fixture(scope="session")
 def so_test():
     """The StackOverflow test split (6,000 titles, 20 classes)."""
-    from streamlabel.bench.data import read_tsv
+    from streamlabel.datasets import read_tsv
 
     return read_tsv(DATA.parent.parent / "data" / "stackoverflow" / "test.tsv")
 
@@ -43,7 +43,7 @@ def so_test():
 @pytest.fixture(scope="session")
 def broker():
     """A real tansu broker on 127.0.0.1, one per test session."""
-    from streamlabel.workers.broker import EmbeddedBroker
+    from streamlabel.kafka.broker import EmbeddedBroker
 
     with EmbeddedBroker() as b:
         yield b
@@ -54,8 +54,8 @@ def local_ray():
     """A local Ray on 127.0.0.1 without dashboard, one per test session."""
     import ray
 
-    from streamlabel.workers.settings import load_runtime_settings
-    from streamlabel.workers.supervisor import init_ray
+    from streamlabel.runtime.supervisor import init_ray
+    from streamlabel.settings.runtime import load_runtime_settings
 
     started = init_ray(load_runtime_settings(ray={"num_cpus": 4}))
     yield ray
@@ -68,7 +68,7 @@ def make_runtime_settings(broker):
     """Factory: runtime settings on the session broker with a fresh topic prefix and group."""
     import uuid
 
-    from streamlabel.workers.settings import load_runtime_settings
+    from streamlabel.settings.runtime import load_runtime_settings
 
     def make(state_dir, **overrides):
         run = uuid.uuid4().hex[:8]

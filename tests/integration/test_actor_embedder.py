@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 
+from streamlabel.kafka.client import LabelCollector, produce_feedback, produce_items
+from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import Feedback, Item
 from streamlabel.testing import wait_until
-from streamlabel.workers.client import LabelCollector, produce_feedback, produce_items
-from streamlabel.workers.supervisor import Runtime
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def test_workers_feed_one_shared_embedder_actor_and_label_everything(
     assert all(w["commits"] == w["batches"] for w in workers)  # every batch settled
     # the labels are the model's: the same texts through a local engine agree
     from streamlabel.pipeline import Engine
-    from streamlabel.pipeline.settings import load_settings
+    from streamlabel.settings.engine import load_settings
 
     local = Engine(load_settings(discovery={"run_every": 100000}), embedder)
     local.learn(teach)

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from streamlabel.kafka.client import LabelCollector, produce_items
+from streamlabel.runtime.scaling import LagScaler
+from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import Item
-from streamlabel.workers.client import LabelCollector, produce_items
-from streamlabel.workers.scaling import LagScaler
-from streamlabel.workers.supervisor import Runtime
 
 pytestmark = pytest.mark.integration
 

@@ -104,7 +104,7 @@ def test_the_embedder_actor_embeds_what_the_caller_tokenized(embedder, local_ray
     """The ``actor`` mode's hop, on CPU: the caller tokenizes, the actor runs the model."""
     import ray
 
-    from streamlabel.pipeline.settings import ModelSettings
+    from streamlabel.settings.engine import ModelSettings
     from streamlabel.workers.embedding import EmbedderActor, RemoteEmbedder
 
     actor = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streamlabel.bench.data import read_tsv
+from streamlabel.datasets import read_tsv
 from streamlabel.pipeline import Engine, load_settings
 from streamlabel.schemas import UNKNOWN, Feedback, Item
 

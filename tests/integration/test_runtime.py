@@ -14,12 +14,12 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from streamlabel.bench.data import read_tsv
+from streamlabel.datasets import read_tsv
+from streamlabel.kafka.client import LabelCollector, TopicReader, produce_feedback, produce_items
+from streamlabel.kafka.io import Publisher
+from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import DriftAlert, Feedback, Item, encode
 from streamlabel.testing import wait_until
-from streamlabel.workers.client import LabelCollector, TopicReader, produce_feedback, produce_items
-from streamlabel.workers.kafka_io import Publisher
-from streamlabel.workers.supervisor import Runtime
 
 TAUGHT = ["wordpress", "oracle", "excel", "qt", "haskell"]
 HELD_BACK = "svn"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from streamlabel.bench.data import read_tsv
+from streamlabel.datasets import read_tsv
+from streamlabel.kafka.client import LabelCollector, produce_feedback, produce_items
+from streamlabel.kafka.topics import ensure_topics
+from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import Feedback, Item
 from streamlabel.testing import wait_until
-from streamlabel.workers.client import LabelCollector, produce_feedback, produce_items
-from streamlabel.workers.supervisor import Runtime
-from streamlabel.workers.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from streamlabel.bench.data import read_tsv
-from streamlabel.bench.metrics import hungarian_accuracy, open_world_scores
 from streamlabel.bench.openworld import split_protocol
+from streamlabel.datasets import read_tsv
 from streamlabel.errors import StreamlabelError
+from streamlabel.scoring import hungarian_accuracy, open_world_scores
 
 
 def test_hungarian_accuracy_is_invariant_to_cluster_names() -> None:

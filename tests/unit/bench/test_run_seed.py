@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamlabel.bench.data import LabelledTexts
 from streamlabel.bench.openworld import run_seed
+from streamlabel.datasets import LabelledTexts
 from streamlabel.pipeline import load_settings
 from streamlabel.testing import HashEmbedder
 

@@ -15,7 +15,7 @@ from streamlabel.chaos.harness import ChaosConfig, chaos_settings
 from streamlabel.chaos.runner import ORDER, QUICK, run_chaos
 from streamlabel.chaos.scenarios import SCENARIOS
 from streamlabel.errors import SettingsError
-from streamlabel.workers.settings import RuntimeSettings, load_runtime_settings
+from streamlabel.settings.runtime import RuntimeSettings, load_runtime_settings
 
 
 def _refuse(*args: object, **kwargs: object) -> NoReturn:

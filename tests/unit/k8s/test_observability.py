@@ -2,7 +2,7 @@
 
 A renamed metric would otherwise leave an empty panel or an alert that can
 never fire. The exported names come from the real exporters
-(:mod:`streamlabel.workers.metrics`) fed with stats that fill every family.
+(:mod:`streamlabel.ops.metrics`) fed with stats that fill every family.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamlabel.workers.metrics import (
+from streamlabel.ops.metrics import (
     STAGES,
     ActorMetrics,
     driver_families,

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from streamlabel.workers.endpoint import ROLE_OFFSETS
-from streamlabel.workers.settings import RuntimeSettings, load_runtime_settings
+from streamlabel.ops.endpoint import ROLE_OFFSETS
+from streamlabel.settings.runtime import RuntimeSettings, load_runtime_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "k8s"))

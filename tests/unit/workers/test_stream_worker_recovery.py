@@ -30,9 +30,9 @@ import structlog
 from streamlabel.errors import PublishError
 from streamlabel.pipeline import Engine, load_settings
 from streamlabel.schemas import Item, encode
+from streamlabel.settings.runtime import load_runtime_settings
 from streamlabel.testing import HashEmbedder, ManualClock
 from streamlabel.workers import stream_worker
-from streamlabel.workers.settings import load_runtime_settings
 from streamlabel.workers.stream_worker import StreamWorker
 
 with warnings.catch_warnings():  # kafka-python loads its protocol files with a deprecated API

@@ -1,0 +1,234 @@
+"""The runtime's CLI commands: ``run``, ``demo``, ``produce``, ``tail``.
+
+``streamlabel.cli`` parses arguments and dispatches here; each function turns
+its arguments into settings once (file < env < flags) and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import structlog
+
+from streamlabel.datasets import read_tsv
+from streamlabel.errors import SettingsError
+from streamlabel.kafka.client import TopicReader, produce_feedback, produce_items
+from streamlabel.kafka.topics import Topics
+from streamlabel.logging import configure_logging
+from streamlabel.schemas import ClassEvent, Feedback, Item, Record
+from streamlabel.settings.runtime import RuntimeSettings, load_runtime_settings
+
+__all__ = ["cmd_demo", "cmd_produce", "cmd_run", "cmd_tail", "settings_from_args"]
+
+log = structlog.get_logger("streamlabel.cli")
+
+
+def settings_from_args(args: Any, **extra: Any) -> RuntimeSettings:
+    """Runtime settings from ``--config``, the environment and the common flags."""
+    overrides: dict[str, Any] = {}
+    kafka: dict[str, Any] = {}
+    if getattr(args, "bootstrap_servers", None):
+        kafka["bootstrap_servers"] = args.bootstrap_servers
+    if getattr(args, "topic_prefix", None) is not None:
+        kafka["topic_prefix"] = args.topic_prefix
+    if kafka:
+        overrides["kafka"] = kafka
+    runtime: dict[str, Any] = dict(extra.pop("runtime", {}))
+    if getattr(args, "workers", None) is not None:
+        runtime["workers"] = args.workers
+    if runtime:
+        overrides["runtime"] = runtime
+    overrides.update(extra)
+    return load_runtime_settings(getattr(args, "config", None), **overrides)
+
+
+class _Shutdown:
+    """SIGTERM/SIGINT set a flag; the main loop then stops everything gracefully."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.install()
+
+    def install(self) -> None:
+        """(Re)installs the handlers; ``ray.init`` replaces the driver's SIGTERM handler."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested.is_set():  # a second signal: stop waiting
+            raise KeyboardInterrupt
+        log.warning("shutdown_requested", signal=signal.Signals(signum).name)
+        self.requested.set()
+
+
+SCALE_EVERY_S = 5.0
+"""How often ``streamlabel run`` reads the lag for the autoscaler."""
+
+
+def cmd_run(args: Any) -> int:
+    """``streamlabel run``: the production deployment until SIGTERM/SIGINT or ``POST /drain``.
+
+    The driver serves its own endpoint (``metrics.port``): ``/metrics`` (workers
+    running and wanted, group lag, restarts), ``/healthz``, ``/readyz`` and
+    ``/drain``, which stops the deployment like SIGTERM.
+    """
+    from streamlabel.ops.endpoint import Served
+    from streamlabel.ops.metrics import driver_families
+    from streamlabel.runtime.scaling import LagScaler
+    from streamlabel.runtime.supervisor import Runtime
+
+    settings = settings_from_args(args)
+    configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
+    shutdown = _Shutdown()
+    runtime = Runtime(settings)
+    state: dict[str, Any] = {}
+    driver = Served()
+    driver.init_endpoint(settings.metrics, "driver", "driver", lambda: state, driver_families,
+                         shutdown.requested.set)  # fmt: skip
+    driver.serve()
+    health = driver.health
+    try:
+        runtime.start()
+        shutdown.install()
+        health.started()
+        scaler = LagScaler(runtime) if settings.runtime.autoscale else None
+        last_progress = last_scale = 0.0
+        while not shutdown.requested.wait(0.5):
+            runtime.check()
+            health.beat()
+            now = time.monotonic()
+            scale_due = scaler is not None and now - last_scale >= SCALE_EVERY_S
+            progress_due = now - last_progress >= args.progress_every
+            if not (scale_due or progress_due):
+                continue
+            p = runtime.progress()
+            if scaler is not None and scale_due:
+                last_scale = now
+                scaler.step(p.lag)
+            state.update(
+                runtime.driver_stats(p),
+                workers_desired=scaler.desired if scaler else runtime.worker_count(),
+                scale_events=scaler.events if scaler else 0,
+            )
+            if progress_due:
+                last_progress = now
+                log.info(
+                    "progress", items=p.items, items_per_s=round(p.items_per_s, 1), lag=p.lag,
+                    unknown_rate=round(p.unknown_rate, 4), classes=p.classes,
+                    store_version=p.store_version, alerts=p.alerts, dead_letters=p.dead_letters,
+                    restarts=p.restarts, broker_resets=p.broker_resets,
+                    workers=runtime.worker_count(),
+                )  # fmt: skip
+    finally:
+        health.ready = False  # not ready while the deployment stops
+        runtime.stop()
+        health.stopped()
+        driver.close_endpoint()
+    return 0
+
+
+def cmd_demo(args: Any) -> int:
+    """``streamlabel demo``: embedded broker + local Ray + bundled model on a dataset."""
+    from streamlabel.cli.demo import run_demo
+
+    dataset = Path(args.dataset)
+    if not dataset.is_dir():
+        raise SettingsError(f"--dataset {args.dataset!r} is not a directory")
+    settings = settings_from_args(args, runtime={"log_level": "warning"})
+    configure_logging(json_logs=False, level="warning")
+
+    def say(msg: str) -> None:
+        print(msg, flush=True)
+
+    summary = run_demo(settings, dataset, n_items=args.items, seed=args.seed, say=say)
+    if args.json:
+        print(json.dumps({k: round(v, 2) for k, v in summary.items()}))
+    return 0
+
+
+def cmd_produce(args: Any) -> int:
+    """``streamlabel produce``: a TSV's rows as items, some of them as feedback."""
+    settings = settings_from_args(args)
+    if settings.kafka.bootstrap_servers is None:
+        raise SettingsError(
+            "kafka.bootstrap_servers is not set: pass --bootstrap-servers or "
+            "STREAMLABEL_KAFKA__BOOTSTRAP_SERVERS"
+        )
+    data = read_tsv(args.tsv)
+    rng = np.random.default_rng(args.seed)
+    n = len(data) if args.limit is None else min(args.limit, len(data))
+    stem = Path(args.tsv).stem
+    items: list[Item] = []
+    feedback: list[Feedback] = []
+    for i in range(n):
+        if rng.random() < args.feedback_fraction:
+            feedback.append(Feedback(text=data.texts[i], label=data.labels[i], source="produce"))
+        else:
+            items.append(Item(id=f"{stem}-{i}", text=data.texts[i]))
+    produced_fb = produce_feedback(settings.kafka, feedback)
+    produced = produce_items(settings.kafka, items)
+    print(f"produced {produced} items and {produced_fb} feedback examples", file=sys.stderr)
+    return 0
+
+
+def _printable(record: Record) -> dict[str, Any]:
+    if isinstance(record, ClassEvent):
+        st = record.state
+        return {
+            "kind": record.kind, "class_id": record.class_id, "name": st.name,
+            "status": st.status, "origin": st.origin, "count": st.count,
+            "keywords": list(st.keywords), "store_version": record.store_version,
+        }  # fmt: skip
+    data: dict[str, Any] = record.model_dump(mode="json", exclude={"timings_ms"})
+    return data
+
+
+def cmd_tail(args: Any, out: Callable[[str], None] = print) -> int:
+    """``streamlabel tail labels|alerts|classes``: prints records as JSON lines."""
+    settings = settings_from_args(args)
+    if settings.kafka.bootstrap_servers is None:
+        raise SettingsError(
+            "kafka.bootstrap_servers is not set: pass --bootstrap-servers or "
+            "STREAMLABEL_KAFKA__BOOTSTRAP_SERVERS"
+        )
+    reader = TopicReader(settings.kafka, args.topic)
+    shown = 0
+    idle_since = time.monotonic()
+    try:
+        while args.limit is None or shown < args.limit:
+            records = reader.records(timeout_ms=500)
+            if records:
+                idle_since = time.monotonic()
+            for r in records:
+                out(json.dumps(_printable(r)))
+                shown += 1
+                if args.limit is not None and shown >= args.limit:
+                    break
+            if args.idle_exit is not None and time.monotonic() - idle_since > args.idle_exit:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        reader.close()
+    return 0
+
+
+def cmd_replay(args: Any, out: Callable[[str], None] = print) -> int:
+    """``streamlabel replay``: labels of an offset range against a pinned snapshot (JSON lines)."""
+    from streamlabel.runtime.replay import replay
+
+    settings = settings_from_args(args)
+    configure_logging(json_logs=settings.runtime.log_json, level="warning")
+    topic = Topics.of(settings.kafka).items
+    for record in replay(settings, args.snapshot, topic, args.partition, args.start, args.end):
+        out(record.model_dump_json())
+    return 0

@@ -1,0 +1,94 @@
+"""Notices a broker that lost its data: a topic gone, or recreated under a new id.
+
+A Kafka topic has a unique id (``topic_id``) for its whole life; a topic that
+was deleted and created again, or that a broker without durable storage
+(tansu in memory, a wiped test cluster) lost when it restarted, comes back
+with a new one. The supervisor records the ids of its topics at start-up and
+compares them every ``runtime.broker_check_s``; a difference means that the
+offsets, the committed positions and the changelog it knew are gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import structlog
+
+from streamlabel.kafka.io import client_errors
+from streamlabel.kafka.topics import Topics
+from streamlabel.settings.runtime import KafkaSettings
+
+__all__ = ["BrokerWatch"]
+
+log = structlog.get_logger(__name__)
+
+
+class BrokerWatch:
+    """Compares the ids of the deployment's topics with those seen at start-up."""
+
+    def __init__(self, settings: KafkaSettings, topics: Topics) -> None:
+        self._settings = settings
+        self._names = topics.all()
+        self._admin: Any = None
+        self.ids: dict[str, str] = {}
+        self.unreachable = False
+
+    def baseline(self) -> dict[str, str]:
+        """Records the current topic ids (after the topics were ensured).
+
+        When the broker cannot be asked, nothing is recorded and :meth:`changed`
+        takes the baseline at its next successful call instead: a failed baseline
+        never makes healthy topics look recreated.
+        """
+        now = self._describe()
+        if now is not None:
+            self.ids = now
+        return self.ids
+
+    def changed(self) -> list[str] | None:
+        """Topics that are missing or have a new id (empty: none); None when the
+        broker cannot be asked right now.
+
+        Topics without a usable id (a broker older than Kafka 2.8 reports none)
+        are not watched.
+        """
+        now = self._describe()
+        if now is None:
+            return None
+        if not self.ids:
+            self.ids = now
+            return []
+        return sorted(n for n in self.ids if now.get(n) != self.ids[n])
+
+    def _describe(self) -> dict[str, str] | None:
+        try:
+            if self._admin is None:
+                from kafka import KafkaAdminClient
+
+                with client_errors(self._settings):
+                    self._admin = KafkaAdminClient(**self._settings.client_kwargs())
+            existing = set(self._admin.list_topics())
+            present = [n for n in self._names if n in existing]
+            ids: dict[str, str] = {}
+            if present:
+                for d in self._admin.describe_topics(present):
+                    topic_id = str(d.get("topic_id") or "")
+                    if not d.get("error_code") and topic_id.strip("0-"):
+                        ids[str(d["name"])] = topic_id
+        except Exception as exc:  # down or restarting: any client error means "ask later"
+            if not self.unreachable:
+                log.warning("broker_unreachable", error=str(exc)[:300])
+            self.unreachable = True
+            self.close()
+            return None
+        if self.unreachable:
+            log.info("broker_reachable")
+        self.unreachable = False
+        return ids
+
+    def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                admin.close()

@@ -1,0 +1,30 @@
+"""The deployment as a whole: the supervisor, scaling and replay.
+
+* :class:`~streamlabel.runtime.supervisor.Runtime` — starts the broker (when
+  none is configured), Ray and the actors, restarts them, stops them gracefully;
+* :mod:`~streamlabel.runtime.scaling` — scales the stream workers on lag;
+* :mod:`~streamlabel.runtime.replay` — relabels an offset range against a
+  pinned learner snapshot.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streamlabel.runtime.supervisor import ActorClasses, Runtime
+
+_LAZY = {
+    "ActorClasses": "streamlabel.runtime.supervisor",
+    "Runtime": "streamlabel.runtime.supervisor",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Imports on first use (Ray loads with the supervisor)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)
+
+
+__all__ = ["ActorClasses", "Runtime"]
