@@ -463,6 +463,3 @@ def _kafka_seeds(
         if broker is not None:
             broker.stop()
 
-
-if __name__ == "__main__":
-    sys.exit(main())

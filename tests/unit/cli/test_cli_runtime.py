@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -40,6 +42,20 @@ def test_version_prints_the_installed_package_version(capsys: pytest.CaptureFixt
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"streamlabel {version('streamlabel')}"
+
+
+def test_the_package_runs_as_a_module() -> None:
+    """``python -m streamlabel.cli`` is what the chaos harness and the tests spawn."""
+    from importlib.metadata import version
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamlabel.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"streamlabel {version('streamlabel')}"
 
 
 def test_demo_parses_with_its_defaults() -> None:
