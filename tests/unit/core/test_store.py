@@ -1,4 +1,4 @@
-"""The prototype store: learning, open-set classification, the event changelog, snapshots.
+"""The prototype store's mutation API: learning, versions, rename, merge, retire, bad inputs.
 
 Synthetic data: classes are unit vectors scattered around orthonormal centres
 in a small dimension, so the right answer is known for every vector.
@@ -6,9 +6,6 @@ in a small dimension, so the right answer is known for every vector.
 
 from __future__ import annotations
 
-import functools
-import json
-import random
 from collections.abc import Callable
 
 import numpy as np
@@ -16,7 +13,7 @@ import pytest
 
 from streamlabel.core.embedder import l2_normalize
 from streamlabel.core.store import Classification, PrototypeStore, StoreConfig
-from streamlabel.errors import SnapshotError, StoreError
+from streamlabel.errors import StoreError
 from streamlabel.schemas import UNKNOWN, ClassEvent
 from streamlabel.testing import ManualClock
 
@@ -47,41 +44,7 @@ def _labels(result: Classification) -> list[str]:
     return [result.label(i) for i in range(len(result.best))]
 
 
-def _assert_same_classification(a: Classification, b: Classification) -> None:
-    assert a.class_ids == b.class_ids
-    np.testing.assert_array_equal(a.best, b.best)
-    np.testing.assert_array_equal(a.accepted, b.accepted)
-    np.testing.assert_array_equal(a.top_idx, b.top_idx)
-    np.testing.assert_array_equal(a.scores, b.scores)
-    np.testing.assert_array_equal(a.thresholds, b.thresholds)
-    np.testing.assert_array_equal(a.top_scores, b.top_scores)
-
-
-def _history(blobs: Blobs) -> tuple[PrototypeStore, list[ClassEvent]]:
-    """A store after a varied history (every kind of event), and the events it emitted."""
-    clock = ManualClock(50.0)
-    store = PrototypeStore(DIM, StoreConfig(exemplar_capacity=16), clock=clock)
-    events: list[ClassEvent] = []
-    for c, name in enumerate(["python", "sql", "rust", "go"]):
-        events.append(store.learn(name, blobs.around(c, 12), [f"{name} q{i}" for i in range(12)]))
-        clock.advance(1)
-    events.append(store.learn("python", blobs.around(0, 10)))
-    events.append(store.rename("sql", "databases"))
-    events.append(store.learn("databases", blobs.around(1, 6)))
-    events += store.merge("go", "rust")
-    events.append(
-        store.add_class(
-            "novel-1", "kafka-lag", blobs.around(4, 25), status="provisional", origin="discovery"
-        )
-    )
-    events.append(store.extend("novel-1", blobs.around(4, 5), cause="discovery"))
-    events.append(store.register_zero_shot("billing", blobs.centres[5], "invoices and refunds"))
-    events.append(store.retire("billing"))
-    events.append(store.learn("python", blobs.around(0, 3)))
-    return store, events
-
-
-# ------------------------------------------------------------------ learning
+# ---------------------------------------------------------------- learning
 def test_a_new_label_creates_its_class_at_once() -> None:
     """The first example of an unseen label creates the class; it is predicted right away."""
     blobs = Blobs()
@@ -95,81 +58,6 @@ def test_a_new_label_creates_its_class_at_once() -> None:
     assert event.state.status == "known"
     assert store.active_ids() == ["python"]
     assert _labels(store.classify(x)) == ["python"]
-
-
-def test_later_examples_update_the_count_weighted_mean() -> None:
-    """The class mean is the mean of all examples ever taught, whatever the batch sizes."""
-    blobs = Blobs()
-    store = _store()
-    first, second, third = blobs.around(0, 3), blobs.around(0, 5), blobs.around(0, 1)
-    store.learn("python", first)
-    store.learn("python", second)
-    event = store.learn("python", third)
-    assert event.kind == "updated"
-    assert event.state.count == 9
-    expected = np.concatenate([first, second, third]).mean(axis=0)
-    np.testing.assert_allclose(np.asarray(event.state.mean), expected, atol=1e-6)
-    assert store.active_ids() == ["python"]
-
-
-def test_classify_finds_the_right_class_of_clustered_data() -> None:
-    """Held-out vectors around each class centre get that class and are accepted."""
-    blobs = Blobs()
-    store = _store()
-    for c in range(4):
-        store.learn(f"c{c}", blobs.around(c, 30))
-    truth = np.repeat(np.arange(4), 25)
-    result = store.classify(np.concatenate([blobs.around(c, 25) for c in range(4)]))
-    assert not store.metric.is_identity
-    assert [result.class_ids[b] for b in result.best] == [f"c{c}" for c in truth]
-    assert result.accepted.mean() >= 0.85
-    assert (result.margins >= 0).all()
-    assert (result.top_idx[:, 0] == result.best).all()
-    assert (np.diff(result.top_scores[:, :4], axis=1) <= 0).all()
-
-
-def test_a_far_away_vector_is_unknown() -> None:
-    """A vector unlike every class is rejected: label ``unknown``, ``accepted`` False."""
-    blobs = Blobs()
-    store = _store()
-    for c in range(3):
-        store.learn(f"c{c}", blobs.around(c, 30))
-    far = l2_normalize(blobs.centres[5] + 0.1 * blobs.centres[4])[None, :]
-    result = store.classify(far)
-    assert not result.accepted[0]
-    assert result.label(0) == UNKNOWN
-    assert result.scores[0] < result.thresholds[0]
-
-
-def test_an_empty_store_calls_everything_unknown() -> None:
-    """Before any class exists every item is unknown."""
-    result = _store().classify(Blobs().around(0, 3))
-    assert _labels(result) == [UNKNOWN] * 3
-    assert (result.best == -1).all()
-
-
-def test_classify_of_no_rows_returns_empty_arrays() -> None:
-    """An empty batch is fine and gives empty results."""
-    store = _store()
-    store.learn("c0", Blobs().around(0, 3))
-    result = store.classify(np.zeros((0, DIM), np.float32))
-    assert result.best.shape == (0,)
-    assert result.top_idx.shape == (0, store.config.top_k)
-
-
-@pytest.mark.parametrize("top_k", [1, 2, 3, 8])
-def test_classify_reports_top_k_candidates(top_k: int) -> None:
-    """Any ``top_k`` the settings allow (≥ 1) works; missing candidates are padded with -1."""
-    blobs = Blobs()
-    store = _store(StoreConfig(top_k=top_k))
-    for c in range(3):
-        store.learn(f"c{c}", blobs.around(c, 10))
-    result = store.classify(blobs.around(1, 4))
-    assert result.top_idx.shape == (4, top_k)
-    assert [result.class_ids[b] for b in result.best] == ["c1"] * 4
-    present = min(top_k, 3)
-    assert (result.top_idx[:, :present] >= 0).all()
-    assert (result.top_idx[:, present:] == -1).all()
 
 
 def test_version_increases_with_every_mutation() -> None:
@@ -198,120 +86,7 @@ def test_version_increases_with_every_mutation() -> None:
         assert all(e.state.updated_version == e.store_version for e in events)
 
 
-# ---------------------------------------------------------------- changelog
-def test_replaying_every_event_rebuilds_the_same_store() -> None:
-    """A replica that applies the whole changelog classifies, versions and states alike."""
-    blobs = Blobs()
-    original, events = _history(blobs)
-    replica = _store(StoreConfig(exemplar_capacity=16))
-    for event in events:
-        assert replica.apply(event)
-    probe = np.concatenate([blobs.around(c, 8) for c in range(6)])
-    assert replica.states() == original.states()
-    assert replica.version == original.version
-    assert replica.thresholds() == original.thresholds()
-    _assert_same_classification(replica.classify(probe), original.classify(probe))
-
-
-@pytest.mark.parametrize("shuffle", [False, True], ids=["offset-order", "any-order"])
-def test_replaying_only_the_last_event_per_class_rebuilds_the_same_store(shuffle: bool) -> None:
-    """What log compaction keeps (the last event per class id) is enough to rebuild the store."""
-    blobs = Blobs()
-    original, events = _history(blobs)
-    last = {e.class_id: e for e in events}
-    compacted = sorted(last.values(), key=lambda e: e.store_version)
-    if shuffle:
-        random.Random(3).shuffle(compacted)
-    assert len(compacted) < len(events)
-    replica = _store(StoreConfig(exemplar_capacity=16))
-    for event in compacted:
-        replica.apply(event)
-    probe = np.concatenate([blobs.around(c, 8) for c in range(6)])
-    assert replica.states() == original.states()
-    assert replica.version == original.version
-    assert replica.thresholds() == original.thresholds()
-    _assert_same_classification(replica.classify(probe), original.classify(probe))
-
-
-def test_a_stale_event_after_a_newer_one_is_ignored() -> None:
-    """Events arriving out of order cannot roll a class back."""
-    blobs = Blobs()
-    source = _store()
-    old = source.learn("a", blobs.around(0, 3))
-    new = source.learn("a", blobs.around(0, 3))
-    replica = _store()
-    assert replica.apply(new)
-    assert not replica.apply(old)
-    assert replica.get("a") == new.state
-    assert replica.version == new.store_version
-
-
-def test_applying_the_same_event_twice_changes_nothing() -> None:
-    """Re-delivery (at-least-once) is harmless."""
-    blobs = Blobs()
-    source = _store()
-    event = source.learn("a", blobs.around(0, 3))
-    replica = _store()
-    assert replica.apply(event)
-    states, version = replica.states(), replica.version
-    assert not replica.apply(event)
-    assert replica.states() == states
-    assert replica.version == version
-
-
-def test_apply_of_a_state_with_the_wrong_dimension_raises() -> None:
-    """A replica refuses events from a store of another dimension."""
-    event = PrototypeStore(8, clock=ManualClock()).learn("a", np.eye(8, dtype=np.float32)[:2])
-    replica = _store()
-    with pytest.raises(StoreError, match="dimension"):
-        replica.apply(event)
-    assert replica.states() == {}
-    assert replica.version == 0
-
-
-# ----------------------------------------------------------------- snapshot
-def test_snapshot_restore_gives_the_same_store() -> None:
-    """A snapshot that went through JSON restores the same states, version and classification."""
-    blobs = Blobs()
-    original, _ = _history(blobs)
-    snapshot = json.loads(json.dumps(original.snapshot()))
-    restored = PrototypeStore.restore(
-        snapshot, StoreConfig(exemplar_capacity=16), clock=ManualClock()
-    )
-    probe = np.concatenate([blobs.around(c, 8) for c in range(6)])
-    assert restored.states() == original.states()
-    assert restored.version == original.version
-    assert restored.dim == original.dim
-    _assert_same_classification(restored.classify(probe), original.classify(probe))
-
-
-@functools.cache
-def _bad_snapshots() -> dict[str, object]:
-    good = _history(Blobs())[0].snapshot()
-    wrong_dim = dict(good, dim=DIM + 1)
-    bad_class = dict(good, classes=[dict(good["classes"][0], count=-1)])
-    missing = {k: v for k, v in good.items() if k != "classes"}
-    return {
-        "future-format": dict(good, format=99),
-        "wrong-dim": wrong_dim,
-        "zero-dim": dict(good, dim=0),
-        "invalid-class": bad_class,
-        "missing-classes": missing,
-        "not-a-dict": "snapshot",
-        "none": None,
-        "classes-not-a-list": dict(good, classes=5),
-        "version-not-a-number": dict(good, version="v3"),
-    }
-
-
-@pytest.mark.parametrize("name", list(_bad_snapshots()))
-def test_restore_of_a_bad_snapshot_raises_snapshot_error(name: str) -> None:
-    """Unknown formats and inconsistent content raise SnapshotError (never a bare KeyError...)."""
-    with pytest.raises(SnapshotError):
-        PrototypeStore.restore(_bad_snapshots()[name], clock=ManualClock())  # type: ignore[arg-type]
-
-
-# ------------------------------------------------ rename, merge, retire
+# --------------------------------------------------- rename, merge, retire
 def test_rename_keeps_the_old_name_as_an_alias() -> None:
     """After a rename both names resolve to the class, and teaching the old name extends it."""
     blobs = Blobs()
@@ -508,134 +283,3 @@ def test_invalid_class_ids_and_dims_raise_store_error() -> None:
         store.member_score_quantile("missing", 0.5)
     with pytest.raises(StoreError, match="positive"):
         PrototypeStore(0, clock=ManualClock())
-
-
-# ---------------------------------------------------------------- exemplars
-def test_exemplar_reservoir_stays_bounded_by_capacity() -> None:
-    """However many examples arrive, a class keeps at most ``exemplar_capacity`` of them."""
-    blobs = Blobs()
-    store = _store(StoreConfig(exemplar_capacity=10))
-    seen = 0
-    for batch in [3, 4, 7, 20, 1, 15]:
-        store.learn("a", blobs.around(0, batch), [f"t{seen + i}" for i in range(batch)])
-        seen += batch
-        state = store.get("a")
-        assert len(state.exemplars) == min(seen, 10)
-        assert len(state.exemplar_texts) == len(state.exemplars)
-        assert state.count == seen
-
-
-def test_exemplar_texts_stay_aligned_with_their_vectors() -> None:
-    """Each kept exemplar carries the text it was taught with."""
-    store = _store(StoreConfig(exemplar_capacity=5))
-    vectors = l2_normalize(np.random.default_rng(1).standard_normal((30, DIM)))
-    texts = [f"text {i}" for i in range(30)]
-    for lo in range(0, 30, 6):
-        store.learn("a", vectors[lo : lo + 6], texts[lo : lo + 6])
-    state = store.get("a")
-    for row, text in zip(state.exemplars, state.exemplar_texts, strict=True):
-        i = int(text.split()[1])
-        np.testing.assert_array_equal(np.asarray(row, np.float32), vectors[i])
-
-
-# --------------------------------------------------------------- determinism
-def _feed(seed: int) -> list[ClassEvent]:
-    blobs = Blobs(seed=7)
-    clock = ManualClock(5.0)
-    store = PrototypeStore(
-        DIM, StoreConfig(seed=seed, exemplar_capacity=8, max_sub_prototypes=2), clock=clock
-    )
-    events = []
-    for step in range(6):
-        events.append(store.learn(f"c{step % 3}", blobs.around(step % 3, 9)))
-        clock.advance(1)
-    events += store.merge("c2", "c1")
-    return events
-
-
-def test_same_inputs_and_seed_give_identical_events() -> None:
-    """Two stores fed the same inputs with the same seed emit identical events."""
-    assert _feed(seed=11) == _feed(seed=11)
-
-
-def test_the_seed_drives_the_random_choices() -> None:
-    """Another seed keeps other exemplars (so the determinism above is not vacuous)."""
-    a, b = _feed(seed=11), _feed(seed=12)
-    assert [e.state.exemplars for e in a] != [e.state.exemplars for e in b]
-    assert [e.state.mean for e in a] == [e.state.mean for e in b]
-
-
-# --------------------------------------------------------------- the metric
-def _nuisance_data(n_per_class: int, seed: int, dim: int = 16, k: int = 4):
-    """Classes that differ along small offsets, plus a huge shared nuisance direction.
-
-    Near a base direction the sphere is almost flat: class ``c`` is shifted by 0.08
-    along axis ``c + 1``, every item moves ±0.3 along ``w`` (a mix of those same
-    axes), and isotropic noise is small. Cosine to the class means is dominated by
-    ``w``; whitening by the within-class scatter removes it.
-    """
-    rng = np.random.default_rng(seed)
-    base = np.zeros(dim)
-    base[0] = 1.0
-    offsets = np.zeros((k, dim))
-    offsets[np.arange(k), 1 + np.arange(k)] = 0.08
-    w = np.zeros(dim)
-    w[1 : 1 + k] = 1.0
-    w /= np.linalg.norm(w)
-    y = np.repeat(np.arange(k), n_per_class)
-    x = (
-        base
-        + offsets[y]
-        + 0.01 * rng.standard_normal((len(y), dim))
-        + 0.3 * rng.standard_normal((len(y), 1)) * w
-    )
-    return l2_normalize(x), y
-
-
-def test_learned_metric_improves_nearest_prototype_accuracy() -> None:
-    """Whitening by within-class scatter beats plain cosine when a nuisance direction dominates."""
-    x_train, y_train = _nuisance_data(40, seed=0)
-    x_test, y_test = _nuisance_data(100, seed=1)
-    accuracy = {}
-    for name, min_examples in [("learned", 20), ("cosine", 10**9)]:
-        store = _store(StoreConfig(metric_min_examples=min_examples), dim=16)
-        for c in range(4):
-            store.learn(f"c{c}", x_train[y_train == c])
-        assert store.metric.is_identity == (name == "cosine")
-        result = store.classify(x_test)
-        predicted = np.array([int(result.class_ids[b][1:]) for b in result.best])
-        accuracy[name] = float((predicted == y_test).mean())
-    assert accuracy["learned"] >= 0.95
-    assert accuracy["cosine"] <= 0.7
-
-
-def test_metric_is_learned_only_from_labelled_classes() -> None:
-    """Discovered and zero-shot classes do not shape the metric (they carry no labels)."""
-    blobs = Blobs()
-    store = _store()
-    store.learn("a", blobs.around(0, 15))
-    store.learn("b", blobs.around(1, 15))
-    before = store.metric
-    store.add_class("novel-1", "n", blobs.around(2, 40), status="provisional", origin="discovery")
-    store.register_zero_shot("z", blobs.centres[3], "zed")
-    after = store.metric
-    assert after.n_examples == before.n_examples == 30
-    np.testing.assert_array_equal(after.transform, before.transform)
-
-
-def test_thresholds_are_calibrated_per_class_and_shifted_by_the_offset() -> None:
-    """Each class gets a quantile threshold; ``threshold_offset`` lowers all; overrides win."""
-    blobs = Blobs()
-    base = _store(StoreConfig(calibration_folds=1))
-    lenient = _store(StoreConfig(calibration_folds=1, threshold_offset=0.1))
-    a, b = blobs.around(0, 20), blobs.around(1, 20)
-    for store in (base, lenient):
-        store.learn("a", a)
-        store.learn("b", b)
-    q = base.config.threshold_quantile
-    assert base.thresholds()["a"] == pytest.approx(base.member_score_quantile("a", q), abs=1e-6)
-    for cid in ("a", "b"):
-        assert lenient.thresholds()[cid] == pytest.approx(base.thresholds()[cid] - 0.1, abs=1e-6)
-    state = base.get("a").model_copy(update={"threshold_override": 0.123, "updated_version": 99})
-    base.apply(ClassEvent(kind="updated", class_id="a", state=state, store_version=99))
-    assert base.thresholds()["a"] == pytest.approx(0.123)

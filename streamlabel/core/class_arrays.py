@@ -1,0 +1,188 @@
+"""A class's vectors as arrays: unpacked from its state, updated, packed back.
+
+A :class:`~streamlabel.schemas.ClassState` carries its mean, sub-prototypes and
+exemplar reservoir as tuples (what the changelog and snapshots hold); the store
+keeps the same vectors as numpy arrays beside it. This module converts between
+the two and computes a class's new vectors: absorbing a batch of examples
+(count-weighted mean, reservoir, sub-prototypes) and pooling two classes for a
+merge. Every random choice is seeded by ``(seed, class id, count)``, so replicas
+and reruns make the same choices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamlabel.core.embedder import l2_normalize
+from streamlabel.core.reservoir import reservoir_add
+from streamlabel.core.store_config import StoreConfig
+from streamlabel.errors import StoreError
+from streamlabel.schemas import ClassState, to_array
+
+
+@dataclass(eq=False)
+class ClassArrays:
+    """The vectors of one class (rows of the store's dimension).
+
+    Attributes:
+        mean: count-weighted mean of every example taught (None before any).
+        subs: extra prototypes of a multi-modal class, ``(p, dim)``.
+        exemplars: the bounded reservoir of examples, ``(m, dim)``.
+        exemplar_texts: the text of each exemplar (aligned with ``exemplars``).
+    """
+
+    mean: np.ndarray | None
+    subs: np.ndarray
+    exemplars: np.ndarray
+    exemplar_texts: list[str] = field(default_factory=list)
+
+
+def empty_arrays(dim: int) -> ClassArrays:
+    """The arrays of a class with no examples yet."""
+    return ClassArrays(None, _empty(dim), _empty(dim))
+
+
+def arrays_of(state: ClassState, dim: int) -> ClassArrays:
+    """Unpacks a class state's vectors.
+
+    Raises:
+        StoreError: a vector's dimension is not ``dim``.
+    """
+    mean = None if state.mean is None else to_array(state.mean)
+    subs = to_array(state.sub_prototypes, dim)
+    ex = to_array(state.exemplars, dim)
+    for name, arr in (("mean", mean), ("sub_prototypes", subs), ("exemplars", ex)):
+        if arr is not None and arr.shape[-1] != dim:
+            raise StoreError(
+                f"class {state.class_id!r}: {name} has dimension {arr.shape[-1]}, "
+                f"the store has {dim}"
+            )
+    texts = list(state.exemplar_texts) + [""] * (len(ex) - len(state.exemplar_texts))
+    return ClassArrays(mean, subs, ex, texts[: len(ex)])
+
+
+def check_vectors(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """Examples to teach a class as a finite float32 ``(n, dim)`` array (one row may be 1-D).
+
+    Raises:
+        StoreError: wrong shape, NaN or infinity.
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise StoreError(f"expected vectors of shape (n, {dim}), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise StoreError("vectors contain NaN or infinity")
+    return x
+
+
+def with_arrays(state: ClassState, arrays: ClassArrays, **update: Any) -> ClassState:
+    """Packs arrays (and any other ``update``) into a copy of ``state`` (not validated)."""
+    return state.model_copy(
+        update={
+            "mean": None if arrays.mean is None else tuple(arrays.mean.astype(np.float32).tolist()),
+            "sub_prototypes": tuple(tuple(r) for r in arrays.subs.tolist()),
+            "exemplars": tuple(tuple(r) for r in arrays.exemplars.tolist()),
+            "exemplar_texts": tuple(arrays.exemplar_texts),
+            **update,
+        }
+    )
+
+
+def absorb(
+    state: ClassState,
+    arrays: ClassArrays,
+    vectors: np.ndarray,
+    texts: list[str],
+    *,
+    config: StoreConfig,
+    dim: int,
+) -> ClassState:
+    """The state of a class after it is taught ``vectors`` (with their ``texts``).
+
+    The mean stays the count-weighted mean of every example, the reservoir keeps
+    a uniform sample of at most ``exemplar_capacity`` of them, and the
+    sub-prototypes are refitted on the reservoir.
+    """
+    n = len(vectors)
+    total = state.count + n
+    if n == 0:
+        return state
+    batch_mean = vectors.mean(axis=0)
+    mean = (
+        batch_mean
+        if arrays.mean is None or state.count == 0
+        else (arrays.mean * state.count + batch_mean * n) / total
+    )
+    rng = class_rng(config.seed, state.class_id, state.count)
+    exemplars, ex_texts = reservoir_add(
+        arrays.exemplars,
+        arrays.exemplar_texts,
+        state.count,
+        vectors,
+        texts,
+        config.exemplar_capacity,
+        rng,
+    )
+    subs = sub_prototypes(exemplars, state.class_id, total, config=config, dim=dim)
+    return with_arrays(state, ClassArrays(mean, subs, exemplars, ex_texts), count=total)
+
+
+def pooled(
+    source: ClassState,
+    src: ClassArrays,
+    target: ClassState,
+    tgt: ClassArrays,
+    *,
+    config: StoreConfig,
+    dim: int,
+) -> ClassArrays:
+    """The arrays of ``target`` after it absorbs ``source`` (a merge).
+
+    The mean is the count-weighted mean of both; the exemplars a seeded sample
+    of both reservoirs (at most ``exemplar_capacity``), in their pooled order.
+    """
+    total = source.count + target.count
+    mean = None
+    if src.mean is not None and tgt.mean is not None and total:
+        mean = (src.mean * source.count + tgt.mean * target.count) / total
+    pooled_rows = np.concatenate([tgt.exemplars, src.exemplars])
+    pooled_texts = tgt.exemplar_texts + src.exemplar_texts
+    rng = class_rng(config.seed, target.class_id, total)
+    keep = np.sort(rng.permutation(len(pooled_rows))[: config.exemplar_capacity])
+    exemplars = pooled_rows[keep]
+    subs = sub_prototypes(exemplars, target.class_id, total, config=config, dim=dim)
+    return ClassArrays(mean, subs, exemplars, [pooled_texts[i] for i in keep])
+
+
+def sub_prototypes(
+    exemplars: np.ndarray, class_id: str, count: int, *, config: StoreConfig, dim: int
+) -> np.ndarray:
+    """Up to ``max_sub_prototypes`` k-means centres of a class's exemplars (unit rows).
+
+    An empty ``(0, dim)`` array when sub-prototypes are off or the class has
+    fewer than four exemplars per centre.
+    """
+    p = config.max_sub_prototypes
+    if p <= 0 or len(exemplars) < 4 * p:
+        return _empty(dim)
+    from sklearn.cluster import KMeans
+
+    seed = int(class_rng(config.seed, class_id, count).integers(0, 2**31 - 1))
+    km = KMeans(n_clusters=p, n_init=1, random_state=seed).fit(exemplars)
+    return l2_normalize(km.cluster_centers_.astype(np.float32))
+
+
+def class_rng(seed: int, class_id: str, count: int) -> np.random.Generator:
+    """The random generator of a class at a given count (the same on every replica)."""
+    digest = hashlib.blake2b(f"{seed}:{class_id}:{count}".encode(), digest_size=8).digest()
+    return np.random.default_rng(int.from_bytes(digest, "little"))
+
+
+def _empty(dim: int) -> np.ndarray:
+    return np.zeros((0, dim), np.float32)

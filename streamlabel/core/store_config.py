@@ -1,0 +1,49 @@
+"""The prototype store's knobs: one frozen record, validated by the pipeline's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Knobs of the prototype store (validated by the pipeline's settings).
+
+    Attributes:
+        max_sub_prototypes: extra prototypes per class for multi-modal classes (0 = mean only).
+        exemplar_capacity: examples kept per class (reservoir).
+        threshold_quantile: quantile of member similarities used as open-set threshold.
+        threshold_offset: subtracted from every calibrated threshold (more lenient when > 0).
+        default_threshold: threshold when no class can be calibrated.
+        min_calibration_examples: examples a class needs to calibrate its own threshold.
+        metric_shrinkage: shrinkage of the within-class scatter toward the identity.
+        metric_min_examples: labelled examples needed before the metric is learned.
+        calibration_folds: folds for cross-fitted thresholds of labelled classes (1 = in-sample).
+        discovered_threshold_cap: a discovered class's threshold is at most this quantile of
+            the labelled classes' thresholds (``None`` = its own calibration only).
+        raw_threshold_quantile: an item must also reach this quantile of the class's
+            members' cosine to the class mean in the raw embedding space (catches
+            off-domain items the learned metric would accept; ``None`` = off).
+        top_k: candidate classes reported per item.
+        approximate_above: prototypes above which the index is approximate (IVF,
+            see :mod:`streamlabel.core.index`); ``None`` = always exact.
+        nprobe: inverted lists an approximate index scans per query.
+        seed: seed of every random choice (reservoirs, sub-prototype clustering).
+    """
+
+    max_sub_prototypes: int = 0
+    exemplar_capacity: int = 64
+    threshold_quantile: float = 0.1
+    threshold_offset: float = 0.0
+    default_threshold: float = 0.3
+    min_calibration_examples: int = 8
+    metric_shrinkage: float = 0.3
+    metric_min_examples: int = 20
+    calibration_folds: int = 2
+    discovered_threshold_cap: float | None = 0.5
+    raw_threshold_quantile: float | None = 0.02
+    top_k: int = 5
+    approximate_above: int | None = None
+    nprobe: int = 16
+    metric_pseudo_labels: bool = False
+    seed: int = 0

@@ -1,0 +1,189 @@
+"""Replicas of the prototype store: the event changelog (replay, compaction, order) and snapshots.
+
+Synthetic data: classes are unit vectors scattered around orthonormal centres
+in a small dimension, so the right answer is known for every vector.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+
+import numpy as np
+import pytest
+
+from streamlabel.core.embedder import l2_normalize
+from streamlabel.core.store import Classification, PrototypeStore, StoreConfig
+from streamlabel.errors import SnapshotError, StoreError
+from streamlabel.schemas import ClassEvent
+from streamlabel.testing import ManualClock
+
+DIM = 32
+
+
+class Blobs:
+    """Orthonormal class centres and a seeded generator of vectors around them."""
+
+    def __init__(self, n_centres: int = 6, dim: int = DIM, spread: float = 0.6, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        q, _ = np.linalg.qr(rng.standard_normal((dim, n_centres)))
+        self.centres = q.T.astype(np.float32)
+        self.dim = dim
+        self.spread = spread
+        self.rng = rng
+
+    def around(self, c: int, n: int) -> np.ndarray:
+        noise = self.rng.standard_normal((n, self.dim)) * self.spread / np.sqrt(self.dim)
+        return l2_normalize(self.centres[c] + noise)
+
+
+def _store(config: StoreConfig | None = None, dim: int = DIM) -> PrototypeStore:
+    return PrototypeStore(dim, config, clock=ManualClock(1_000.0))
+
+
+def _assert_same_classification(a: Classification, b: Classification) -> None:
+    assert a.class_ids == b.class_ids
+    np.testing.assert_array_equal(a.best, b.best)
+    np.testing.assert_array_equal(a.accepted, b.accepted)
+    np.testing.assert_array_equal(a.top_idx, b.top_idx)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.thresholds, b.thresholds)
+    np.testing.assert_array_equal(a.top_scores, b.top_scores)
+
+
+def _history(blobs: Blobs) -> tuple[PrototypeStore, list[ClassEvent]]:
+    """A store after a varied history (every kind of event), and the events it emitted."""
+    clock = ManualClock(50.0)
+    store = PrototypeStore(DIM, StoreConfig(exemplar_capacity=16), clock=clock)
+    events: list[ClassEvent] = []
+    for c, name in enumerate(["python", "sql", "rust", "go"]):
+        events.append(store.learn(name, blobs.around(c, 12), [f"{name} q{i}" for i in range(12)]))
+        clock.advance(1)
+    events.append(store.learn("python", blobs.around(0, 10)))
+    events.append(store.rename("sql", "databases"))
+    events.append(store.learn("databases", blobs.around(1, 6)))
+    events += store.merge("go", "rust")
+    events.append(
+        store.add_class(
+            "novel-1", "kafka-lag", blobs.around(4, 25), status="provisional", origin="discovery"
+        )
+    )
+    events.append(store.extend("novel-1", blobs.around(4, 5), cause="discovery"))
+    events.append(store.register_zero_shot("billing", blobs.centres[5], "invoices and refunds"))
+    events.append(store.retire("billing"))
+    events.append(store.learn("python", blobs.around(0, 3)))
+    return store, events
+
+
+# --------------------------------------------------------------- changelog
+def test_replaying_every_event_rebuilds_the_same_store() -> None:
+    """A replica that applies the whole changelog classifies, versions and states alike."""
+    blobs = Blobs()
+    original, events = _history(blobs)
+    replica = _store(StoreConfig(exemplar_capacity=16))
+    for event in events:
+        assert replica.apply(event)
+    probe = np.concatenate([blobs.around(c, 8) for c in range(6)])
+    assert replica.states() == original.states()
+    assert replica.version == original.version
+    assert replica.thresholds() == original.thresholds()
+    _assert_same_classification(replica.classify(probe), original.classify(probe))
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["offset-order", "any-order"])
+def test_replaying_only_the_last_event_per_class_rebuilds_the_same_store(shuffle: bool) -> None:
+    """What log compaction keeps (the last event per class id) is enough to rebuild the store."""
+    blobs = Blobs()
+    original, events = _history(blobs)
+    last = {e.class_id: e for e in events}
+    compacted = sorted(last.values(), key=lambda e: e.store_version)
+    if shuffle:
+        random.Random(3).shuffle(compacted)
+    assert len(compacted) < len(events)
+    replica = _store(StoreConfig(exemplar_capacity=16))
+    for event in compacted:
+        replica.apply(event)
+    probe = np.concatenate([blobs.around(c, 8) for c in range(6)])
+    assert replica.states() == original.states()
+    assert replica.version == original.version
+    assert replica.thresholds() == original.thresholds()
+    _assert_same_classification(replica.classify(probe), original.classify(probe))
+
+
+def test_a_stale_event_after_a_newer_one_is_ignored() -> None:
+    """Events arriving out of order cannot roll a class back."""
+    blobs = Blobs()
+    source = _store()
+    old = source.learn("a", blobs.around(0, 3))
+    new = source.learn("a", blobs.around(0, 3))
+    replica = _store()
+    assert replica.apply(new)
+    assert not replica.apply(old)
+    assert replica.get("a") == new.state
+    assert replica.version == new.store_version
+
+
+def test_applying_the_same_event_twice_changes_nothing() -> None:
+    """Re-delivery (at-least-once) is harmless."""
+    blobs = Blobs()
+    source = _store()
+    event = source.learn("a", blobs.around(0, 3))
+    replica = _store()
+    assert replica.apply(event)
+    states, version = replica.states(), replica.version
+    assert not replica.apply(event)
+    assert replica.states() == states
+    assert replica.version == version
+
+
+def test_apply_of_a_state_with_the_wrong_dimension_raises() -> None:
+    """A replica refuses events from a store of another dimension."""
+    event = PrototypeStore(8, clock=ManualClock()).learn("a", np.eye(8, dtype=np.float32)[:2])
+    replica = _store()
+    with pytest.raises(StoreError, match="dimension"):
+        replica.apply(event)
+    assert replica.states() == {}
+    assert replica.version == 0
+
+
+# ---------------------------------------------------------------- snapshot
+def test_snapshot_restore_gives_the_same_store() -> None:
+    """A snapshot that went through JSON restores the same states, version and classification."""
+    blobs = Blobs()
+    original, _ = _history(blobs)
+    snapshot = json.loads(json.dumps(original.snapshot()))
+    restored = PrototypeStore.restore(
+        snapshot, StoreConfig(exemplar_capacity=16), clock=ManualClock()
+    )
+    probe = np.concatenate([blobs.around(c, 8) for c in range(6)])
+    assert restored.states() == original.states()
+    assert restored.version == original.version
+    assert restored.dim == original.dim
+    _assert_same_classification(restored.classify(probe), original.classify(probe))
+
+
+@functools.cache
+def _bad_snapshots() -> dict[str, object]:
+    good = _history(Blobs())[0].snapshot()
+    wrong_dim = dict(good, dim=DIM + 1)
+    bad_class = dict(good, classes=[dict(good["classes"][0], count=-1)])
+    missing = {k: v for k, v in good.items() if k != "classes"}
+    return {
+        "future-format": dict(good, format=99),
+        "wrong-dim": wrong_dim,
+        "zero-dim": dict(good, dim=0),
+        "invalid-class": bad_class,
+        "missing-classes": missing,
+        "not-a-dict": "snapshot",
+        "none": None,
+        "classes-not-a-list": dict(good, classes=5),
+        "version-not-a-number": dict(good, version="v3"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_bad_snapshots()))
+def test_restore_of_a_bad_snapshot_raises_snapshot_error(name: str) -> None:
+    """Unknown formats and inconsistent content raise SnapshotError (never a bare KeyError...)."""
+    with pytest.raises(SnapshotError):
+        PrototypeStore.restore(_bad_snapshots()[name], clock=ManualClock())  # type: ignore[arg-type]
