@@ -7,6 +7,7 @@ PIP := $(VENV)/bin/pip
 DATA ?= data
 STAMP := $(VENV)/.installed
 KUBECTL := .tools/bin/kubectl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
@@ -17,7 +18,7 @@ export NO_MKDOCS_2_WARNING := 1
 export DISABLE_MKDOCS_2_WARNING := true
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-unit test-integration lint typecheck docs k8s-validate chaos bench-stackoverflow bench-kafka bench-snips bench-hwu64 bench-openset clean
+.PHONY: help browser install demo test test-unit test-integration lint typecheck docs k8s-validate chaos bench-stackoverflow bench-kafka bench-snips bench-hwu64 bench-openset clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -33,12 +34,18 @@ $(STAMP): pyproject.toml
 $(KUBECTL): scripts/install-kubectl.sh
 	bash scripts/install-kubectl.sh
 
-install: $(STAMP) $(KUBECTL) ## Create the venv, install streamlabel with its dev tools, and kubectl (kustomize) for the manifests
+browser: ## Debian's chromium + chromium-driver, for the tests that read pages in a headless browser
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
+install: $(STAMP) $(KUBECTL) browser ## Create the venv, install streamlabel with its dev tools, and kubectl (kustomize) for the manifests
 
 demo: $(STAMP) ## Run the main job on embedded defaults: broker + Ray + model on StackOverflow
 	$(VENV)/bin/streamlabel demo --dataset $(DATA)/stackoverflow
 
-test: $(STAMP) $(KUBECTL) lint typecheck k8s-validate docs ## Lint, type-check, validate the k8s manifests, build the docs, unit tests and doctests, then integration tests
+test: $(STAMP) $(KUBECTL) browser lint typecheck k8s-validate docs ## Lint, type-check, validate the k8s manifests, build the docs, unit tests and doctests, then integration tests
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest tests/unit -q
 	$(PY) -m pytest --doctest-modules streamlabel -q
 	$(PY) -m pytest tests/integration -q
@@ -46,7 +53,7 @@ test: $(STAMP) $(KUBECTL) lint typecheck k8s-validate docs ## Lint, type-check, 
 test-unit: $(STAMP) $(KUBECTL) ## Unit tests only (no model, no broker, no Ray)
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest tests/unit -q
 
-test-integration: $(STAMP) ## Integration tests (real model, real tansu broker, local Ray)
+test-integration: $(STAMP) browser ## Integration tests (real model, real tansu broker, local Ray)
 	$(PY) -m pytest tests/integration -q
 
 lint: $(STAMP) ## ruff on the code, import-linter on the layers, hadolint on the Dockerfile
