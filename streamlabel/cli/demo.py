@@ -17,13 +17,16 @@ keywords, examples, and which held-back class each one matches).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from streamlabel.cli.runtime import settings_from_args
 from streamlabel.datasets import DemoPlan, plan_demo, read_tsv
 from streamlabel.errors import SettingsError, StreamlabelError
 from streamlabel.kafka.client import (
@@ -32,12 +35,30 @@ from streamlabel.kafka.client import (
     produce_feedback,
     produce_items,
 )
+from streamlabel.logging import configure_logging
 from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import UNKNOWN, DriftAlert
 from streamlabel.scoring import open_world_scores
 from streamlabel.settings.runtime import RuntimeSettings
 
-__all__ = ["run_demo"]
+__all__ = ["cmd_demo", "run_demo"]
+
+
+def cmd_demo(args: Any) -> int:
+    """``streamlabel demo``: embedded broker + local Ray + bundled model on a dataset."""
+    dataset = Path(args.dataset)
+    if not dataset.is_dir():
+        raise SettingsError(f"--dataset {args.dataset!r} is not a directory")
+    settings = settings_from_args(args, runtime={"log_level": "warning"})
+    configure_logging(json_logs=False, level="warning")
+
+    def say(msg: str) -> None:
+        print(msg, flush=True)
+
+    summary = run_demo(settings, dataset, n_items=args.items, seed=args.seed, say=say)
+    if args.json:
+        print(json.dumps({k: round(v, 2) for k, v in summary.items()}))
+    return 0
 
 
 def run_demo(

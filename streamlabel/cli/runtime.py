@@ -1,7 +1,9 @@
-"""The runtime's CLI commands: ``run``, ``demo``, ``produce``, ``tail``.
+"""The runtime's CLI commands: ``run``, ``produce``, ``tail``, ``replay``, and
+``drain``/``healthcheck`` for a running deployment's endpoints.
 
-``streamlabel.cli`` parses arguments and dispatches here; each function turns
-its arguments into settings once (file < env < flags) and returns an exit code.
+:mod:`streamlabel.cli.main` parses arguments and dispatches here; each function
+turns its arguments into settings once (file < env < flags) and returns an exit
+code.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from streamlabel.logging import configure_logging
 from streamlabel.schemas import ClassEvent, Feedback, Item, Record
 from streamlabel.settings.runtime import RuntimeSettings, load_runtime_settings
 
-__all__ = ["cmd_demo", "cmd_produce", "cmd_run", "cmd_tail", "settings_from_args"]
+__all__ = [
+    "cmd_endpoint",
+    "cmd_produce",
+    "cmd_replay",
+    "cmd_run",
+    "cmd_tail",
+    "settings_from_args",
+]
 
 log = structlog.get_logger("streamlabel.cli")
 
@@ -59,7 +68,7 @@ class _Shutdown:
         self.install()
 
     def install(self) -> None:
-        """(Re)installs the handlers; ``ray.init`` replaces the driver's SIGTERM handler."""
+        """(Re)installs the handlers; ``ray.init`` replaces this process's SIGTERM handler."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
@@ -77,9 +86,9 @@ SCALE_EVERY_S = 5.0
 def cmd_run(args: Any) -> int:
     """``streamlabel run``: the production deployment until SIGTERM/SIGINT or ``POST /drain``.
 
-    The driver serves its own endpoint (``metrics.port``): ``/metrics`` (workers
-    running and wanted, group lag, restarts), ``/healthz``, ``/readyz`` and
-    ``/drain``, which stops the deployment like SIGTERM.
+    The supervisor serves its own endpoint (``metrics.port``, role ``driver``):
+    ``/metrics`` (workers running and wanted, group lag, restarts), ``/healthz``,
+    ``/readyz`` and ``/drain``, which stops the deployment like SIGTERM.
     """
     from streamlabel.ops.endpoint import Served
     from streamlabel.ops.metrics import driver_families
@@ -91,11 +100,11 @@ def cmd_run(args: Any) -> int:
     shutdown = _Shutdown()
     runtime = Runtime(settings)
     state: dict[str, Any] = {}
-    driver = Served()
-    driver.init_endpoint(settings.metrics, "driver", "driver", lambda: state, driver_families,
-                         shutdown.requested.set)  # fmt: skip
-    driver.serve()
-    health = driver.health
+    endpoint = Served()
+    endpoint.init_endpoint(settings.metrics, "driver", "driver", lambda: state, driver_families,
+                           shutdown.requested.set)  # fmt: skip
+    endpoint.serve()
+    health = endpoint.health
     try:
         runtime.start()
         shutdown.install()
@@ -115,7 +124,7 @@ def cmd_run(args: Any) -> int:
                 last_scale = now
                 scaler.step(p.lag)
             state.update(
-                runtime.driver_stats(p),
+                runtime.supervisor_stats(p),
                 workers_desired=scaler.desired if scaler else runtime.worker_count(),
                 scale_events=scaler.events if scaler else 0,
             )
@@ -132,26 +141,7 @@ def cmd_run(args: Any) -> int:
         health.ready = False  # not ready while the deployment stops
         runtime.stop()
         health.stopped()
-        driver.close_endpoint()
-    return 0
-
-
-def cmd_demo(args: Any) -> int:
-    """``streamlabel demo``: embedded broker + local Ray + bundled model on a dataset."""
-    from streamlabel.cli.demo import run_demo
-
-    dataset = Path(args.dataset)
-    if not dataset.is_dir():
-        raise SettingsError(f"--dataset {args.dataset!r} is not a directory")
-    settings = settings_from_args(args, runtime={"log_level": "warning"})
-    configure_logging(json_logs=False, level="warning")
-
-    def say(msg: str) -> None:
-        print(msg, flush=True)
-
-    summary = run_demo(settings, dataset, n_items=args.items, seed=args.seed, say=say)
-    if args.json:
-        print(json.dumps({k: round(v, 2) for k, v in summary.items()}))
+        endpoint.close_endpoint()
     return 0
 
 
@@ -232,3 +222,15 @@ def cmd_replay(args: Any, out: Callable[[str], None] = print) -> int:
     for record in replay(settings, args.snapshot, topic, args.partition, args.start, args.end):
         out(record.model_dump_json())
     return 0
+
+
+def cmd_endpoint(args: Any) -> int:
+    """``drain`` and ``healthcheck``: light clients of an actor's endpoint (no Ray, no Kafka)."""
+    from streamlabel.ops.endpoint import check_health, drain_ports
+
+    if args.command == "drain":
+        ok, what = drain_ports(args.host, range(args.port, args.port + args.span), args.timeout)
+    else:
+        ok, what = check_health(f"http://{args.host}:{args.port}{args.path}")
+    print(what, file=sys.stderr)
+    return 0 if ok else 1

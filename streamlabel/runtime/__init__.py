@@ -1,7 +1,16 @@
 """The deployment as a whole: the supervisor, scaling and replay.
 
-* :class:`~streamlabel.runtime.supervisor.Runtime` — starts the broker (when
-  none is configured), Ray and the actors, restarts them, stops them gracefully;
+* :class:`~streamlabel.runtime.supervisor.Runtime` — the supervisor: starts the
+  broker (when none is configured), Ray and the actors, restarts them, stops
+  them gracefully;
+* :mod:`~streamlabel.runtime.slots` — one supervised actor and its explicit
+  state (:class:`~streamlabel.runtime.slots.SlotState`);
+* :mod:`~streamlabel.runtime.startup` — the checks before any actor starts;
+* :mod:`~streamlabel.runtime.placement` — each actor's Ray options;
+* :mod:`~streamlabel.runtime.ray_env` — joins a Ray cluster or starts a local
+  one on loopback;
+* :mod:`~streamlabel.runtime.progress` — the deployment's progress and the
+  waits built on it;
 * :mod:`~streamlabel.runtime.scaling` — scales the stream workers on lag;
 * :mod:`~streamlabel.runtime.replay` — relabels an offset range against a
   pinned learner snapshot.

@@ -21,8 +21,8 @@ from streamlabel.pipeline.engine import Engine
 from streamlabel.schemas import LabelRecord
 from streamlabel.settings.engine import DriftSettings
 from streamlabel.settings.runtime import RuntimeSettings
+from streamlabel.workers.checkpoint import read_snapshot
 from streamlabel.workers.embedding import load_embedder
-from streamlabel.workers.learner import read_snapshot
 
 if TYPE_CHECKING:
     from kafka.consumer.fetcher import ConsumerRecord

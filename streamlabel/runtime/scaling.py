@@ -1,6 +1,6 @@
 """Lag-driven scaling of the stream workers (``runtime.autoscale``).
 
-The driver reads the group's lag every few seconds and lets
+The supervisor reads the group's lag every few seconds and lets
 :class:`~streamlabel.core.autoscale.Autoscaler` decide how many workers to run;
 this module applies the decision to a :class:`~streamlabel.runtime.supervisor.Runtime`:
 new workers start in the background (on Kubernetes a new actor may wait for
@@ -9,7 +9,7 @@ batch, commit, leave the group), newest first.
 
 Why here and not KEDA: KEDA scales objects with a ``/scale`` subresource, which
 a RayCluster does not have, and pods without actors would sit idle; the actor
-count is the driver's to set, and the pods follow it.
+count is the supervisor's to set, and the pods follow it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,233 @@
+"""The ``streamlabel`` command's parser and dispatch.
+
+Every subcommand's arguments are declared here, so that parsing (``--help``,
+``--version``, the generated reference) imports nothing heavy; each command
+group's module runs its commands and is imported only when one is chosen:
+:mod:`~streamlabel.cli.bench`, :mod:`~streamlabel.cli.chaos`,
+:mod:`~streamlabel.cli.demo` and :mod:`~streamlabel.cli.runtime` (``run``,
+``produce``, ``tail``, ``replay``, ``drain``, ``healthcheck``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from streamlabel import __version__
+from streamlabel.errors import StreamlabelError
+
+__all__ = ["DESCRIPTION", "build_parser", "main"]
+
+DESCRIPTION = "The ``streamlabel`` command line."
+"""The parser's description (the first line of ``streamlabel --help``)."""
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        return [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds must be comma-separated integers, got {value!r}"
+        ) from None
+
+
+def _int_list(value: str) -> list[int]:
+    try:
+        out = [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1,2 got {value!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {value!r}")
+    return out
+
+
+def _ratio(value: str) -> float:
+    x = float(value)
+    if not 0.0 < x <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return x
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="streamlabel", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
+    ow = bench.add_parser("openworld", help="open-world accuracy on a labelled TSV dataset")
+    ow.add_argument("--train", required=True, help="TSV with header text<TAB>label")
+    ow.add_argument("--test", required=True, help="TSV with header text<TAB>label")
+    ow.add_argument("--known-ratio", type=_ratio, default=0.75)
+    ow.add_argument("--labeled-ratio", type=_ratio, default=0.1)
+    ow.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
+    ow.add_argument("--batch-size", type=int, default=64)
+    ow.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    ow.add_argument("--quiet", action="store_true", help="no progress lines")
+    ow.add_argument(
+        "--mode",
+        choices=["engine", "kafka", "both"],
+        default="engine",
+        help="engine: the Engine in-process; kafka: through the embedded broker and Ray actors",
+    )
+    ow.add_argument("--workers", type=int, default=None, help="stream workers (kafka mode)")
+    os_ = bench.add_parser(
+        "openset", help="open intent detection: known classes fully labelled, the rest is open"
+    )
+    os_.add_argument("--train", required=True, help="TSV with header text<TAB>label")
+    os_.add_argument("--test", required=True, help="TSV with header text<TAB>label")
+    os_.add_argument("--known-ratio", type=_ratio, default=0.75)
+    os_.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
+    os_.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+    rb = bench.add_parser("runtime", help="end-to-end items/s vs bare encode, rebalance, memory")
+    rb.add_argument("--train", default="data/stackoverflow/train.tsv", help="feedback source")
+    rb.add_argument("--test", default="data/stackoverflow/test.tsv", help="texts to stream")
+    rb.add_argument("--items", type=int, default=3000)
+    rb.add_argument("--workers", type=_int_list, default=[1, 2], help="e.g. 1,2")
+    rb.add_argument("--no-rebalance", action="store_true")
+    rb.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+    tp = bench.add_parser(
+        "throughput", help="e2e items/s vs the bare model, latency p50/p99, per-stage breakdown"
+    )
+    tp.add_argument("--data", default="data/stackoverflow/test.tsv", help="texts to stream (TSV)")
+    tp.add_argument("--train", default="data/stackoverflow/train.tsv", help="feedback source")
+    tp.add_argument("--items", type=_positive, default=2000)
+    tp.add_argument("--workers", type=_positive, default=2)
+    tp.add_argument("--paced-s", type=float, default=20.0, help="seconds of the latency stream")
+    tp.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+    sc = bench.add_parser("scale", help="store cost vs classes, discovery cost vs buffer size")
+    sc.add_argument("--classes", type=_int_list, default=[10, 1000, 100000])
+    sc.add_argument("--buffers", type=_int_list, default=[500, 1000, 2000, 5000])
+    sc.add_argument(
+        "--embed-ms", type=float, default=None,
+        help="the model's ms per item (bench throughput: stages.embed) to express "
+        "classification as a share of embedding",
+    )  # fmt: skip
+    sc.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+    chaos = sub.add_parser("chaos", help="fault injection on a real deployment: prove no loss")
+    chaos.add_argument(
+        "--scenarios", type=_names, default=None,
+        help="comma-separated subset of: worker_kill, rebalance_churn, learner_crash, poison, "
+        "stall, deterministic_replay, settings, broker_restart (default: all)",
+    )  # fmt: skip
+    chaos.add_argument("--cycles", type=int, default=10, help="kill/churn cycles per fault point")
+    chaos.add_argument("--items", type=int, default=400, help="items produced per cycle")
+    chaos.add_argument("--workers", type=int, default=2, help="stream workers")
+    chaos.add_argument("--dataset", default="data/stackoverflow", help="dir with train/test.tsv")
+    chaos.add_argument("--seed", type=int, default=0)
+    chaos.add_argument("--json", action="store_true", help="print the report as the last line")
+
+    replay = sub.add_parser("replay", help="relabel an offset range against a pinned snapshot")
+    replay.add_argument("--snapshot", required=True, help="a learner snapshot file")
+    replay.add_argument("--partition", type=int, required=True)
+    replay.add_argument("--from", dest="start", type=int, required=True, help="first offset")
+    replay.add_argument("--to", dest="end", type=int, required=True, help="last offset + 1")
+    _common(replay)
+
+    demo = sub.add_parser("demo", help="the whole system on a dataset, no infrastructure needed")
+    demo.add_argument("--dataset", default="data/stackoverflow", help="dir with train/test.tsv")
+    demo.add_argument("--workers", type=int, default=None, help="stream workers (default 2)")
+    demo.add_argument("--items", type=int, default=3000, help="items to stream")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    _common(demo)
+
+    run = sub.add_parser("run", help="run the deployment (settings from a file and env vars)")
+    run.add_argument("--workers", type=int, default=None, help="override runtime.workers")
+    run.add_argument("--progress-every", type=float, default=10.0, help="seconds between logs")
+    _common(run)
+
+    produce = sub.add_parser("produce", help="send a TSV's rows as items (some as feedback)")
+    produce.add_argument("--tsv", required=True, help="TSV with header text<TAB>label")
+    produce.add_argument("--feedback-fraction", type=_fraction, default=0.0)
+    produce.add_argument("--limit", type=int, default=None, help="rows to send")
+    produce.add_argument("--seed", type=int, default=0)
+    _common(produce)
+
+    tail = sub.add_parser("tail", help="print labels, alerts or class events as JSON lines")
+    tail.add_argument("topic", choices=["labels", "alerts", "classes"])
+    tail.add_argument("--limit", type=int, default=None, help="stop after N records")
+    tail.add_argument("--idle-exit", type=float, default=None, help="stop after S idle seconds")
+    _common(tail)
+
+    drain = sub.add_parser(
+        "drain", help="ask the actor or driver behind a local endpoint to stop (a preStop hook)"
+    )
+    drain.add_argument("--port", type=int, required=True, help="its metrics.port (+ role offset)")
+    drain.add_argument("--host", default="127.0.0.1")
+    drain.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it")
+    drain.add_argument(
+        "--span", type=_positive, default=1, help="drain ports PORT..PORT+SPAN-1 at once (a pod "
+        "holding several stream workers)",
+    )  # fmt: skip
+
+    health = sub.add_parser("healthcheck", help="exit 0 when a local endpoint is healthy")
+    health.add_argument("--port", type=int, default=9464, help="default: the driver's port")
+    health.add_argument("--host", default="127.0.0.1")
+    health.add_argument("--path", default="/healthz", choices=["/healthz", "/readyz"])
+    return parser
+
+
+def _names(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return names
+
+
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return n
+
+
+def _fraction(value: str) -> float:
+    x = float(value)
+    if not 0.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return x
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="settings file (TOML or JSON)")
+    p.add_argument("--bootstrap-servers", default=None, help="Kafka host:port[,host:port]")
+    p.add_argument("--topic-prefix", default=None, help="topic name prefix (default 'sl.')")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``streamlabel`` console script."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "bench":
+            from streamlabel.cli.bench import cmd_bench
+
+            return cmd_bench(args)
+        if args.command == "chaos":
+            from streamlabel.cli.chaos import cmd_chaos
+
+            return cmd_chaos(args)
+        if args.command == "demo":
+            from streamlabel.cli.demo import cmd_demo
+
+            return cmd_demo(args)
+        from streamlabel.cli import runtime as commands
+
+        handlers = {
+            "run": commands.cmd_run,
+            "produce": commands.cmd_produce,
+            "tail": commands.cmd_tail,
+            "replay": commands.cmd_replay,
+            "drain": commands.cmd_endpoint,
+            "healthcheck": commands.cmd_endpoint,
+        }
+        return handlers[args.command](args)
+    except StreamlabelError as exc:
+        print(f"streamlabel: error: {exc}", file=sys.stderr)
+        return 2
