@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
-# a local Ray stays single-node on 127.0.0.1 (see streamlabel.runtime.supervisor.init_ray)
+# a local Ray stays single-node on 127.0.0.1 (see streamlabel.runtime.ray_env.init_ray)
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 # mkdocs 1.x plugins print a multi-screen banner about a future mkdocs 2 otherwise
 export NO_MKDOCS_2_WARNING := 1

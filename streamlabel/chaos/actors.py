@@ -15,7 +15,8 @@ from streamlabel.chaos.faults import Faults, FaultTarget, FaultyEmbedder
 from streamlabel.core.embedder import Embedder
 from streamlabel.runtime.supervisor import ActorClasses
 from streamlabel.settings.runtime import RuntimeSettings
-from streamlabel.workers.learner import Learner, snapshot_path
+from streamlabel.workers.checkpoint import snapshot_path
+from streamlabel.workers.learner import Learner
 from streamlabel.workers.probe import LEARNER_POINTS, WORKER_POINTS
 from streamlabel.workers.stream_worker import StreamWorker
 

@@ -30,8 +30,8 @@ from streamlabel.kafka.client import TopicReader, produce_feedback
 from streamlabel.runtime.replay import replay
 from streamlabel.schemas import Feedback, Item, LabelRecord, encode
 from streamlabel.waiting import wait_until
+from streamlabel.workers.checkpoint import snapshot_path
 from streamlabel.workers.embedding import load_embedder
-from streamlabel.workers.learner import snapshot_path
 
 __all__ = ["SCENARIOS", "Scenario"]
 

@@ -11,6 +11,7 @@ offsets, the committed positions and the changelog it knew are gone.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -19,17 +20,40 @@ from streamlabel.kafka.io import client_errors
 from streamlabel.kafka.topics import Topics
 from streamlabel.settings.runtime import KafkaSettings
 
-__all__ = ["BrokerWatch"]
+__all__ = ["BrokerWatch", "make_admin"]
 
 log = structlog.get_logger(__name__)
 
 
-class BrokerWatch:
-    """Compares the ids of the deployment's topics with those seen at start-up."""
+def make_admin(settings: KafkaSettings) -> Any:
+    """An admin client (kafka-python's ``KafkaAdminClient``).
 
-    def __init__(self, settings: KafkaSettings, topics: Topics) -> None:
+    Raises:
+        SettingsError, BrokerError: see :func:`~streamlabel.kafka.io.client_errors`.
+    """
+    from kafka import KafkaAdminClient
+
+    with client_errors(settings):
+        return KafkaAdminClient(**settings.client_kwargs())
+
+
+class BrokerWatch:
+    """Compares the ids of the deployment's topics with those seen at start-up.
+
+    The admin client is built on first use (by ``make``, :func:`make_admin`
+    unless given) and dropped after a failure.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Topics,
+        *,
+        make: Callable[[KafkaSettings], Any] = make_admin,
+    ) -> None:
         self._settings = settings
         self._names = topics.all()
+        self._make = make
         self._admin: Any = None
         self.ids: dict[str, str] = {}
         self.unreachable = False
@@ -64,10 +88,7 @@ class BrokerWatch:
     def _describe(self) -> dict[str, str] | None:
         try:
             if self._admin is None:
-                from kafka import KafkaAdminClient
-
-                with client_errors(self._settings):
-                    self._admin = KafkaAdminClient(**self._settings.client_kwargs())
+                self._admin = self._make(self._settings)
             existing = set(self._admin.list_topics())
             present = [n for n in self._names if n in existing]
             ids: dict[str, str] = {}

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from streamlabel.errors import BrokerError, PublishError, SettingsError
+from streamlabel.kafka.protocols import Consumer, Producer
 from streamlabel.kafka.topics import Topics
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.output import EngineOutput
@@ -40,6 +41,7 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "next_offsets",
+    "out_records",
     "past_end",
     "to_raw",
 ]
@@ -148,23 +150,51 @@ def _dlq_key(letter: DeadLetter) -> bytes:
     return f"{src.topic}:{src.partition}:{src.offset}".encode()
 
 
+def out_records(
+    topics: Topics, out: EngineOutput, event_headers: Sequence[tuple[str, bytes]] = ()
+) -> list[OutRecord]:
+    """Every record of ``out`` as (topic, key, value, headers), in publishing order."""
+    t = topics
+    recs: list[OutRecord] = []
+    recs.extend((t.labels, r.item_id.encode(), encode(r), []) for r in out.labels)
+    recs.extend((t.unknowns, u.item_id.encode(), encode(u), []) for u in out.unknowns)
+    recs.extend(
+        (t.classes, e.class_id.encode(), encode(e), list(event_headers)) for e in out.class_events
+    )
+    recs.extend((t.alerts, a.kind.encode(), encode(a), []) for a in out.alerts)
+    recs.extend((t.dlq, _dlq_key(d), d.value, dead_letter_headers(d)) for d in out.dead_letters)
+    return recs
+
+
 class Publisher:
     """Sends an :class:`EngineOutput` to its topics and checks every delivery.
 
-    The producer is created on first use; after a fatal producer error the
-    next :meth:`publish` creates a new one (an idempotent or fenced producer
-    cannot be reused).
+    The producer is created on first use (by ``make``, :func:`make_producer`
+    unless given); after a fatal producer error the next :meth:`publish`
+    creates a new one (an idempotent or fenced producer cannot be reused).
     """
 
-    def __init__(self, settings: KafkaSettings, topics: Topics) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Topics,
+        *,
+        make: Callable[[KafkaSettings], Producer] | None = None,
+    ) -> None:
         self._settings = settings
         self._topics = topics
-        self._producer: KafkaProducer | None = None
+        self._make = make or make_producer
+        self._producer: Producer | None = None
         self._pending: list[Any] = []
         self.recreated = 0
 
     @property
-    def producer(self) -> KafkaProducer:
+    def connected(self) -> bool:
+        """Whether a producer is built (none before the first send, none after a failure)."""
+        return self._producer is not None
+
+    @property
+    def producer(self) -> Producer:
         """The producer, built on first use.
 
         Raises:
@@ -173,7 +203,7 @@ class Publisher:
         """
         if self._producer is None:
             try:
-                self._producer = make_producer(self._settings)
+                self._producer = self._make(self._settings)
             except BrokerError as exc:
                 raise PublishError(f"no producer: {exc}") from exc
         return self._producer
@@ -203,17 +233,7 @@ class Publisher:
         self, out: EngineOutput, *, event_headers: Sequence[tuple[str, bytes]] = ()
     ) -> list[OutRecord]:
         """Every record of ``out`` as (topic, key, value, headers), in publishing order."""
-        t = self._topics
-        recs: list[OutRecord] = []
-        recs.extend((t.labels, r.item_id.encode(), encode(r), []) for r in out.labels)
-        recs.extend((t.unknowns, u.item_id.encode(), encode(u), []) for u in out.unknowns)
-        recs.extend(
-            (t.classes, e.class_id.encode(), encode(e), list(event_headers))
-            for e in out.class_events
-        )
-        recs.extend((t.alerts, a.kind.encode(), encode(a), []) for a in out.alerts)
-        recs.extend((t.dlq, _dlq_key(d), d.value, dead_letter_headers(d)) for d in out.dead_letters)
-        return recs
+        return out_records(self._topics, out, event_headers)
 
     def send_all(self, records: Iterable[OutRecord]) -> int:
         """Queues records built by :meth:`records`; returns how many are pending."""
@@ -321,7 +341,7 @@ def next_offsets(messages: Iterable[ConsumerRecord]) -> dict[Any, int]:
     return nxt
 
 
-def commit_offsets(consumer: KafkaConsumer, offsets: Mapping[Any, int]) -> None:
+def commit_offsets(consumer: Consumer, offsets: Mapping[Any, int]) -> None:
     """Commits ``{TopicPartition: next offset}`` synchronously."""
     from kafka.structs import OffsetAndMetadata
 
@@ -329,14 +349,14 @@ def commit_offsets(consumer: KafkaConsumer, offsets: Mapping[Any, int]) -> None:
         consumer.commit({tp: OffsetAndMetadata(o, None, -1) for tp, o in offsets.items()})
 
 
-def commit_batch(consumer: KafkaConsumer, messages: Iterable[ConsumerRecord]) -> dict[Any, int]:
+def commit_batch(consumer: Consumer, messages: Iterable[ConsumerRecord]) -> dict[Any, int]:
     """Commits the offset after the last message of each partition; returns the offsets."""
     nxt = next_offsets(messages)
     commit_offsets(consumer, nxt)
     return nxt
 
 
-def past_end(consumer: KafkaConsumer, tp: Any) -> int | None:
+def past_end(consumer: Consumer, tp: Any) -> int | None:
     """The high watermark of ``tp`` when the consumer's position is past it (the topic
     was recreated under it), else None."""
     high = consumer.highwater(tp)
@@ -345,7 +365,7 @@ def past_end(consumer: KafkaConsumer, tp: Any) -> int | None:
     return None
 
 
-def lag(consumer: KafkaConsumer) -> dict[str, int]:
+def lag(consumer: Consumer) -> dict[str, int]:
     """Records behind the high watermark, per assigned partition (``topic:partition``)."""
     out: dict[str, int] = {}
     for tp in consumer.assignment():
@@ -360,6 +380,6 @@ def lag(consumer: KafkaConsumer) -> dict[str, int]:
     return out
 
 
-def positions(consumer: KafkaConsumer) -> Mapping[str, int]:
+def positions(consumer: Consumer) -> Mapping[str, int]:
     """Next offset to read per assigned partition (``topic:partition``)."""
     return {f"{tp.topic}:{tp.partition}": consumer.position(tp) for tp in consumer.assignment()}

@@ -5,6 +5,10 @@
 * :class:`~streamlabel.workers.learner.Learner` — the single writer of the store:
   feedback, unknowns, background discovery, drift, checkpoints;
 * :class:`~streamlabel.workers.embedding.EmbedderActor` — the shared model on a GPU;
+* :mod:`~streamlabel.workers.actor` — the loop both actors share (run, stop, stats, health);
+* :mod:`~streamlabel.workers.checkpoint` — the learner's snapshot and outbox;
+* :mod:`~streamlabel.workers.polling` — how a stream worker polls and follows rebalances;
+* :mod:`~streamlabel.workers.stats` — the counters the actors report;
 * :mod:`~streamlabel.workers.probe` — the named step points of their loops.
 
 The supervisor that starts them is :mod:`streamlabel.runtime`; their Kafka

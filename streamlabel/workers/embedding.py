@@ -32,7 +32,15 @@ from streamlabel.settings.engine import ModelSettings
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["EmbedderActor", "RemoteEmbedder", "load_embedder", "resolve_embedder_mode"]
+__all__ = [
+    "EmbedderActor",
+    "RemoteEmbedder",
+    "default_threads",
+    "load_embedder",
+    "resolve_embedder_mode",
+    "same_torch_threads",
+    "torch_threads",
+]
 
 
 def load_embedder(
@@ -49,6 +57,24 @@ def load_embedder(
         batch_size=model.batch_size,
         max_seq_length=model.max_seq_length,
     )
+
+
+def torch_threads() -> int | None:
+    """This thread's torch intra-op threads (None where torch is not loaded)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
+
+
+def same_torch_threads(threads: int | None) -> None:
+    """Gives a new thread (the worker's embed thread) the torch thread count of the
+    thread that made it (OpenMP's setting is per native thread: a new thread would
+    otherwise use every core)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def resolve_embedder_mode(mode: str, cluster_gpus: float) -> str:

@@ -6,21 +6,13 @@ item cache, best effort over Ray), runs novel-class discovery in a background
 thread, and publishes class events to ``classes``, revised labels to
 ``labels``, alerts to ``alerts`` and bad feedback to ``dlq``.
 
-Checkpoints (the outbox pattern). A step that produced records first writes a
-snapshot holding the Engine's state (store, unknown buffer, discovery
-candidates), the ``feedback``/``unknowns`` offsets it covers AND the records
-to publish; then publishes them, checks every delivery, marks the outbox
-published, and commits the offsets. Steps without output snapshot every
+Every step that produced records checkpoints first (state, offsets and the
+records, :mod:`~streamlabel.workers.checkpoint`), then publishes, marks the
+outbox published and commits; steps without output snapshot every
 ``runtime.snapshot_every_s`` seconds or ``runtime.snapshot_every_records``.
-So whatever the moment of a crash:
-
-* state and outputs are persisted together: a restart republishes an outbox
-  that was not marked published (duplicates at worst, keyed and idempotent);
-* feedback is never counted twice: the restored state and the replayed
-  offsets come from the same snapshot;
-* replicas converge: on restore the learner compares its store with the
-  changelog, re-asserts (new version) every class that differs and retires
-  classes it does not have.
+So a restart republishes an outbox not marked published (duplicates at
+worst), never counts feedback twice, and re-asserts or retires every class
+where the changelog differs from the restored store (replicas converge).
 
 Without a snapshot (``runtime.state_dir`` lost) it rebuilds the store from
 ``classes`` and resumes at the offsets carried by the last class event
@@ -31,156 +23,53 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import queue
-import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import msgpack
-import structlog
-from kafka import ConsumerRebalanceListener
 from threadpoolctl import threadpool_limits
 
 from streamlabel.core.discovery import DiscoveryReport
 from streamlabel.core.embedder import Embedder
-from streamlabel.core.naming import typical_texts
-from streamlabel.errors import PublishError, SnapshotError, StreamlabelError
+from streamlabel.errors import PublishError, StreamlabelError
+from streamlabel.kafka.changelog import LEARNER_OFFSETS_HEADER, ClassTail
 from streamlabel.kafka.io import OutRecord, Publisher, lag, make_consumer, to_raw
+from streamlabel.kafka.offsets import SeekToPositions, commit_positions
+from streamlabel.kafka.protocols import ChangelogReader, Clock, Consumer, RecordPublisher
 from streamlabel.kafka.topics import Topics
-from streamlabel.logging import configure_logging
-from streamlabel.ops.endpoint import Served
 from streamlabel.ops.metrics import learner_families
 from streamlabel.pipeline.engine import DiscoveryJob, Engine
 from streamlabel.pipeline.output import EngineOutput, Observed
-from streamlabel.schemas import (
-    ClassEvent,
-    ClassState,
-    DeadLetter,
-    DriftAlert,
-    UnknownRecord,
-    decode,
-    to_array,
-)
+from streamlabel.schemas import DeadLetter, DriftAlert, UnknownRecord, decode
 from streamlabel.settings.runtime import RuntimeSettings
+from streamlabel.workers.actor import ActorLoop
+from streamlabel.workers.checkpoint import Checkpoint, reconcile, snapshot_path
 from streamlabel.workers.embedding import load_embedder
-from streamlabel.workers.probe import NO_PROBE, Probe
-from streamlabel.workers.stream_worker import (
-    LEARNER_OFFSETS_HEADER,
-    ClassTail,
-    by_status,
-    ray_node_id,
-    rss_bytes,
-)
+from streamlabel.workers.stats import ClassView, LearnerStats, by_status
 
-if TYPE_CHECKING:
-    from kafka import KafkaConsumer
+__all__ = ["Learner", "LearnerStats"]
 
-__all__ = ["Learner", "LearnerStats", "read_snapshot", "snapshot_path"]
-
-SNAPSHOT_FORMAT = 2
 OBSERVATION_QUEUE = 64  # batches; beyond it observations are dropped (best effort)
 
 
-def snapshot_path(settings: RuntimeSettings) -> Path:
-    """Where the learner of this deployment keeps its snapshot."""
-    base = settings.runtime.state_dir or os.path.join(tempfile.gettempdir(), "streamlabel")
-    name = f"learner-{settings.kafka.topic_prefix}{settings.kafka.group_id}.snapshot"
-    return Path(base) / name
-
-
-def read_snapshot(path: Path) -> dict[str, Any] | None:
-    """The snapshot at ``path`` (None when there is none).
-
-    Raises:
-        SnapshotError: the file exists but cannot be read.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise SnapshotError(f"cannot read snapshot {str(path)!r}: {exc}") from exc
-    try:
-        snap: dict[str, Any] = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except (msgpack.UnpackException, ValueError) as exc:
-        raise SnapshotError(f"snapshot {str(path)!r} is corrupt: {exc}") from exc
-    if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
-        found = snap.get("format") if isinstance(snap, dict) else type(snap).__name__
-        raise SnapshotError(f"snapshot {str(path)!r} has format {found!r}")
-    return snap
-
-
-@dataclass
-class LearnerStats:
-    """Counters of the learner (updated after each step's records are published)."""
-
-    feedback: int = 0
-    unknowns: int = 0
-    observed: int = 0
-    observations_dropped: int = 0
-    class_events: int = 0
-    revisions: int = 0
-    alerts: int = 0
-    alerts_by_kind: dict[str, int] = field(default_factory=dict)
-    dead_letters: int = 0
-    discovery_runs: int = 0
-    discovered: int = 0
-    snapshots: int = 0
-    restored_from: str = ""
-    republished: int = 0
-    reconciled: int = 0
-    broker_resets: int = 0
-    store_version: int = 0
-    classes: int = 0
-    classes_by_status: dict[str, int] = field(default_factory=dict)
-    buffered: int = 0
-    lag: int = 0
-    stage_s: dict[str, float] = field(default_factory=dict)
-    """Seconds spent: ``drift`` (detectors on observed items), ``discovery`` (background
-    runs, wall time), ``adopt`` (applying a run's result)."""
-    last_discovery: dict[str, float] = field(default_factory=dict)
-    """The last run: ``buffered`` unknowns it clustered, ``seconds`` it took."""
-    rss_bytes: int = 0
-    running: bool = False
-    drained: bool = False
-    metrics_url: str = ""
-    node_id: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data."""
-        return asdict(self)
-
-
-class _Seek(ConsumerRebalanceListener):
-    """Moves (re)assigned partitions to the learner's own positions (its checkpoint)."""
-
-    def __init__(self, positions: dict[str, int]) -> None:
-        self.positions = positions  # the learner's live dict
-        self.consumer: KafkaConsumer | None = None
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        pass
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        if self.consumer is None:
-            return
-        for tp in assigned:
-            offset = self.positions.get(f"{tp.topic}:{tp.partition}")
-            if offset is not None:
-                self.consumer.seek(tp, offset)
-
-
-class Learner(Served):
+class Learner(ActorLoop[LearnerStats]):
     """The single writer of the store; run as one Ray actor.
+
+    ``ready`` loads the model, restores state, republishes what was pending and
+    connects; ``stop`` has the loop publish what it has, snapshot, commit and close.
 
     Args:
         settings: validated runtime settings (``runtime.state_dir`` holds snapshots).
         embedder: an embedder to use instead of loading the model.
+        broker_generation: the broker resets the supervisor has seen.
+        consumer: the ``feedback``/``unknowns`` consumer (not yet subscribed);
+            built from ``kafka.*`` when None.
+        publisher: what sends class events, revisions, alerts, dead letters;
+            built from ``kafka.*`` when None.
+        changelog: the ``classes`` reader used once, on start-up; built when None.
+        clock: monotonic seconds (when a snapshot is due).
     """
 
     def __init__(
@@ -189,67 +78,40 @@ class Learner(Served):
         *,
         embedder: Embedder | None = None,
         broker_generation: int = 0,
+        consumer: Consumer | None = None,
+        publisher: RecordPublisher | None = None,
+        changelog: ChangelogReader | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
-        self.settings = settings
         self.topics = Topics.of(settings.kafka)
         self._embedder = embedder
         self._engine: Engine | None = None
-        self._consumer: KafkaConsumer | None = None
-        self._publisher: Publisher | None = None
+        self._consumer: Consumer | None = consumer  # built by _open when None
+        self._publisher: RecordPublisher | None = publisher
+        self._changelog = changelog
         self._observations: queue.Queue[Observed] = queue.Queue(OBSERVATION_QUEUE)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="discovery")
         self._job: tuple[DiscoveryJob, Future[DiscoveryReport]] | None = None
-        self._stop = threading.Event()
+        self._init_loop(settings, LearnerStats(), role="learner", actor="learner",
+                        families=learner_families)  # fmt: skip
         self._force_discovery = threading.Event()
         self._snapshot_wanted = threading.Event()
-        self._reset_requested = threading.Event()
         self._generation = broker_generation  # broker resets the supervisor has seen
-        self.probe: Probe = NO_PROBE  # the step points (streamlabel.workers.probe)
-        self._class_view: list[dict[str, Any]] = []
-        self._examples: dict[str, tuple[int, list[str]]] = {}  # class id -> (version, texts)
+        self._view = ClassView()
         self._positions: dict[str, int] = {}
-        self._seq = 0
-        self._since_snapshot = 0
-        self._last_snapshot = time.monotonic()
+        r = settings.runtime
+        self.checkpoint = Checkpoint(
+            snapshot_path(settings),
+            every_s=r.snapshot_every_s,
+            every_records=r.snapshot_every_records,
+            clock=clock,
+        )
+        self.path = self.checkpoint.path
         self._catching_up = False  # restored from a snapshot, not yet read up to the end
         self._job_started = 0.0
         self._job_buffered = 0.0
-        self._stats = LearnerStats()
-        self.init_endpoint(settings.metrics, "learner", "learner", self._stats.as_dict,
-                            learner_families, self.stop)  # fmt: skip
-        self.path = snapshot_path(settings)
-        configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
-        self._log = structlog.get_logger("streamlabel.learner").bind(worker_id="learner")
 
     # --------------------------------------------------------------- control
-    def ready(self) -> bool:
-        """Loads the model, restores state, republishes what was pending, connects."""
-        self.serve()
-        self._open()
-        return True
-
-    def run(self) -> dict[str, Any]:
-        """The learner's loop; returns the final stats when :meth:`stop` is called
-        (``drained`` when the stop came from ``POST /drain``)."""
-        self.serve()
-        self._open()
-        self._stats.running = True
-        self.health.started()
-        try:
-            while not self._stop.is_set():
-                self.step()
-                self.health.beat()
-            self._finish()
-        finally:
-            self._close()
-            self._stats.running = False
-            self._stats.drained = self.health.stopped()
-        return self.stats()
-
-    def stop(self) -> None:
-        """Asks the loop to publish what it has, snapshot, commit and close."""
-        self._stop.set()
-
     def request_discovery(self) -> int:
         """Runs discovery at the next step even if not due.
 
@@ -300,25 +162,17 @@ class Learner(Served):
         except queue.Full:
             self._stats.observations_dropped += len(observed)
 
-    def stats(self) -> dict[str, Any]:
-        """Current counters (plain data)."""
-        s = self._stats  # written by the loop's thread only; read here
-        s.rss_bytes = rss_bytes()
-        s.metrics_url = self.metrics_url
-        s.node_id = s.node_id or ray_node_id()
-        return s.as_dict()
-
     def classes(self) -> list[dict[str, Any]]:
         """The current classes (id, name, status, origin, count, keywords, example texts).
 
         A view the loop refreshes after every step (Ray calls this from another thread).
         """
-        return list(self._class_view)
+        return list(self._view.rows)
 
     def replica(self) -> dict[str, tuple[int, str]]:
         """The store's classes as ``{class_id: (updated_version, status)}`` (what every
         worker's replica must converge to)."""
-        return {c["class_id"]: (c["updated_version"], c["status"]) for c in self._class_view}
+        return {c["class_id"]: (c["updated_version"], c["status"]) for c in self._view.rows}
 
     # ------------------------------------------------------------------ loop
     def step(self) -> int:
@@ -349,11 +203,11 @@ class Learner(Served):
                 lambda: {"counts": {c: st.count for c, st in engine.store.states().items()}},
             )
         runs = self._discover(engine, out)
-        self._since_snapshot += len(feedback) + len(unknowns)
+        self.checkpoint.count(len(feedback) + len(unknowns))
         has_output = bool(
             out.labels or out.class_events or out.alerts or out.dead_letters or out.unknowns
         )
-        if has_output or self._snapshot_due() or self._snapshot_wanted.is_set():
+        if has_output or self.checkpoint.due() or self._snapshot_wanted.is_set():
             self._checkpoint(out)
             self._snapshot_wanted.clear()
         s = self._stats  # counted once published, so readers never see work in flight
@@ -371,12 +225,15 @@ class Learner(Served):
         self._write_snapshot(outbox)
 
         def note() -> dict[str, Any]:
-            return {"classes": sorted({e.class_id for e in out.class_events}), "seq": self._seq}
+            return {
+                "classes": sorted({e.class_id for e in out.class_events}),
+                "seq": self.checkpoint.seq,
+            }
 
         self.probe.hit("after_snapshot", note)
         self._publish_records(outbox)
         self.probe.hit("after_publish", note)
-        self._mark_published()
+        self.checkpoint.mark_published()
         self._commit()
         s = self._stats
         s.class_events += len(out.class_events)
@@ -388,61 +245,25 @@ class Learner(Served):
             self._log.warning("drift_alert", kind=alert.kind, detail=alert.detail)
 
     # ------------------------------------------------------------- internals
-    def _require(self) -> tuple[Engine, KafkaConsumer]:
+    def _require(self) -> tuple[Engine, Consumer]:
         if self._engine is None or self._consumer is None:
             raise StreamlabelError("the learner is not open")
         return self._engine, self._consumer
 
-    def _require_publisher(self) -> Publisher:
+    def _require_publisher(self) -> RecordPublisher:
         if self._publisher is None:
             raise StreamlabelError("the learner is not open")
         return self._publisher
 
     def _write_snapshot(self, outbox: list[OutRecord]) -> None:
         engine, _ = self._require()
-        self._seq += 1
-        snap = {
-            "format": SNAPSHOT_FORMAT,
-            "seq": self._seq,
-            "engine": engine.state(),
-            "offsets": dict(self._positions),
-            "broker_generation": self._generation,
-            "outbox": [list(r) for r in outbox],
-            "written_at": time.time(),
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(msgpack.packb(snap, use_bin_type=True))
-        os.replace(tmp, self.path)
-        self._since_snapshot = 0
-        self._last_snapshot = time.monotonic()
+        self.checkpoint.write(engine.state(), self._positions, self._generation, outbox)
         self._stats.snapshots += 1
 
-    def _mark_published(self) -> None:
-        """Records that the snapshot's outbox is out (a restart need not resend it)."""
-        marker = self.path.with_suffix(".published")
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(str(self._seq))
-        os.replace(tmp, marker)
-
-    def _published_seq(self) -> int:
-        try:
-            return int(self.path.with_suffix(".published").read_text())
-        except (OSError, ValueError):
-            return -1
-
     def _commit(self) -> None:
-        from kafka.structs import OffsetAndMetadata, TopicPartition
-
         _, consumer = self._require()
-        if not self._positions:
-            return
-        commits = {}
-        for key, offset in self._positions.items():
-            topic, part = key.rsplit(":", 1)
-            commits[TopicPartition(topic, int(part))] = OffsetAndMetadata(offset, None, -1)
         try:
-            consumer.commit(commits)
+            commit_positions(consumer, self._positions)
         except Exception as exc:
             self._log.warning("commit_failed", error=str(exc))
 
@@ -457,7 +278,7 @@ class Learner(Served):
             records, retry_s=self.settings.runtime.publish_retry_s, on_failure=failed
         )
 
-    def _reseed(self, engine: Engine, consumer: KafkaConsumer, out: EngineOutput) -> None:
+    def _reseed(self, engine: Engine, consumer: Consumer, out: EngineOutput) -> None:
         """After the broker lost its data: start the inputs over, re-publish every class.
 
         The store, the unknown buffer and the discovery candidates are this
@@ -582,37 +403,7 @@ class Learner(Served):
         s.classes = len(engine.store.active_ids())
         s.classes_by_status = by_status(engine.store.states().values())
         s.buffered = len(engine.buffer)
-        self._class_view = [
-            {
-                "class_id": st.class_id,
-                "name": st.name,
-                "status": st.status,
-                "origin": st.origin,
-                "count": st.count,
-                "updated_version": st.updated_version,
-                "keywords": list(st.keywords),
-                "examples": self._typical(st),
-            }
-            for st in engine.store.states().values()
-        ]
-
-    def _typical(self, state: ClassState) -> list[str]:
-        """A class's three most typical example texts, recomputed when the class changes."""
-        cached = self._examples.get(state.class_id)
-        if cached is None or cached[0] != state.updated_version:
-            exemplars = to_array(state.exemplars, len(state.mean or ()))
-            texts = typical_texts(exemplars, state.exemplar_texts)
-            cached = self._examples[state.class_id] = (state.updated_version, texts)
-        return cached[1]
-
-    def _snapshot_due(self) -> bool:
-        r = self.settings.runtime
-        if self._since_snapshot == 0:
-            return False
-        return (
-            self._since_snapshot >= r.snapshot_every_records
-            or time.monotonic() - self._last_snapshot >= r.snapshot_every_s
-        )
+        self._view.refresh(engine.store.states().values())
 
     def _finish(self) -> None:
         """On stop: waits for a running discovery, publishes it, checkpoints."""
@@ -636,26 +427,21 @@ class Learner(Served):
         s = self.settings
         embedder = self._embedder or load_embedder(s.model, threads=s.runtime.torch_threads or 1)
         engine = Engine(s, embedder)
-        tail = ClassTail(s, self.topics, self._log)
+        tail = self._changelog or ClassTail(s, self.topics, self._log)
         try:
             events = tail.catch_up()
         finally:
             tail.close()
-        snap = read_snapshot(self.path)
-        outbox: list[OutRecord] = []
+        snap, outbox = self.checkpoint.restore()
         if snap is not None:
-            engine.load_state(snap["engine"])
-            self._positions.update({str(k): int(v) for k, v in snap["offsets"].items()})
-            self._seq = int(snap["seq"])
-            if self._published_seq() != self._seq:
-                outbox = [(str(t), k, bytes(v), [tuple(h) for h in hs])
-                          for t, k, v, hs in snap["outbox"]]  # fmt: skip
+            engine.load_state(snap.engine)
+            self._positions.update(snap.offsets)
             self._stats.restored_from = "snapshot"
             # Discovery waits until the inputs consumed since the snapshot are read
             # again: a run on a half-rebuilt buffer could adopt a cluster under another
             # anchor (another id) than the run the crash interrupted.
             self._catching_up = True
-            if int(snap.get("broker_generation", 0)) < self._generation:
+            if snap.broker_generation < self._generation:
                 # the broker lost its topics since this snapshot: its offsets name
                 # records that are gone; recover as if told (first step)
                 self._positions.clear()
@@ -665,22 +451,19 @@ class Learner(Served):
             self._positions.update(tail.learner_offsets or {})
             self._stats.restored_from = "changelog"
         engine.store.advance_version(max((e.store_version for e in events), default=0))
-        fixes = _reconcile(engine, events) if snap is not None else EngineOutput()
-        seek = _Seek(self._positions)
-        consumer = make_consumer(
-            s.kafka,
-            group_id=f"{s.kafka.group_id}.learner",
-            topics=[self.topics.feedback, self.topics.unknowns],
-            max_poll_records=2000,
-            listener=seek,
+        fixes = reconcile(engine, events) if snap is not None else EngineOutput()
+        seek = SeekToPositions(self._positions)
+        consumer = self._consumer or make_consumer(
+            s.kafka, group_id=f"{s.kafka.group_id}.learner", max_poll_records=2000
         )
+        consumer.subscribe([self.topics.feedback, self.topics.unknowns], listener=seek)
         seek.consumer = consumer
         self._consumer = consumer
-        self._publisher = Publisher(s.kafka, self.topics)
+        self._publisher = self._publisher or Publisher(s.kafka, self.topics)
         self._engine = engine
         if outbox:
             self._publish_records(outbox)
-            self._mark_published()
+            self.checkpoint.mark_published()
             self._stats.republished = len(outbox)
         if fixes.class_events:
             self._checkpoint(fixes)
@@ -704,30 +487,6 @@ class Learner(Served):
             self._consumer = None
         if self._publisher is not None:
             self._publisher.close()
+            self._publisher = None
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._engine = None
-
-
-def _reconcile(engine: Engine, events: list[ClassEvent]) -> EngineOutput:
-    """Events that make the replicas (which hold the changelog) match the restored store.
-
-    A class whose latest changelog state differs from the store's is re-asserted
-    with a new version; a class on the changelog that the store does not have
-    (a snapshot older than the changelog) is retired.
-    """
-    latest: dict[str, ClassEvent] = {}
-    for event in events:
-        current = latest.get(event.class_id)
-        if current is None or event.state.updated_version >= current.state.updated_version:
-            latest[event.class_id] = event
-    states = engine.store.states()
-    out = EngineOutput()
-    for class_id, state in states.items():
-        seen = latest.get(class_id)
-        if seen is None or seen.state != state:
-            out.class_events.append(engine.store.reassert(class_id))
-    for class_id, event in latest.items():
-        if class_id not in states and event.state.status != "retired":
-            engine.store.apply(event)
-            out.class_events.append(engine.store.retire(class_id))
-    return out

@@ -54,7 +54,7 @@ def local_ray():
     """A local Ray on 127.0.0.1 without dashboard, one per test session."""
     import ray
 
-    from streamlabel.runtime.supervisor import init_ray
+    from streamlabel.runtime.ray_env import init_ray
     from streamlabel.settings.runtime import load_runtime_settings
 
     started = init_ray(load_runtime_settings(ray={"num_cpus": 4}))

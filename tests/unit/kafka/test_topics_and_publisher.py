@@ -1,15 +1,12 @@
 """Topic names, the DLQ's key and headers, consumed messages as Engine input, and publishing.
 
-The publisher's producer is replaced by an in-test fake that records every send
-and hands back futures whose outcome the test chooses (no broker).
+The publisher is given a fake producer (``streamlabel.testing.kafka``) that
+records every send and hands back futures whose outcome the test chooses (no broker).
 """
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import pytest
@@ -32,10 +29,7 @@ from streamlabel.schemas import (
 )
 from streamlabel.settings.runtime import KafkaSettings
 from streamlabel.testing import HashEmbedder, ManualClock
-
-with warnings.catch_warnings():  # kafka-python loads its protocol files with a deprecated API
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import kafka  # noqa: F401  (the publisher imports it lazily, on first send)
+from streamlabel.testing.kafka import FakeFuture, FakeProducer
 
 
 # ------------------------------------------------------------------- topics
@@ -145,55 +139,9 @@ def test_a_tombstone_becomes_a_raw_record_without_value() -> None:
 
 
 # ------------------------------------------------------------------ publisher
-@dataclass
-class FakeFuture:
-    """The part of kafka-python's FutureRecordMetadata the publisher reads."""
-
-    is_done: bool = True
-    exception: Exception | None = None
-
-    def failed(self) -> bool:
-        return self.is_done and self.exception is not None
-
-
-@dataclass
-class FakeProducer:
-    """Records sends; ``outcomes`` (consumed in order) decide each future, then success."""
-
-    outcomes: list[FakeFuture] = field(default_factory=list)
-    sent: list[dict[str, Any]] = field(default_factory=list)
-    flushes: list[float | None] = field(default_factory=list)
-    closed: list[float] = field(default_factory=list)
-
-    def send(
-        self,
-        topic: str,
-        *,
-        key: bytes | None,
-        value: bytes,
-        headers: list,
-        partition: int | None = None,
-    ) -> FakeFuture:
-        self.sent.append(
-            {"topic": topic, "key": key, "value": value, "headers": headers, "partition": partition}
-        )
-        return self.outcomes.pop(0) if self.outcomes else FakeFuture()
-
-    def flush(self, timeout: float | None = None) -> None:
-        self.flushes.append(timeout)
-
-    def close(self, timeout: float = 0) -> None:
-        self.closed.append(timeout)
-
-    def on(self, topic: str) -> list[dict[str, Any]]:
-        return [s for s in self.sent if s["topic"] == topic]
-
-
 def publisher_with(fake: FakeProducer, delivery_timeout_s: float = 7.5) -> Publisher:
     settings = KafkaSettings(bootstrap_servers="127.0.0.1:9", delivery_timeout_s=delivery_timeout_s)
-    publisher = Publisher(settings, Topics("t."))
-    publisher._producer = fake  # type: ignore[assignment]
-    return publisher
+    return Publisher(settings, Topics("t."), make=lambda s: fake)
 
 
 @pytest.fixture(scope="module")
@@ -332,7 +280,7 @@ def test_an_undelivered_record_makes_flush_raise_and_drops_the_producer(
         publisher.flush()
     assert "1 of 8 records undelivered" in str(caught.value)
     assert "t.labels" in str(caught.value)  # the second record sent was a label
-    assert publisher._producer is None
+    assert not publisher.connected
     assert publisher.recreated == 1
     assert fake.closed == [0]
 
@@ -349,18 +297,19 @@ def test_after_a_failed_flush_nothing_stays_pending(output: EngineOutput) -> Non
 def test_close_closes_the_producer_once(output: EngineOutput) -> None:
     fake = FakeProducer()
     publisher = publisher_with(fake)
+    publisher.send("t.labels", b"k", b"v")  # connects
     publisher.close(timeout=2.0)
     publisher.close(timeout=2.0)
     assert fake.closed == [2.0]
-    assert publisher._producer is None
+    assert not publisher.connected
 
 
 def test_a_publisher_does_not_connect_until_it_sends() -> None:
     publisher = Publisher(KafkaSettings(bootstrap_servers="127.0.0.1:9"), Topics())
-    assert publisher._producer is None
+    assert not publisher.connected
     assert publisher.flush() == 0
     publisher.close()
-    assert publisher._producer is None
+    assert not publisher.connected
 
 
 def test_class_events_always_go_to_partition_zero_of_the_changelog(output: EngineOutput) -> None:
@@ -391,10 +340,12 @@ def test_deliver_retries_on_a_fresh_producer_until_every_record_is_acknowledged(
 
     first = FakeProducer(outcomes=[FakeFuture(is_done=False)])  # the first batch is lost
     second = FakeProducer()
-    monkeypatch.setattr(kafka_io, "make_producer", lambda settings: second)
+    producers = iter([first, second])
     sleeps: list[float] = []
     monkeypatch.setattr(kafka_io.time, "sleep", sleeps.append)
-    publisher = publisher_with(first)
+    publisher = Publisher(
+        KafkaSettings(bootstrap_servers="127.0.0.1:9"), Topics("t."), make=lambda s: next(producers)
+    )
     failures: list[int] = []
     sent_first: list[int] = []
     records = publisher.records(output)

@@ -25,8 +25,7 @@ from streamlabel.ops.metrics import (
     learner_families,
     worker_families,
 )
-from streamlabel.workers.learner import LearnerStats
-from streamlabel.workers.stream_worker import WorkerStats
+from streamlabel.workers.stats import LearnerStats, WorkerStats
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

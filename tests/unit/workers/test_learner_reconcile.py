@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 from streamlabel.pipeline import Engine, load_settings
 from streamlabel.schemas import Feedback
 from streamlabel.testing import HashEmbedder, ManualClock
-
-with warnings.catch_warnings():  # kafka-python loads its protocol files with a deprecated API
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from streamlabel.workers.learner import _reconcile
+from streamlabel.workers.checkpoint import reconcile
 
 
 def engine() -> Engine:
@@ -22,7 +17,7 @@ def engine() -> Engine:
 def test_a_changelog_equal_to_the_store_needs_no_event() -> None:
     leader = engine()
     events = leader.learn([Feedback(text="python list", label="python")]).class_events
-    assert _reconcile(leader, events).class_events == []
+    assert reconcile(leader, events).class_events == []
 
 
 def test_classes_that_differ_are_reasserted_and_unknown_ones_retired() -> None:
@@ -34,7 +29,7 @@ def test_classes_that_differ_are_reasserted_and_unknown_ones_retired() -> None:
     other = engine()
     java = other.learn([Feedback(text="java jar", label="java")]).class_events
     before = leader.store.version
-    fixes = _reconcile(leader, [*old, *java]).class_events
+    fixes = reconcile(leader, [*old, *java]).class_events
     by_class = {e.class_id: e for e in fixes}
     assert set(by_class) == {"python", "css", "java"}
     assert by_class["python"].state == leader.store.get("python")  # current state, new version
@@ -51,5 +46,5 @@ def test_reasserted_events_supersede_what_a_replica_holds() -> None:
     leader.learn([Feedback(text="python dict", label="python")])
     replica = engine()
     replica.apply(old)
-    replica.apply(_reconcile(leader, old).class_events)
+    replica.apply(reconcile(leader, old).class_events)
     assert replica.store.states() == leader.store.states()

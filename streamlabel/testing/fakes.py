@@ -1,8 +1,4 @@
-"""In-package fakes for tests: a settable clock, a fast deterministic embedder, memory source/sink.
-
-Unit tests use these instead of the real model and broker (see bytewax's
-``testing`` module for the idea); integration tests use the real ones.
-"""
+"""A settable clock, a fast deterministic embedder, an in-memory source and sink."""
 
 from __future__ import annotations
 
@@ -17,9 +13,8 @@ from streamlabel.core.embedder import l2_normalize
 from streamlabel.errors import EmbeddingError
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.schemas import Item, Record, SourceRef, encode
-from streamlabel.waiting import wait_until
 
-__all__ = ["HashEmbedder", "ManualClock", "MemorySink", "MemorySource", "wait_until"]
+__all__ = ["HashEmbedder", "ManualClock", "MemorySink", "MemorySource"]
 
 _WORD = re.compile(r"[a-z0-9#+]+")
 

@@ -1,0 +1,225 @@
+"""The learner's checkpoint: a snapshot file holding state, offsets and an outbox.
+
+The outbox pattern. A learner step that produced records first writes a
+snapshot holding the Engine's state, the ``feedback``/``unknowns`` offsets it
+covers AND the records to publish (:meth:`Checkpoint.write`); then publishes
+them, checks every delivery, and marks the outbox published
+(:meth:`Checkpoint.mark_published`: a small marker file beside the snapshot
+holding its sequence number). A restart reads the snapshot back
+(:meth:`Checkpoint.restore`) and republishes its outbox when the marker names
+an older snapshot: duplicates at worst, keyed and idempotent.
+
+Files are replaced atomically (written beside, then renamed). A snapshot that
+cannot be read, is not msgpack or has another format raises
+:class:`~streamlabel.errors.SnapshotError`: the learner does not start on a
+state it cannot trust.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from streamlabel.errors import SnapshotError
+from streamlabel.kafka.io import OutRecord
+from streamlabel.kafka.protocols import Clock
+from streamlabel.pipeline.engine import Engine
+from streamlabel.pipeline.output import EngineOutput
+from streamlabel.schemas import ClassEvent
+from streamlabel.settings.runtime import RuntimeSettings
+
+__all__ = [
+    "SNAPSHOT_FORMAT",
+    "Checkpoint",
+    "Snapshot",
+    "read_snapshot",
+    "reconcile",
+    "snapshot_path",
+]
+
+SNAPSHOT_FORMAT = 2
+"""The snapshot file's format; another one is refused (:class:`SnapshotError`)."""
+
+
+def snapshot_path(settings: RuntimeSettings) -> Path:
+    """Where the learner of this deployment keeps its snapshot."""
+    base = settings.runtime.state_dir or os.path.join(tempfile.gettempdir(), "streamlabel")
+    name = f"learner-{settings.kafka.topic_prefix}{settings.kafka.group_id}.snapshot"
+    return Path(base) / name
+
+
+def read_snapshot(path: Path) -> dict[str, Any] | None:
+    """The snapshot at ``path`` as plain data (None when there is none).
+
+    Raises:
+        SnapshotError: the file exists but cannot be read, is corrupt, or has
+            another format than :data:`SNAPSHOT_FORMAT`.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SnapshotError(f"cannot read snapshot {str(path)!r}: {exc}") from exc
+    try:
+        snap: dict[str, Any] = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except (msgpack.UnpackException, ValueError) as exc:
+        raise SnapshotError(f"snapshot {str(path)!r} is corrupt: {exc}") from exc
+    if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
+        found = snap.get("format") if isinstance(snap, dict) else type(snap).__name__
+        raise SnapshotError(f"snapshot {str(path)!r} has format {found!r}")
+    return snap
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot read back."""
+
+    seq: int
+    """Its sequence number (one per snapshot written)."""
+    engine: dict[str, Any]
+    """The Engine's state (``Engine.state()``)."""
+    offsets: dict[str, int]
+    """The next offset of each input partition it covers (``topic:partition``)."""
+    broker_generation: int
+    """The broker resets the learner had seen when it wrote it."""
+    outbox: list[OutRecord]
+    """The records it was written to publish."""
+
+
+class Checkpoint:
+    """The snapshot file of one learner, its outbox marker, and when to write again.
+
+    Args:
+        path: the snapshot file (:func:`snapshot_path`).
+        every_s: a step without output writes a snapshot once this long passed
+            since the last one (``runtime.snapshot_every_s``)...
+        every_records: ...or once it consumed this many records since
+            (``runtime.snapshot_every_records``).
+        clock: monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        every_s: float = float("inf"),
+        every_records: int = 2**62,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.seq = 0
+        """The sequence number of the last snapshot written or restored."""
+        self._every_s = every_s
+        self._every_records = every_records
+        self._clock = clock
+        self._since = 0
+        self._last = clock()
+
+    @property
+    def _marker(self) -> Path:
+        return self.path.with_suffix(".published")
+
+    def restore(self) -> tuple[Snapshot | None, list[OutRecord]]:
+        """The snapshot on disk, and its outbox when it was not marked published.
+
+        Raises:
+            SnapshotError: the snapshot is unreadable, corrupt or of another format.
+        """
+        snap = read_snapshot(self.path)
+        if snap is None:
+            return None, []
+        restored = Snapshot(
+            seq=int(snap["seq"]),
+            engine=snap["engine"],
+            offsets={str(k): int(v) for k, v in snap["offsets"].items()},
+            broker_generation=int(snap.get("broker_generation", 0)),
+            outbox=[
+                (str(t), k, bytes(v), [(str(n), bytes(h)) for n, h in hs])
+                for t, k, v, hs in snap["outbox"]
+            ],
+        )
+        self.seq = restored.seq
+        pending = restored.outbox if self.published_seq() != self.seq else []
+        return restored, pending
+
+    def write(
+        self,
+        engine_state: dict[str, Any],
+        offsets: dict[str, int],
+        broker_generation: int,
+        outbox: list[OutRecord],
+    ) -> int:
+        """Writes the next snapshot (atomically); returns its sequence number."""
+        self.seq += 1
+        snap = {
+            "format": SNAPSHOT_FORMAT,
+            "seq": self.seq,
+            "engine": engine_state,
+            "offsets": dict(offsets),
+            "broker_generation": broker_generation,
+            "outbox": [list(r) for r in outbox],
+            "written_at": time.time(),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(msgpack.packb(snap, use_bin_type=True))
+        os.replace(tmp, self.path)
+        self._since = 0
+        self._last = self._clock()
+        return self.seq
+
+    def mark_published(self) -> None:
+        """Records that the last snapshot's outbox is out (a restart need not resend it)."""
+        tmp = self._marker.with_suffix(".tmp")
+        tmp.write_text(str(self.seq))
+        os.replace(tmp, self._marker)
+
+    def published_seq(self) -> int:
+        """The sequence number whose outbox was marked published (-1: none)."""
+        try:
+            return int(self._marker.read_text())
+        except (OSError, ValueError):
+            return -1
+
+    def count(self, records: int) -> None:
+        """Counts records consumed since the last snapshot."""
+        self._since += records
+
+    def due(self) -> bool:
+        """True when records were consumed since the last snapshot and enough of them,
+        or enough time, passed."""
+        if self._since == 0:
+            return False
+        return self._since >= self._every_records or self._clock() - self._last >= self._every_s
+
+
+def reconcile(engine: Engine, events: list[ClassEvent]) -> EngineOutput:
+    """Events that make the replicas (which hold the changelog) match a restored store.
+
+    A class whose latest changelog state differs from the store's is re-asserted
+    with a new version; a class on the changelog that the store does not have
+    (a snapshot older than the changelog) is retired.
+    """
+    latest: dict[str, ClassEvent] = {}
+    for event in events:
+        current = latest.get(event.class_id)
+        if current is None or event.state.updated_version >= current.state.updated_version:
+            latest[event.class_id] = event
+    states = engine.store.states()
+    out = EngineOutput()
+    for class_id, state in states.items():
+        seen = latest.get(class_id)
+        if seen is None or seen.state != state:
+            out.class_events.append(engine.store.reassert(class_id))
+    for class_id, event in latest.items():
+        if class_id not in states and event.state.status != "retired":
+            engine.store.apply(event)
+            out.class_events.append(engine.store.retire(class_id))
+    return out
