@@ -18,7 +18,7 @@ from streamlabel.core.embedder import Embedder, l2_normalize
 from streamlabel.errors import DecodeError, EmbeddingError
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.output import EngineOutput
-from streamlabel.schemas import DeadLetter, Feedback, Item, SourceRef, decode, encode
+from streamlabel.schemas import DeadLetter, Feedback, Item, SourceRef, UnknownRecord, decode, encode
 from streamlabel.settings.engine import LimitSettings
 
 __all__ = [
@@ -29,10 +29,11 @@ __all__ = [
     "dead_feedback",
     "decode_feedback",
     "decode_items",
+    "decode_unknowns",
     "embed_texts",
 ]
 
-R = TypeVar("R", Item, Feedback)
+R = TypeVar("R", Item, Feedback, UnknownRecord)
 
 
 @dataclass(frozen=True)
@@ -148,12 +149,29 @@ def decode_feedback(
     return decode_raw(entry, Feedback, limits, out), entry
 
 
+def decode_unknowns(
+    entries: Sequence[RawRecord], limits: LimitSettings, out: EngineOutput
+) -> list[UnknownRecord]:
+    """The unknown records a stream worker reported; undecodable ones become dead letters.
+
+    An unknown carries its embedding, so it may be larger than an input record.
+    """
+    max_bytes = limits.max_message_bytes * 4
+    decoded = (decode_raw(e, UnknownRecord, limits, out, max_bytes=max_bytes) for e in entries)
+    return [u for u in decoded if u is not None]
+
+
 def decode_raw(
-    entry: RawRecord, record_type: type[R], limits: LimitSettings, out: EngineOutput
+    entry: RawRecord,
+    record_type: type[R],
+    limits: LimitSettings,
+    out: EngineOutput,
+    *,
+    max_bytes: int | None = None,
 ) -> R | None:
     """Decodes a raw message; an undecodable one becomes a dead letter (None returned)."""
     try:
-        return decode(entry.value, record_type, max_bytes=limits.max_message_bytes)
+        return decode(entry.value, record_type, max_bytes=max_bytes or limits.max_message_bytes)
     except DecodeError as exc:
         out.dead_letters.append(
             DeadLetter(

@@ -15,7 +15,7 @@ from streamlabel.core.drift import DriftSignal
 from streamlabel.core.store import Classification, PrototypeStore
 from streamlabel.schemas import UNKNOWN, DriftAlert, LabelRecord, ScoredClass, SourceRef
 
-__all__ = ["Stamp", "drift_alert", "label_record"]
+__all__ = ["Stamp", "broker_reset_alert", "drift_alert", "label_record"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,28 @@ def drift_alert(signal: DriftSignal, *, seed: int, store_version: int, now: floa
         severity=signal.severity,
         affected_classes=tuple(signal.affected_classes),
         detail=signal.detail,
+        store_version=store_version,
+        emitted_at=now,
+    )
+
+
+def broker_reset_alert(*, classes: int, store_version: int, at_item: int, now: float) -> DriftAlert:
+    """The critical alert raised when the broker lost its topics and every class is
+    re-published from the learner's state."""
+    return DriftAlert(
+        alert_id=f"broker-reset-{store_version}-{int(now)}",
+        kind="broker_reset",
+        statistic=float(classes),
+        threshold=0.0,
+        window=0,
+        reference=0,
+        at_item=at_item,
+        severity="critical",
+        detail=(
+            f"the broker lost its topics; {classes} classes re-published from the "
+            "learner's state, inputs read from the new topics' beginning; records "
+            "that were only on the old broker are gone"
+        ),
         store_version=store_version,
         emitted_at=now,
     )

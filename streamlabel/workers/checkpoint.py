@@ -29,9 +29,6 @@ import msgpack
 from streamlabel.errors import SnapshotError
 from streamlabel.kafka.io import OutRecord
 from streamlabel.kafka.protocols import Clock
-from streamlabel.pipeline.engine import Engine
-from streamlabel.pipeline.output import EngineOutput
-from streamlabel.schemas import ClassEvent
 from streamlabel.settings.runtime import RuntimeSettings
 
 __all__ = [
@@ -39,7 +36,6 @@ __all__ = [
     "Checkpoint",
     "Snapshot",
     "read_snapshot",
-    "reconcile",
     "snapshot_path",
 ]
 
@@ -198,28 +194,3 @@ class Checkpoint:
         if self._since == 0:
             return False
         return self._since >= self._every_records or self._clock() - self._last >= self._every_s
-
-
-def reconcile(engine: Engine, events: list[ClassEvent]) -> EngineOutput:
-    """Events that make the replicas (which hold the changelog) match a restored store.
-
-    A class whose latest changelog state differs from the store's is re-asserted
-    with a new version; a class on the changelog that the store does not have
-    (a snapshot older than the changelog) is retired.
-    """
-    latest: dict[str, ClassEvent] = {}
-    for event in events:
-        current = latest.get(event.class_id)
-        if current is None or event.state.updated_version >= current.state.updated_version:
-            latest[event.class_id] = event
-    states = engine.store.states()
-    out = EngineOutput()
-    for class_id, state in states.items():
-        seen = latest.get(class_id)
-        if seen is None or seen.state != state:
-            out.class_events.append(engine.store.reassert(class_id))
-    for class_id, event in latest.items():
-        if class_id not in states and event.state.status != "retired":
-            engine.store.apply(event)
-            out.class_events.append(engine.store.retire(class_id))
-    return out

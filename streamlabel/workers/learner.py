@@ -26,12 +26,10 @@ import json
 import queue
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from threadpoolctl import threadpool_limits
 
-from streamlabel.core.discovery import DiscoveryReport
 from streamlabel.core.embedder import Embedder
 from streamlabel.errors import PublishError, StreamlabelError
 from streamlabel.kafka.changelog import LEARNER_OFFSETS_HEADER, ClassTail
@@ -40,12 +38,14 @@ from streamlabel.kafka.offsets import SeekToPositions, commit_positions
 from streamlabel.kafka.protocols import ChangelogReader, Clock, Consumer, RecordPublisher
 from streamlabel.kafka.topics import Topics
 from streamlabel.ops.metrics import learner_families
-from streamlabel.pipeline.engine import DiscoveryJob, Engine
+from streamlabel.pipeline.batch import decode_unknowns
+from streamlabel.pipeline.curator import Curator
 from streamlabel.pipeline.output import EngineOutput, Observed
-from streamlabel.schemas import DeadLetter, DriftAlert, UnknownRecord, decode
+from streamlabel.pipeline.records import broker_reset_alert
 from streamlabel.settings.runtime import RuntimeSettings
 from streamlabel.workers.actor import ActorLoop
-from streamlabel.workers.checkpoint import Checkpoint, reconcile, snapshot_path
+from streamlabel.workers.checkpoint import Checkpoint, snapshot_path
+from streamlabel.workers.discovery_runner import BackgroundDiscovery
 from streamlabel.workers.embedding import load_embedder
 from streamlabel.workers.stats import ClassView, LearnerStats, by_status
 
@@ -85,16 +85,14 @@ class Learner(ActorLoop[LearnerStats]):
     ) -> None:
         self.topics = Topics.of(settings.kafka)
         self._embedder = embedder
-        self._engine: Engine | None = None
+        self._curator: Curator | None = None
         self._consumer: Consumer | None = consumer  # built by _open when None
         self._publisher: RecordPublisher | None = publisher
         self._changelog = changelog
         self._observations: queue.Queue[Observed] = queue.Queue(OBSERVATION_QUEUE)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="discovery")
-        self._job: tuple[DiscoveryJob, Future[DiscoveryReport]] | None = None
         self._init_loop(settings, LearnerStats(), role="learner", actor="learner",
                         families=learner_families)  # fmt: skip
-        self._force_discovery = threading.Event()
+        self._discovery = BackgroundDiscovery(self._log)
         self._snapshot_wanted = threading.Event()
         self._generation = broker_generation  # broker resets the supervisor has seen
         self._view = ClassView()
@@ -108,8 +106,6 @@ class Learner(ActorLoop[LearnerStats]):
         )
         self.path = self.checkpoint.path
         self._catching_up = False  # restored from a snapshot, not yet read up to the end
-        self._job_started = 0.0
-        self._job_buffered = 0.0
 
     # --------------------------------------------------------------- control
     def request_discovery(self) -> int:
@@ -120,7 +116,7 @@ class Learner(ActorLoop[LearnerStats]):
             ``stats()["discovery_runs"]`` exceeds it.
         """
         runs = self._stats.discovery_runs
-        self._force_discovery.set()
+        self._discovery.forced.set()
         return runs
 
     def request_snapshot(self, timeout_s: float = 60.0) -> int:
@@ -151,9 +147,7 @@ class Learner(ActorLoop[LearnerStats]):
 
     def idle(self) -> bool:
         """True when no discovery is running or requested and no observation is queued."""
-        return (
-            self._job is None and not self._force_discovery.is_set() and self._observations.empty()
-        )
+        return self._discovery.idle() and self._observations.empty()
 
     def observe(self, observed: Observed) -> None:
         """Queues items a stream worker labelled (called by workers through Ray)."""
@@ -177,11 +171,11 @@ class Learner(ActorLoop[LearnerStats]):
     # ------------------------------------------------------------------ loop
     def step(self) -> int:
         """One poll of feedback/unknowns, plus observations and discovery; returns records."""
-        engine, consumer = self._require()
+        curator, consumer = self._require()
         out = EngineOutput()
         if self._reset_requested.is_set():
             self._reset_requested.clear()
-            self._reseed(engine, consumer, out)
+            self._reseed(curator, consumer, out)
         polled = consumer.poll(timeout_ms=self.settings.runtime.poll_timeout_ms, max_records=2000)
         self._stats.lag = sum(lag(consumer).values())
         if self._catching_up and not polled and self._stats.lag == 0:
@@ -193,16 +187,17 @@ class Learner(ActorLoop[LearnerStats]):
             for m in messages:
                 (feedback if tp.topic == self.topics.feedback else unknowns).append(m)
                 self._positions[f"{tp.topic}:{tp.partition}"] = m.offset + 1
-        self._drain_observations(engine, out)  # feedback may name observed items...
+        self._drain_observations(curator, out)  # feedback may name observed items...
         if unknowns:  # ...or unknowns of this very poll
-            out.extend(engine.absorb(self._decode_unknowns(unknowns, out)))
+            raws = [to_raw(m) for m in unknowns]
+            out.extend(curator.absorb(decode_unknowns(raws, self.settings.limits, out)))
         if feedback:
-            out.extend(engine.learn([to_raw(m) for m in feedback]))
+            out.extend(curator.learn([to_raw(m) for m in feedback]))
             self.probe.hit(
                 "feedback_applied",
-                lambda: {"counts": {c: st.count for c, st in engine.store.states().items()}},
+                lambda: {"counts": {c: st.count for c, st in curator.classes().items()}},
             )
-        runs = self._discover(engine, out)
+        runs = self._discover(curator, out)
         self.checkpoint.count(len(feedback) + len(unknowns))
         has_output = bool(
             out.labels or out.class_events or out.alerts or out.dead_letters or out.unknowns
@@ -214,7 +209,7 @@ class Learner(ActorLoop[LearnerStats]):
         s.feedback += len(feedback)
         s.unknowns += len(unknowns)
         s.discovery_runs += runs
-        self._refresh_views(engine)
+        self._refresh_views(curator)
         return len(feedback) + len(unknowns)
 
     def _checkpoint(self, out: EngineOutput) -> None:
@@ -245,10 +240,10 @@ class Learner(ActorLoop[LearnerStats]):
             self._log.warning("drift_alert", kind=alert.kind, detail=alert.detail)
 
     # ------------------------------------------------------------- internals
-    def _require(self) -> tuple[Engine, Consumer]:
-        if self._engine is None or self._consumer is None:
+    def _require(self) -> tuple[Curator, Consumer]:
+        if self._curator is None or self._consumer is None:
             raise StreamlabelError("the learner is not open")
-        return self._engine, self._consumer
+        return self._curator, self._consumer
 
     def _require_publisher(self) -> RecordPublisher:
         if self._publisher is None:
@@ -256,8 +251,8 @@ class Learner(ActorLoop[LearnerStats]):
         return self._publisher
 
     def _write_snapshot(self, outbox: list[OutRecord]) -> None:
-        engine, _ = self._require()
-        self.checkpoint.write(engine.state(), self._positions, self._generation, outbox)
+        curator, _ = self._require()
+        self.checkpoint.write(curator.state(), self._positions, self._generation, outbox)
         self._stats.snapshots += 1
 
     def _commit(self) -> None:
@@ -278,7 +273,7 @@ class Learner(ActorLoop[LearnerStats]):
             records, retry_s=self.settings.runtime.publish_retry_s, on_failure=failed
         )
 
-    def _reseed(self, engine: Engine, consumer: Consumer, out: EngineOutput) -> None:
+    def _reseed(self, curator: Curator, consumer: Consumer, out: EngineOutput) -> None:
         """After the broker lost its data: start the inputs over, re-publish every class.
 
         The store, the unknown buffer and the discovery candidates are this
@@ -288,51 +283,18 @@ class Learner(ActorLoop[LearnerStats]):
         assignment = consumer.assignment()
         if assignment:
             consumer.seek_to_beginning(*assignment)
-        states = engine.store.states()
-        out.class_events.extend(engine.store.reassert(cid, cause="broker_reset") for cid in states)
+        republished = curator.reassert_all(cause="broker_reset").class_events
+        out.class_events.extend(republished)
         out.alerts.append(
-            DriftAlert(
-                alert_id=f"broker-reset-{engine.store.version}-{int(time.time())}",
-                kind="broker_reset",
-                statistic=float(len(states)),
-                threshold=0.0,
-                window=0,
-                reference=0,
-                at_item=self._stats.observed,
-                severity="critical",
-                detail=(
-                    f"the broker lost its topics; {len(states)} classes re-published from the "
-                    "learner's state, inputs read from the new topics' beginning; records "
-                    "that were only on the old broker are gone"
-                ),
-                store_version=engine.store.version,
-                emitted_at=time.time(),
+            broker_reset_alert(
+                classes=len(republished), store_version=curator.version,
+                at_item=self._stats.observed, now=time.time(),
             )
-        )
+        )  # fmt: skip
         self._stats.broker_resets += 1
-        self._log.error("broker_reset", classes=len(states), store_version=engine.store.version)
+        self._log.error("broker_reset", classes=len(republished), store_version=curator.version)
 
-    def _decode_unknowns(self, messages: list[Any], out: EngineOutput) -> list[UnknownRecord]:
-        records = []
-        limit = self.settings.limits.max_message_bytes * 4  # an embedding is bigger than its text
-        for m in messages:
-            raw = to_raw(m)
-            try:
-                records.append(decode(raw.value, UnknownRecord, max_bytes=limit))
-            except Exception as exc:
-                reason = getattr(exc, "reason", "invalid")
-                out.dead_letters.append(
-                    DeadLetter(
-                        source=raw.source,
-                        key=raw.key,
-                        value=raw.value or b"",
-                        reason=reason,
-                        error=str(exc),
-                    )
-                )
-        return records
-
-    def _drain_observations(self, engine: Engine, out: EngineOutput) -> None:
+    def _drain_observations(self, curator: Curator, out: EngineOutput) -> None:
         while True:
             try:
                 observed = self._observations.get_nowait()
@@ -340,93 +302,76 @@ class Learner(ActorLoop[LearnerStats]):
                 return
             self._stats.observed += len(observed)
             t0 = time.perf_counter()
-            out.extend(engine.observe(observed))
+            out.extend(curator.observe(observed))
             self._add_stage("drift", time.perf_counter() - t0)
 
-    def _discover(self, engine: Engine, out: EngineOutput) -> int:
+    def _discover(self, curator: Curator, out: EngineOutput, wait_s: float | None = None) -> int:
         """Collects a finished background run; starts the next when due. Returns runs collected."""
-        collected = 0
-        if self._job is not None and self._job[1].done():
-            (job, future), self._job = self._job, None
-            try:
-                future.result()
-            except Exception:
-                self._log.exception("discovery_failed")
-            else:
-                run_s = time.perf_counter() - self._job_started
-                self._add_stage("discovery", run_s)
-                self._stats.last_discovery = {"buffered": self._job_buffered, "seconds": run_s}
-                if engine.keep_candidates(job):
-                    # The new classes' ids are checkpointed before they exist: a crash
-                    # before the adoption's own checkpoint loses the adoption, and the
-                    # restored learner rediscovers them under the same ids.
-                    self._checkpoint(out)
-                    out.clear()
-                t0 = time.perf_counter()
-                found = engine.finish_discovery(job)
-                self._add_stage("adopt", time.perf_counter() - t0)
-                self._stats.discovered += sum(e.cause == "discovery" for e in found.class_events)
-                for event in found.class_events:
-                    self._log.info(
-                        "class_discovered",
-                        class_id=event.class_id,
-                        name=event.state.name,
-                        members=event.state.count,
-                        kind=event.kind,
-                    )
-                out.extend(found)
-                if found.class_events:
-                    events = found.class_events
-                    self.probe.hit(
-                        "discovery_adopted",
-                        lambda: {"classes": sorted({e.class_id for e in events})},
-                    )
-            collected = 1
-        due = engine.discovery_due() or self._force_discovery.is_set()
-        if self._job is None and not self._catching_up and due:
-            self._job_buffered = float(len(engine.buffer))
-            job = engine.begin_discovery()
-            self._job_started = time.perf_counter()
-            self._job = (job, self._pool.submit(job.run))
-            self._force_discovery.clear()  # after _job is set: idle() never sees a gap
-        return collected
+        run = self._discovery.collect(wait_s)
+        if run is not None and run.job is not None:
+            self._add_stage("discovery", run.seconds)
+            self._stats.last_discovery = {"buffered": run.buffered, "seconds": run.seconds}
+            if curator.keep_candidates(run.job):
+                # The new classes' ids are checkpointed before they exist: a crash
+                # before the adoption's own checkpoint loses the adoption, and the
+                # restored learner rediscovers them under the same ids.
+                self._checkpoint(out)
+                out.clear()
+            t0 = time.perf_counter()
+            found = curator.finish_discovery(run.job)
+            self._add_stage("adopt", time.perf_counter() - t0)
+            self._stats.discovered += sum(e.cause == "discovery" for e in found.class_events)
+            for event in found.class_events:
+                self._log.info(
+                    "class_discovered", class_id=event.class_id, name=event.state.name,
+                    members=event.state.count, kind=event.kind,
+                )  # fmt: skip
+            out.extend(found)
+            if found.class_events:
+                events = found.class_events
+                self.probe.hit(
+                    "discovery_adopted", lambda: {"classes": sorted({e.class_id for e in events})}
+                )
+        due = curator.discovery_due() or self._discovery.forced.is_set()
+        if wait_s is None and not self._discovery.running and not self._catching_up and due:
+            self._discovery.start(curator)
+        return int(run is not None)
 
     def _add_stage(self, stage: str, seconds: float) -> None:
         stages = dict(self._stats.stage_s)  # replaced, not mutated: a scrape may be copying it
         stages[stage] = stages.get(stage, 0.0) + seconds
         self._stats.stage_s = stages
 
-    def _refresh_views(self, engine: Engine) -> None:
+    def _refresh_views(self, curator: Curator) -> None:
         """Updates what other threads read (stats, class list) from the loop's thread."""
         s = self._stats
-        s.store_version = engine.store.version
-        s.classes = len(engine.store.active_ids())
-        s.classes_by_status = by_status(engine.store.states().values())
-        s.buffered = len(engine.buffer)
-        self._view.refresh(engine.store.states().values())
+        classes = curator.classes().values()
+        s.store_version = curator.version
+        s.classes = sum(c.status != "retired" for c in classes)
+        s.classes_by_status = by_status(classes)
+        s.buffered = len(curator.buffer)
+        self._view.refresh(classes)
 
     def _finish(self) -> None:
         """On stop: waits for a running discovery, publishes it, checkpoints."""
-        engine, _ = self._require()
+        curator, _ = self._require()
         out = EngineOutput()
-        if self._job is not None:
-            with contextlib.suppress(Exception):
-                self._job[1].result(timeout=self.settings.runtime.stop_timeout_s / 2)
-            if self._job[1].done():
-                self._stats.discovery_runs += self._discover(engine, out)
-            self._job = None
+        if self._discovery.running:
+            wait_s = self.settings.runtime.stop_timeout_s / 2
+            self._stats.discovery_runs += self._discover(curator, out, wait_s=wait_s)
+            self._discovery.abandon()
         self._checkpoint(out)
 
     # ------------------------------------------------------------- lifecycle
     def _open(self) -> None:
-        if self._engine is not None:
+        if self._curator is not None:
             return
         # Small matrix products only: one BLAS thread, so actors sharing cores do not
         # oversubscribe them (multi-threaded OpenBLAS made the drift tests 10-30x slower).
         threadpool_limits(limits=1, user_api="blas")
         s = self.settings
         embedder = self._embedder or load_embedder(s.model, threads=s.runtime.torch_threads or 1)
-        engine = Engine(s, embedder)
+        curator = Curator(s, embedder)
         tail = self._changelog or ClassTail(s, self.topics, self._log)
         try:
             events = tail.catch_up()
@@ -434,7 +379,7 @@ class Learner(ActorLoop[LearnerStats]):
             tail.close()
         snap, outbox = self.checkpoint.restore()
         if snap is not None:
-            engine.load_state(snap.engine)
+            curator.load_state(snap.engine)
             self._positions.update(snap.offsets)
             self._stats.restored_from = "snapshot"
             # Discovery waits until the inputs consumed since the snapshot are read
@@ -447,11 +392,11 @@ class Learner(ActorLoop[LearnerStats]):
                 self._positions.clear()
                 self._reset_requested.set()
         elif events:
-            engine.apply(events)
+            curator.replay(events)
             self._positions.update(tail.learner_offsets or {})
             self._stats.restored_from = "changelog"
-        engine.store.advance_version(max((e.store_version for e in events), default=0))
-        fixes = reconcile(engine, events) if snap is not None else EngineOutput()
+        curator.advance_version(max((e.store_version for e in events), default=0))
+        fixes = curator.reconcile(events) if snap is not None else EngineOutput()
         seek = SeekToPositions(self._positions)
         consumer = self._consumer or make_consumer(
             s.kafka, group_id=f"{s.kafka.group_id}.learner", max_poll_records=2000
@@ -460,7 +405,7 @@ class Learner(ActorLoop[LearnerStats]):
         seek.consumer = consumer
         self._consumer = consumer
         self._publisher = self._publisher or Publisher(s.kafka, self.topics)
-        self._engine = engine
+        self._curator = curator
         if outbox:
             self._publish_records(outbox)
             self.checkpoint.mark_published()
@@ -468,13 +413,13 @@ class Learner(ActorLoop[LearnerStats]):
         if fixes.class_events:
             self._checkpoint(fixes)
             self._stats.reconciled = len(fixes.class_events)
-        self._refresh_views(engine)
+        self._refresh_views(curator)
         self._log.info(
             "learner_ready",
             restored_from=self._stats.restored_from or "empty",
-            store_version=engine.store.version,
-            classes=len(engine.store.active_ids()),
-            buffered=len(engine.buffer),
+            store_version=curator.version,
+            classes=self._stats.classes,
+            buffered=len(curator.buffer),
             republished=len(outbox),
             reconciled=len(fixes.class_events),
             snapshot=str(self.path),
@@ -488,5 +433,5 @@ class Learner(ActorLoop[LearnerStats]):
         if self._publisher is not None:
             self._publisher.close()
             self._publisher = None
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._engine = None
+        self._discovery.shutdown()
+        self._curator = None

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from streamlabel.core.naming import typical_texts
+from streamlabel.pipeline.output import EngineOutput
 from streamlabel.schemas import ClassState, to_array
 
 __all__ = ["ClassView", "LearnerStats", "WorkerStats", "by_status"]
@@ -56,6 +57,23 @@ class WorkerStats:
     drained: bool = False
     metrics_url: str = ""
     node_id: str = ""
+
+    def count_batch(
+        self, out: EngineOutput, records: int, stage_s: dict[str, float], busy_s: float
+    ) -> None:
+        """Counts a committed batch of ``records`` input records and what it produced."""
+        for stage, seconds in stage_s.items():
+            if stage != "poll":
+                self.stage_s[stage] = self.stage_s.get(stage, 0.0) + seconds
+        self.items += records
+        self.labels += len(out.labels)
+        self.unknowns += len(out.unknowns)
+        self.dead_letters += len(out.dead_letters)
+        for d in out.dead_letters:
+            self.dead_letter_reasons[d.reason] = self.dead_letter_reasons.get(d.reason, 0) + 1
+        self.batches += 1
+        self.last_batch_ms = busy_s * 1e3
+        self.busy_s += busy_s
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data."""

@@ -31,7 +31,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import faiss
-import numpy as np
 from threadpoolctl import threadpool_limits
 
 from streamlabel.core.embedder import Embedder
@@ -42,9 +41,8 @@ from streamlabel.kafka.offsets import OffsetTracker, offset_ranges
 from streamlabel.kafka.protocols import ChangelogReader, Clock, Consumer, RecordPublisher
 from streamlabel.kafka.topics import Topics
 from streamlabel.ops.metrics import STAGES, worker_families
-from streamlabel.pipeline.engine import EmbeddedTexts, Engine, PreparedBatch
-from streamlabel.pipeline.output import Observed
-from streamlabel.settings.engine import DriftSettings
+from streamlabel.pipeline.batch import EmbeddedTexts, PreparedBatch
+from streamlabel.pipeline.labeler import Labeler
 from streamlabel.settings.runtime import RuntimeSettings
 from streamlabel.workers.actor import ActorLoop
 from streamlabel.workers.embedding import (
@@ -53,6 +51,7 @@ from streamlabel.workers.embedding import (
     same_torch_threads,
     torch_threads,
 )
+from streamlabel.workers.observations import ObservationSender
 from streamlabel.workers.polling import Batch, Poller, batch_sizer
 from streamlabel.workers.stats import WorkerStats, by_status
 
@@ -94,11 +93,10 @@ class StreamWorker(ActorLoop[WorkerStats]):
     ) -> None:
         self.worker_id = worker_id
         self.topics = Topics.of(settings.kafka)
-        self._learner = learner
         self._embedder = embedder
         self.overlap = settings.runtime.overlap
         """Whether the step is pipelined (``runtime.overlap``)."""
-        self._engine: Engine | None = None
+        self._labeler: Labeler | None = None
         self._consumer: Consumer | None = consumer  # these three are built by _open when None
         self._tail: ChangelogReader | None = changelog
         self._publisher: RecordPublisher | None = publisher
@@ -109,8 +107,11 @@ class StreamWorker(ActorLoop[WorkerStats]):
         self._next: Batch | None = None  # prefetched while the model ran
         self._embed_thread: ThreadPoolExecutor | None = None
         self._sizer = batch_sizer(settings)
-        self._inflight: list[Any] = []
-        self._rng = np.random.default_rng(abs(hash(worker_id)) % (2**32))
+        r = settings.runtime
+        self._observations = ObservationSender(
+            learner, max_inflight=r.max_inflight_observations, sample=r.drift_sample,
+            seed=abs(hash(worker_id)) % (2**32),
+        )  # fmt: skip
         stats = WorkerStats(worker_id=worker_id)
         stats.batch_size = self._sizer.size if self._sizer else settings.runtime.batch_size
         self._init_loop(settings, stats, role="worker", actor=worker_id, families=worker_families)
@@ -128,10 +129,10 @@ class StreamWorker(ActorLoop[WorkerStats]):
     # --------------------------------------------------------------- control
     def replica(self) -> dict[str, tuple[int, str]]:
         """This replica's classes: ``{class_id: (updated_version, status)}``."""
-        if self._engine is None:
+        if self._labeler is None:
             return {}
         return {
-            cid: (st.updated_version, st.status) for cid, st in self._engine.store.states().items()
+            cid: (st.updated_version, st.status) for cid, st in self._labeler.store.states().items()
         }
 
     def broker_reset(self) -> None:
@@ -142,8 +143,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
 
     def set_learner(self, learner: Any) -> None:
         """Points the drift observations at a (restarted) learner."""
-        self._learner = learner
-        self._inflight = []
+        self._observations.retarget(learner)
 
     # ------------------------------------------------------------------ loop
     def step(self) -> int:
@@ -158,7 +158,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
         not committed, so the at-least-once bound stays one batch per worker.
         Without it (the default), every stage runs in turn on this thread.
         """
-        assert self._engine is not None
+        assert self._labeler is not None
         if self._reset_requested.is_set():
             self._reset_requested.clear()
             self._settle()
@@ -176,7 +176,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
                 poller.after_idle_poll()
                 return 0
         t0 = time.perf_counter()
-        prepared = self._engine.prepare([to_raw(m) for m in cur.messages])
+        prepared = self._labeler.prepare([to_raw(m) for m in cur.messages])
         job = self._embed_job(prepared)
         # --- overlapped with the model when runtime.overlap is on
         t_io = time.perf_counter()
@@ -208,7 +208,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
             self._next = None
             return 0
         t2 = time.perf_counter()
-        out = self._engine.finish(prepared, embedded)
+        out = self._labeler.finish(prepared, embedded)
         t3 = time.perf_counter()
         cur.out = out
         cur.stage_s = {
@@ -226,21 +226,21 @@ class StreamWorker(ActorLoop[WorkerStats]):
         return len(cur.messages)
 
     def _apply_class_events(self) -> None:
-        assert self._engine is not None
+        assert self._labeler is not None
         assert self._tail is not None
         events = self._tail.poll(timeout_ms=0)
         if events:
-            self._stats.class_events_applied += self._engine.apply(events)
+            self._stats.class_events_applied += self._labeler.apply(events)
             self._refresh_store_stats()
 
     def _embed_job(self, prepared: PreparedBatch) -> Future[EmbeddedTexts]:
         """The model's work on the embed thread (inline with ``runtime.overlap`` off)."""
-        assert self._engine is not None
+        assert self._labeler is not None
         if self._embed_thread is not None:
-            return self._embed_thread.submit(self._engine.embed, prepared)
+            return self._embed_thread.submit(self._labeler.embed, prepared)
         job: Future[EmbeddedTexts] = Future()
         try:
-            job.set_result(self._engine.embed(prepared))
+            job.set_result(self._labeler.embed(prepared))
         except BaseException as exc:
             job.set_exception(exc)
         return job
@@ -291,7 +291,8 @@ class StreamWorker(ActorLoop[WorkerStats]):
         else:
             self._stats.commit_failures += 1
         t2 = time.perf_counter()
-        self._observe(batch.out.observed if batch.out else None)
+        dropped = self._observations.send(batch.out.observed if batch.out else None)
+        self._stats.observations_dropped += dropped
         batch.stage_s["publish"] = batch.stage_s.get("publish", 0.0) + t1 - t0
         batch.stage_s["commit"] = t2 - t1
         batch.stage_s["observe"] = time.perf_counter() - t2
@@ -320,23 +321,11 @@ class StreamWorker(ActorLoop[WorkerStats]):
         """Counts a committed batch in the stats and the metrics."""
         out = batch.out
         assert out is not None
-        s = self._stats
         stages = {k: v for k, v in batch.stage_s.items() if k in STAGES}
-        for stage, seconds in batch.stage_s.items():
-            if stage != "poll":
-                s.stage_s[stage] = s.stage_s.get(stage, 0.0) + seconds
         self.metrics.observe_batch(stages, batch.busy_s)
-        s.items += len(batch.messages)
-        s.labels += len(out.labels)
-        s.unknowns += len(out.unknowns)
-        s.dead_letters += len(out.dead_letters)
-        for d in out.dead_letters:
-            s.dead_letter_reasons[d.reason] = s.dead_letter_reasons.get(d.reason, 0) + 1
-        s.batches += 1
-        s.last_batch_ms = batch.busy_s * 1e3
-        s.busy_s += batch.busy_s
+        self._stats.count_batch(out, len(batch.messages), batch.stage_s, batch.busy_s)
         if self._consumer is not None:
-            s.lag = lag(self._consumer)
+            self._stats.lag = lag(self._consumer)
         self._log.debug(
             "batch",
             records=len(batch.messages),
@@ -380,28 +369,13 @@ class StreamWorker(ActorLoop[WorkerStats]):
         self._stats.broker_resets += 1
         self._log.warning("broker_reset", partitions=partitions)
 
-    def _observe(self, observed: Observed | None) -> None:
-        """Sends labelled items to the learner's detectors; drops them under backpressure."""
-        if self._learner is None or observed is None or not len(observed):
-            return
-        import ray
-
-        if self._inflight:
-            _, self._inflight = ray.wait(self._inflight, num_returns=len(self._inflight), timeout=0)
-        if len(self._inflight) >= self.settings.runtime.max_inflight_observations:
-            self._stats.observations_dropped += len(observed)
-            return
-        sample = observed.sample(self.settings.runtime.drift_sample, self._rng)
-        if len(sample):
-            self._inflight.append(self._learner.observe.remote(sample))
-
     # ------------------------------------------------------------- lifecycle
     def _instrument(self, embedder: Embedder) -> Embedder:
         """The embedder the Engine uses (the chaos suite's worker wraps it)."""
         return embedder
 
     def _open(self) -> None:
-        if self._engine is not None:
+        if self._labeler is not None:
             return
         # Small matrix products only: one BLAS thread, so actors sharing cores do not
         # oversubscribe them (multi-threaded OpenBLAS made the drift tests 10-30x slower).
@@ -413,17 +387,10 @@ class StreamWorker(ActorLoop[WorkerStats]):
         embedder: Embedder = self._embedder or load_embedder(
             s.model, threads=s.runtime.torch_threads or default_threads(s.runtime.workers)
         )
-        embedder = self._instrument(embedder)
-        replica = s.model_copy(
-            update={
-                "discovery": s.discovery.model_copy(update={"enabled": False}),
-                "drift": DriftSettings(enabled=False),
-            }
-        )
-        engine = Engine(replica, embedder)
+        labeler = Labeler(s, self._instrument(embedder))
         self._tail = self._tail or ClassTail(s, self.topics, self._log)
         events = self._tail.catch_up()
-        self._stats.class_events_applied += engine.apply(events)
+        self._stats.class_events_applied += labeler.apply(events)
         self._publisher = self._publisher or Publisher(s.kafka, self.topics)
         if self.overlap:
             self._embed_thread = ThreadPoolExecutor(
@@ -446,14 +413,14 @@ class StreamWorker(ActorLoop[WorkerStats]):
                               clock=self._clock, log=self._log)  # fmt: skip
         consumer.subscribe([self.topics.items], listener=self._poller)
         self._consumer = consumer
-        self._engine = engine
+        self._labeler = labeler
         self._refresh_store_stats()
         self._stats.started_at = time.time()
         self._log.info(
             "worker_ready",
-            model=embedder.model_id,
-            store_version=engine.store.version,
-            classes=len(engine.store.active_ids()),
+            model=labeler.embedder.model_id,
+            store_version=labeler.store.version,
+            classes=len(labeler.store.active_ids()),
         )
 
     def _close(self) -> None:
@@ -474,10 +441,10 @@ class StreamWorker(ActorLoop[WorkerStats]):
             self._embed_thread.shutdown(wait=True)
             self._embed_thread = None
         self._pending = self._next = None
-        self._engine = None
+        self._labeler = None
 
     def _refresh_store_stats(self) -> None:
-        if self._engine is not None:
-            self._stats.store_version = self._engine.store.version
-            self._stats.classes = len(self._engine.store.active_ids())
-            self._stats.classes_by_status = by_status(self._engine.store.states().values())
+        if self._labeler is not None:
+            self._stats.store_version = self._labeler.store.version
+            self._stats.classes = len(self._labeler.store.active_ids())
+            self._stats.classes_by_status = by_status(self._labeler.store.states().values())

@@ -98,20 +98,6 @@ def test_labeler_and_curator_refuse_a_store_of_another_dimension() -> None:
         Curator(settings, HashEmbedder(dim=64), store=store)
 
 
-def test_reconcile_reasserts_changed_classes_and_retires_ones_the_store_lacks() -> None:
-    settings = load_settings(**SETTINGS)
-    curator = Curator(settings, HashEmbedder(dim=64), clock=ManualClock(0))
-    older = Curator(settings, HashEmbedder(dim=64), clock=ManualClock(0))
-    changelog = curator.learn(feedback(["python", "java"])).class_events
-    changelog += curator.learn(feedback(["sql"], n=5)).class_events
-    older.replay(changelog[:1])  # a snapshot that knows python only...
-    older.learn(feedback(["python"], n=3))  # ...and learned more of it than the changelog has
-    fixes = older.reconcile(changelog)
-    kinds = sorted((e.class_id, e.kind) for e in fixes.class_events)
-    assert kinds == [("java", "retired"), ("python", "updated"), ("sql", "retired")]
-    assert older.reconcile(changelog + fixes.class_events).class_events == []
-
-
 # ------------------------------------------------------------------ item cache
 def test_the_item_cache_forgets_the_least_recently_seen_first() -> None:
     cache = ItemCache(2)

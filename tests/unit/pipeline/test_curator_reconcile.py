@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from streamlabel.pipeline import Engine, load_settings
-from streamlabel.schemas import Feedback
+from streamlabel.pipeline.output import EngineOutput
+from streamlabel.schemas import ClassEvent, Feedback
 from streamlabel.testing import HashEmbedder, ManualClock
-from streamlabel.workers.checkpoint import reconcile
 
 
 def engine() -> Engine:
     return Engine(
         load_settings(drift={"enabled": False}), HashEmbedder(dim=16), clock=ManualClock(1.0)
     )
+
+
+def reconcile(leader: Engine, events: list[ClassEvent]) -> EngineOutput:
+    return leader.curator.reconcile(events)
 
 
 def test_a_changelog_equal_to_the_store_needs_no_event() -> None:
