@@ -35,6 +35,11 @@ class EmbeddingError(StreamlabelError):
     """The embedding model failed on an input."""
 
 
+class ModelUnavailableError(StreamlabelError):
+    """The model fails on every input, a known-good one included (a broken device, a
+    lost embedder actor): the inputs are not at fault, so none is dead-lettered."""
+
+
 class StoreError(StreamlabelError):
     """An operation on the prototype store is invalid (unknown class, bad dimension...)."""
 

@@ -60,7 +60,7 @@ def run_runtime_bench(
     result: dict[str, Any] = {"encode_items_per_s": round(bare, 1), "runs": []}
     for workers in worker_counts:
         s = settings.model_copy(
-            update={"runtime": settings.runtime.model_copy(update={"workers": workers})}
+            update={"supervisor": settings.supervisor.model_copy(update={"workers": workers})}
         )
         with Runtime(s) as rt:
             kafka = rt.settings.kafka

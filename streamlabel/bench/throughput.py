@@ -51,7 +51,7 @@ __all__ = ["latency_percentiles", "run_throughput_bench", "stage_table"]
 WORKER_STAGES = STAGES
 LEARNER_STAGES = ("drift", "discovery", "adopt")
 OVERLAP_STAGES = ("io_overlapped", "embed_wait")
-"""With ``runtime.overlap``: the Kafka work a step did while the model ran (settling
+"""With ``worker.overlap``: the Kafka work a step did while the model ran (settling
 the batch before, class events, prefetching), and what was left of the model's
 time after it (the main thread waiting for the embedding). Waiting left over means
 the I/O was hidden."""
@@ -183,7 +183,7 @@ def run_throughput_bench(
     embed_split = _split_embed(settings, texts)
     feedback = [Feedback(text=t, label=y) for t, y in zip(train.texts, train.labels, strict=True)]
     s = settings.model_copy(
-        update={"runtime": settings.runtime.model_copy(update={"workers": workers})}
+        update={"supervisor": settings.supervisor.model_copy(update={"workers": workers})}
     )
     with Runtime(s) as rt:
         kafka = rt.settings.kafka

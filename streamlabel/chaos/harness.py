@@ -56,17 +56,16 @@ def chaos_settings(workers: int, state_dir: str | None = None) -> RuntimeSetting
             "delivery_timeout_s": 10.0,
         },
         ray={"num_cpus": 4},
-        runtime={
+        supervisor={
             "workers": workers,
             "max_restarts": 10_000,
-            "snapshot_every_s": 2.0,
             "broker_check_s": 1.0,
-            "state_dir": state_dir,
             "stop_timeout_s": 30.0,
-            "log_level": "warning",
-            # small polls, so that "one batch per fault" is a bound the suite can break
-            "batch_size": 64,
         },
+        learner={"snapshot_every_s": 2.0, "state_dir": state_dir},
+        logging={"level": "warning"},
+        # small polls, so that "one batch per fault" is a bound the suite can break
+        worker={"batch_size": 64},
     )
 
 
@@ -273,7 +272,7 @@ class Harness:
         """What one fault may cost: the batch in flight on each worker's partitions
         (counting a worker that joins during the fault)."""
         workers = max(self._peak_workers, len(self.runtime.workers), 1)
-        return self.runtime.settings.runtime.batch_size * workers
+        return self.runtime.settings.worker.batch_size * workers
 
     def verdict(self, name: str, ledger: Ledger, *, max_duplicates: int | None = None,
                 **details: Any) -> Verdict:  # fmt: skip

@@ -14,7 +14,7 @@ from streamlabel.chaos.ledger import Ledger, Verdict
 from streamlabel.kafka.broker import free_port
 from streamlabel.kafka.topics import Topics, ensure_topics
 from streamlabel.schemas import Item, encode
-from streamlabel.settings.runtime import KafkaSettings
+from streamlabel.settings.kafka import KafkaSettings
 
 __all__ = ["BAD_SETTINGS", "settings_validation"]
 

@@ -154,7 +154,7 @@ def _bench_runtime(args: argparse.Namespace) -> int:
     from streamlabel.settings.runtime import load_runtime_settings
 
     configure_logging(json_logs=False, level="warning")
-    settings = load_runtime_settings(runtime={"log_level": "warning"})
+    settings = load_runtime_settings(logging={"level": "warning"})
     result = run_runtime_bench(
         settings, read_tsv(args.train), read_tsv(args.test), items=args.items,
         worker_counts=args.workers, rebalance=not args.no_rebalance,
@@ -173,7 +173,7 @@ def _bench_throughput(args: argparse.Namespace) -> int:
     configure_logging(json_logs=False, level="warning")
     # logical CPUs for a local Ray: every worker and the learner fit whatever the count
     cpus = max(os.cpu_count() or 1, args.workers + 1)
-    settings = load_runtime_settings(runtime={"log_level": "warning"}, ray={"num_cpus": cpus})
+    settings = load_runtime_settings(logging={"level": "warning"}, ray={"num_cpus": cpus})
     result = run_throughput_bench(
         settings, read_tsv(args.train), read_tsv(args.data), items=args.items,
         workers=args.workers, paced_s=args.paced_s,
@@ -199,10 +199,8 @@ def _kafka_seeds(
     from streamlabel.runtime.ray_env import init_ray
     from streamlabel.settings.runtime import load_runtime_settings
 
-    runtime: dict[str, object] = {"log_level": "warning"}
-    if args.workers is not None:
-        runtime["workers"] = args.workers
-    settings = load_runtime_settings(runtime=runtime)
+    supervisor = {} if args.workers is None else {"workers": args.workers}
+    settings = load_runtime_settings(logging={"level": "warning"}, supervisor=supervisor)
     broker = None
     if settings.kafka.bootstrap_servers is None:
         broker = EmbeddedBroker().start()

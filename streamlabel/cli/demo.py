@@ -49,7 +49,7 @@ def cmd_demo(args: Any) -> int:
     dataset = Path(args.dataset)
     if not dataset.is_dir():
         raise SettingsError(f"--dataset {args.dataset!r} is not a directory")
-    settings = settings_from_args(args, runtime={"log_level": "warning"})
+    settings = settings_from_args(args, logging={"level": "warning"})
     configure_logging(json_logs=False, level="warning")
 
     def say(msg: str) -> None:

@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(demo)
 
     run = sub.add_parser("run", help="run the deployment (settings from a file and env vars)")
-    run.add_argument("--workers", type=int, default=None, help="override runtime.workers")
+    run.add_argument("--workers", type=int, default=None, help="override supervisor.workers")
     run.add_argument("--progress-every", type=float, default=10.0, help="seconds between logs")
     _common(run)
 

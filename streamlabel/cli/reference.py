@@ -99,6 +99,17 @@ def settings_markdown() -> str:
             lines += ["", f"## {section}", "", "| setting | default | meaning |", "|---|---|---|"]
         desc, kind = (text.replace("|", "\\|") for text in (doc.description, doc.type))
         lines.append(f"| `{doc.name}`<br>`{doc.env}`<br>*{kind}* | `{doc.default}` | {desc} |")
+    lines += [
+        "",
+        "## Renamed settings",
+        "",
+        "Still read under the old name (key, table or environment variable) until the next",
+        "release, with a warning; a new name given too wins.",
+        "",
+        "| old name | new name |",
+        "|---|---|",
+    ]
+    lines += [f"| `{old}` | `{new}` |" for old, new in RuntimeSettings.renamed.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -51,11 +51,11 @@ def settings_from_args(args: Any, **extra: Any) -> RuntimeSettings:
         kafka["topic_prefix"] = args.topic_prefix
     if kafka:
         overrides["kafka"] = kafka
-    runtime: dict[str, Any] = dict(extra.pop("runtime", {}))
+    supervisor: dict[str, Any] = dict(extra.pop("supervisor", {}))
     if getattr(args, "workers", None) is not None:
-        runtime["workers"] = args.workers
-    if runtime:
-        overrides["runtime"] = runtime
+        supervisor["workers"] = args.workers
+    if supervisor:
+        overrides["supervisor"] = supervisor
     overrides.update(extra)
     return load_runtime_settings(getattr(args, "config", None), **overrides)
 
@@ -96,7 +96,7 @@ def cmd_run(args: Any) -> int:
     from streamlabel.runtime.supervisor import Runtime
 
     settings = settings_from_args(args)
-    configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
+    configure_logging(json_logs=settings.logging.json_lines, level=settings.logging.level)
     shutdown = _Shutdown()
     runtime = Runtime(settings)
     state: dict[str, Any] = {}
@@ -109,7 +109,7 @@ def cmd_run(args: Any) -> int:
         runtime.start()
         shutdown.install()
         health.started()
-        scaler = LagScaler(runtime) if settings.runtime.autoscale else None
+        scaler = LagScaler(runtime) if settings.scaling.enabled else None
         last_progress = last_scale = 0.0
         while not shutdown.requested.wait(0.5):
             runtime.check()
@@ -217,7 +217,7 @@ def cmd_replay(args: Any, out: Callable[[str], None] = print) -> int:
     from streamlabel.runtime.replay import replay
 
     settings = settings_from_args(args)
-    configure_logging(json_logs=settings.runtime.log_json, level="warning")
+    configure_logging(json_logs=settings.logging.json_lines, level="warning")
     topic = Topics.of(settings.kafka).items
     for record in replay(settings, args.snapshot, topic, args.partition, args.start, args.end):
         out(record.model_dump_json())

@@ -4,7 +4,7 @@ A Kafka topic has a unique id (``topic_id``) for its whole life; a topic that
 was deleted and created again, or that a broker without durable storage
 (tansu in memory, a wiped test cluster) lost when it restarted, comes back
 with a new one. The supervisor records the ids of its topics at start-up and
-compares them every ``runtime.broker_check_s``; a difference means that the
+compares them every ``supervisor.broker_check_s``; a difference means that the
 offsets, the committed positions and the changelog it knew are gone.
 """
 
@@ -18,7 +18,7 @@ import structlog
 
 from streamlabel.kafka.io import client_errors
 from streamlabel.kafka.topics import Topics
-from streamlabel.settings.runtime import KafkaSettings
+from streamlabel.settings.kafka import KafkaSettings
 
 __all__ = ["BrokerWatch", "make_admin"]
 

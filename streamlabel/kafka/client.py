@@ -24,7 +24,7 @@ from streamlabel.schemas import (
     decode,
     encode,
 )
-from streamlabel.settings.runtime import KafkaSettings
+from streamlabel.settings.kafka import KafkaSettings
 
 __all__ = ["RECORD_TYPES", "LabelCollector", "TopicReader", "produce_feedback", "produce_items"]
 

@@ -21,7 +21,7 @@ from streamlabel.kafka.topics import Topics
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.output import EngineOutput
 from streamlabel.schemas import DeadLetter, SourceRef, encode
-from streamlabel.settings.runtime import KafkaSettings
+from streamlabel.settings.kafka import KafkaSettings
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer, KafkaProducer

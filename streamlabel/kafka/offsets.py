@@ -26,6 +26,7 @@ from streamlabel.kafka.io import commit_offsets, next_offsets, past_end
 from streamlabel.kafka.protocols import Clock, Consumer
 
 __all__ = [
+    "CatchUp",
     "CommitOutcome",
     "OffsetTracker",
     "SeekToPositions",
@@ -249,3 +250,30 @@ def offset_ranges(messages: list[Any]) -> dict[str, list[int]]:
         lo_hi = ranges.setdefault(key, [m.offset, m.offset])
         lo_hi[0], lo_hi[1] = min(lo_hi[0], m.offset), max(lo_hi[1], m.offset)
     return ranges
+
+
+class CatchUp:
+    """Whether a consumer restored at old offsets has read its inputs up to where they
+    ended when it started (their high watermarks then, taken once known).
+
+    A stream that never pauses never gives an empty poll, so "an empty poll at no
+    lag" alone would never say it.
+    """
+
+    def __init__(self) -> None:
+        self.marks: dict[str, int] | None = None
+
+    def reached(
+        self, consumer: Consumer, positions: Mapping[str, int], *, polled: bool, lag: int
+    ) -> bool:
+        """True once every input partition's position (``topic:partition`` in
+        ``positions``) reached its mark, or a poll came back empty at no lag."""
+        if not polled and lag == 0:
+            return True
+        if self.marks is None:
+            marks = {f"{tp.topic}:{tp.partition}": consumer.highwater(tp)
+                     for tp in consumer.assignment()}  # fmt: skip
+            if marks and all(v is not None for v in marks.values()):
+                self.marks = {k: v for k, v in marks.items() if v is not None}
+            return False
+        return all(positions.get(k, 0) >= v for k, v in self.marks.items())

@@ -14,7 +14,7 @@ from typing import Any, Final
 import structlog
 
 from streamlabel.errors import BrokerError
-from streamlabel.settings.runtime import KafkaSettings
+from streamlabel.settings.kafka import KafkaSettings
 
 __all__ = ["TOPIC_KINDS", "Topics", "ensure_topics"]
 

@@ -41,7 +41,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streamlabel.ops.metrics import ActorMetrics, Families
-from streamlabel.settings.runtime import MetricsSettings
+from streamlabel.settings.deployment import MetricsSettings
 
 __all__ = [
     "ROLE_OFFSETS",

@@ -15,7 +15,7 @@ from typing import TypeVar
 import numpy as np
 
 from streamlabel.core.embedder import Embedder, l2_normalize
-from streamlabel.errors import DecodeError, EmbeddingError
+from streamlabel.errors import DecodeError, EmbeddingError, ModelUnavailableError
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.output import EngineOutput
 from streamlabel.schemas import DeadLetter, Feedback, Item, SourceRef, UnknownRecord, decode, encode
@@ -27,13 +27,18 @@ __all__ = [
     "PreparedBatch",
     "assemble",
     "dead_feedback",
+    "dead_unknown",
     "decode_feedback",
     "decode_items",
     "decode_unknowns",
     "embed_texts",
+    "too_long",
+    "wrong_dim",
 ]
 
 R = TypeVar("R", Item, Feedback, UnknownRecord)
+
+MODEL_FAILED = "the model failed on this text (it raised, or returned a non-finite vector)"
 
 
 @dataclass(frozen=True)
@@ -95,12 +100,10 @@ def decode_items(
                 continue
             item, source = decoded_item, entry.source
         if item.text is not None and len(item.text) > limits.max_text_chars:
-            reason = f"text has {len(item.text)} characters, limit {limits.max_text_chars}"
-            dead_item(out, item, source, entry, "oversized", reason)
+            dead_item(out, item, source, entry, "oversized", too_long(item.text, limits))
             continue
         if item.vector is not None and len(item.vector) != dim:
-            reason = f"vector has {len(item.vector)} dimensions, the model {dim}"
-            dead_item(out, item, source, entry, "bad_vector", reason)
+            dead_item(out, item, source, entry, "bad_vector", wrong_dim(len(item.vector), dim))
             continue
         decoded.append(Decoded(item, source, entry if isinstance(entry, RawRecord) else None))
     return decoded
@@ -121,7 +124,7 @@ def assemble(
         if vec is None:
             ok[i] = False
             d = decoded[i]
-            dead_item(out, d.item, d.source, d.raw, "embedding", "the model failed on this text")
+            dead_item(out, d.item, d.source, d.raw, "embedding", MODEL_FAILED)
         else:
             vectors[i] = vec
     if ok.all():
@@ -129,15 +132,44 @@ def assemble(
     return vectors[ok], [d for d, keep in zip(decoded, ok, strict=True) if keep]
 
 
+PROBE_TEXT = "how do I sort a list"
+"""A text every working model embeds: when inputs fail, the model is tried on it."""
+
+
 def embed_texts(embedder: Embedder, texts: list[str]) -> list[np.ndarray | None]:
-    """Embeds texts; on failure bisects to isolate the texts the model raises on (None)."""
+    """Embeds texts; None for a text the model raises on or returns a non-finite vector for.
+
+    The texts at fault are isolated by bisection. When some fail, the model is
+    tried on :data:`PROBE_TEXT`: if it fails there too, the model is broken,
+    not the inputs.
+
+    Raises:
+        ModelUnavailableError: the model also fails on the probe text (nothing
+            may be dead-lettered for it).
+    """
+    vectors = _bisect(embedder, texts)
+    if any(v is None for v in vectors) and _bisect(embedder, [PROBE_TEXT])[0] is None:
+        failed = sum(v is None for v in vectors)
+        raise ModelUnavailableError(
+            f"the model failed on {failed} of {len(texts)} texts and on a known-good probe text"
+        )
+    return vectors
+
+
+def _bisect(embedder: Embedder, texts: list[str]) -> list[np.ndarray | None]:
     try:
-        return list(embedder.embed(texts))
+        vectors = list(embedder.embed(texts))
     except EmbeddingError:
         if len(texts) == 1:
             return [None]
         mid = len(texts) // 2
-        return embed_texts(embedder, texts[:mid]) + embed_texts(embedder, texts[mid:])
+        return _bisect(embedder, texts[:mid]) + _bisect(embedder, texts[mid:])
+    return [v if np.isfinite(v).all() else None for v in vectors]
+
+
+def too_long(text: str, limits: LimitSettings) -> str:
+    """Why a text is over ``limits.max_text_chars``."""
+    return f"text has {len(text)} characters, limit {limits.max_text_chars}"
 
 
 def decode_feedback(
@@ -150,15 +182,44 @@ def decode_feedback(
 
 
 def decode_unknowns(
-    entries: Sequence[RawRecord], limits: LimitSettings, out: EngineOutput
+    entries: Sequence[RawRecord], limits: LimitSettings, dim: int, out: EngineOutput
 ) -> list[UnknownRecord]:
-    """The unknown records a stream worker reported; undecodable ones become dead letters.
+    """The unknown records a stream worker reported, for a model of dimension ``dim``;
+    undecodable ones and vectors of another dimension become dead letters.
 
     An unknown carries its embedding, so it may be larger than an input record.
     """
     max_bytes = limits.max_message_bytes * 4
-    decoded = (decode_raw(e, UnknownRecord, limits, out, max_bytes=max_bytes) for e in entries)
-    return [u for u in decoded if u is not None]
+    unknowns = []
+    for entry in entries:
+        u = decode_raw(entry, UnknownRecord, limits, out, max_bytes=max_bytes)
+        if u is None:
+            continue
+        if len(u.vector) != dim:
+            dead_unknown(out, u, entry, "bad_vector", wrong_dim(len(u.vector), dim))
+            continue
+        unknowns.append(u)
+    return unknowns
+
+
+def wrong_dim(got: int, dim: int) -> str:
+    """Why a vector does not fit a model of dimension ``dim``."""
+    return f"vector has {got} dimensions, the model {dim}"
+
+
+def dead_unknown(
+    out: EngineOutput, u: UnknownRecord, raw: RawRecord | None, reason: str, error: str
+) -> None:
+    """Dead-letters an unknown record (its raw bytes and offset when it came from the stream)."""
+    out.dead_letters.append(
+        DeadLetter(
+            source=raw.source if raw else None,
+            key=raw.key if raw else u.item_id.encode(),
+            value=raw.value if raw and raw.value else encode(u),
+            reason=reason,
+            error=error,
+        )
+    )
 
 
 def decode_raw(

@@ -31,8 +31,17 @@ from streamlabel.core.discovery import Discoverer, DiscoveryReport, adopt
 from streamlabel.core.embedder import Embedder, l2_normalize
 from streamlabel.core.store import PrototypeStore
 from streamlabel.errors import EmbeddingError, SnapshotError, StoreError
-from streamlabel.pipeline.batch import dead_feedback, decode_feedback, embed_texts
+from streamlabel.pipeline.batch import (
+    MODEL_FAILED,
+    dead_feedback,
+    dead_unknown,
+    decode_feedback,
+    embed_texts,
+    too_long,
+    wrong_dim,
+)
 from streamlabel.pipeline.cache import CachedItem, ItemCache
+from streamlabel.pipeline.discovery_job import DiscoveryJob
 from streamlabel.pipeline.drift import DriftWatch
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.labeler import new_store
@@ -46,26 +55,6 @@ __all__ = ["STATE_FORMAT", "Curator", "DiscoveryJob", "load_settings"]
 STATE_FORMAT = 1
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class DiscoveryJob:
-    """One discovery run over frozen copies of the buffer, the store and the discoverer.
-
-    :meth:`run` touches nothing the Curator uses, so it can run in a background
-    thread while the Curator goes on; then hand the job to
-    :meth:`Curator.finish_discovery` on the Curator's own thread.
-    """
-
-    buffer: UnknownBuffer
-    store: PrototypeStore
-    discoverer: Discoverer
-    report: DiscoveryReport | None = None
-
-    def run(self) -> DiscoveryReport:
-        """Clusters the copied buffer against the copied store (keeps the report)."""
-        self.report = self.discoverer.run(self.buffer, self.store)
-        return self.report
 
 
 @dataclass(frozen=True)
@@ -167,6 +156,10 @@ class Curator:
         out = EngineOutput()
         # An item already revised past this report (e.g. by feedback) stays as revised.
         unknowns = [u for u in unknowns if not self.cache.revised_past(u.item_id, u.revision)]
+        dim = self.embedder.dim
+        for u in (u for u in unknowns if len(u.vector) != dim):  # decode_unknowns catches these
+            dead_unknown(out, u, None, "bad_vector", wrong_dim(len(u.vector), dim))
+        unknowns = [u for u in unknowns if len(u.vector) == dim]
         if not unknowns:
             return out
         vectors = l2_normalize(np.stack([np.asarray(u.vector, np.float32) for u in unknowns]))
@@ -202,6 +195,9 @@ class Curator:
             fb, raw = decode_feedback(entry, self.settings.limits, out)
             if fb is None:
                 continue
+            if fb.text is not None and len(fb.text) > self.settings.limits.max_text_chars:
+                dead_feedback(out, raw, fb, "oversized", too_long(fb.text, self.settings.limits))
+                continue
             if fb.vector is None and fb.text is not None:
                 to_embed.append((fb, raw))
             elif (example := self._example(fb, raw, out)) is not None:
@@ -210,7 +206,7 @@ class Curator:
             vecs = embed_texts(self.embedder, [fb.text or "" for fb, _ in to_embed])
             for (fb, raw), vec in zip(to_embed, vecs, strict=True):
                 if vec is None:
-                    dead_feedback(out, raw, fb, "embedding", "the model failed on this text")
+                    dead_feedback(out, raw, fb, "embedding", MODEL_FAILED)
                     continue
                 by_label.setdefault(fb.label, []).append(_Example(vec, fb.text or "", fb, raw))
         assigned: dict[str, str] = {}

@@ -15,7 +15,13 @@ from streamlabel.core.drift import DriftSignal
 from streamlabel.core.store import Classification, PrototypeStore
 from streamlabel.schemas import UNKNOWN, DriftAlert, LabelRecord, ScoredClass, SourceRef
 
-__all__ = ["Stamp", "broker_reset_alert", "drift_alert", "label_record"]
+__all__ = [
+    "Stamp",
+    "broker_reset_alert",
+    "drift_alert",
+    "label_record",
+    "snapshot_fallback_alert",
+]
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,29 @@ def broker_reset_alert(*, classes: int, store_version: int, at_item: int, now: f
             "learner's state, inputs read from the new topics' beginning; records "
             "that were only on the old broker are gone"
         ),
+        store_version=store_version,
+        emitted_at=now,
+    )
+
+
+def snapshot_fallback_alert(
+    *, skipped: list[str], restored_from: str, store_version: int, now: float
+) -> DriftAlert:
+    """The critical alert raised when the learner could not use its newest snapshot."""
+    detail = (
+        f"{len(skipped)} unusable snapshot(s) skipped ({'; '.join(skipped)}); restored from "
+        f"{restored_from}"
+    )
+    return DriftAlert(
+        alert_id=f"snapshot-fallback-{store_version}-{int(now)}",
+        kind="snapshot_fallback",
+        statistic=float(len(skipped)),
+        threshold=0.0,
+        window=0,
+        reference=0,
+        at_item=0,
+        severity="critical",
+        detail=detail[:4000],
         store_version=store_version,
         emitted_at=now,
     )

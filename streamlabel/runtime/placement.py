@@ -18,11 +18,11 @@ __all__ = ["create_embedder", "create_learner", "create_worker"]
 
 def create_embedder(settings: RuntimeSettings, name: str) -> Any | None:
     """The shared embedder actor named ``name``, or None when the workers embed
-    locally (``runtime.embedder``; ``auto`` picks the actor when Ray has a GPU)."""
+    locally (``supervisor.embedder``; ``auto`` picks the actor when Ray has a GPU)."""
     import ray
 
     gpus = float(ray.cluster_resources().get("GPU", 0.0))
-    if resolve_embedder_mode(settings.runtime.embedder, gpus) != "actor":
+    if resolve_embedder_mode(settings.supervisor.embedder, gpus) != "actor":
         return None
     actor_cls = ray.remote(EmbedderActor).options(
         name=name,

@@ -1,8 +1,8 @@
 """Deterministic replay: relabel an offset range of ``items`` against a pinned snapshot.
 
-The store comes from a learner snapshot (``runtime.state_dir``), never from
+The store comes from a learner snapshot (``learner.state_dir``), never from
 the live changelog, and the range is cut into fixed chunks of
-``runtime.batch_size`` offsets, so the same range against the same snapshot
+``worker.batch_size`` offsets, so the same range against the same snapshot
 gives the same labels however often it runs, whichever process runs it. Labels
 are returned, not published: a replay is for audits and for checking a model
 or a store version against what was emitted live.
@@ -94,7 +94,7 @@ def replay(
     engine = Engine(pinned, embedder or load_embedder(settings.model))
     engine.load_state(snap["engine"])
     records = sorted(read_range(settings, topic, partition, start, end), key=lambda m: m.offset)
-    chunk = settings.runtime.batch_size
+    chunk = settings.worker.batch_size
     labels: list[LabelRecord] = []
     for lo in range(start, end, chunk):
         batch = [to_raw(m) for m in records if lo <= m.offset < lo + chunk]

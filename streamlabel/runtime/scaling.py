@@ -1,4 +1,4 @@
-"""Lag-driven scaling of the stream workers (``runtime.autoscale``).
+"""Lag-driven scaling of the stream workers (``scaling.enabled``).
 
 The supervisor reads the group's lag every few seconds and lets
 :class:`~streamlabel.core.autoscale.Autoscaler` decide how many workers to run;
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from streamlabel.core.autoscale import AutoscalePolicy, Autoscaler
+from streamlabel.core.autoscale import Autoscaler
 
 if TYPE_CHECKING:
     from streamlabel.runtime.supervisor import Runtime
@@ -37,16 +37,8 @@ class LagScaler:
     """
 
     def __init__(self, runtime: Runtime) -> None:
-        r = runtime.settings.runtime
-        top = r.max_workers if r.max_workers is not None else runtime.settings.kafka.partitions
-        self.policy = AutoscalePolicy(
-            min_workers=min(r.min_workers, top),
-            max_workers=top,
-            target_lag_per_worker=r.target_lag_per_worker,
-            up_after_s=r.scale_up_after_s,
-            down_after_s=r.scale_down_after_s,
-            cooldown_s=r.scale_cooldown_s,
-        )
+        settings = runtime.settings
+        self.policy = settings.scaling.to_policy(settings.kafka.partitions)
         self._autoscaler = Autoscaler(self.policy)
         self._runtime = runtime
         self.events = 0

@@ -208,7 +208,7 @@ def poll_ready(starting: list[Slot], now: float, limit_s: float) -> Iterator[tup
         late = now - slot.started_at > limit_s
         if id(ref) not in done_ids and not late:
             continue
-        error = f"not ready after {limit_s:g}s (runtime.worker_start_timeout_s)" if late else ""
+        error = f"not ready after {limit_s:g}s (supervisor.worker_start_timeout_s)" if late else ""
         if not error:
             try:
                 ray.get(ref)

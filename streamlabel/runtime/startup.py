@@ -57,16 +57,16 @@ def check_resources(settings: RuntimeSettings) -> None:
     the Ray cluster this process started.
 
     Raises:
-        SettingsError: naming ``runtime.workers`` and the ``ray.*_num_cpus``.
+        SettingsError: naming ``supervisor.workers`` and the ``ray.*_num_cpus``.
     """
     import ray
 
     cpus = float(ray.cluster_resources().get("CPU", 0.0))
     r = settings.ray
-    need = settings.runtime.workers * r.worker_num_cpus + r.learner_num_cpus
+    need = settings.supervisor.workers * r.worker_num_cpus + r.learner_num_cpus
     if need > cpus:
         raise SettingsError(
-            f"runtime.workers={settings.runtime.workers} x ray.worker_num_cpus="
+            f"supervisor.workers={settings.supervisor.workers} x ray.worker_num_cpus="
             f"{r.worker_num_cpus} + ray.learner_num_cpus={r.learner_num_cpus} needs "
             f"{need:g} CPUs; the Ray cluster has {cpus:g} (ray.num_cpus for a local Ray)"
         )

@@ -1,6 +1,6 @@
 """The supervisor: starts the broker (if needed), Ray, the learner and the workers.
 
-It restarts an actor whose loop died (up to ``runtime.max_restarts`` times
+It restarts an actor whose loop died (up to ``supervisor.max_restarts`` times
 each; a restarted worker resumes from its group's committed offsets, a
 restarted learner from its snapshot), gathers progress, scales the worker
 group, and stops everything gracefully: workers first (finish the batch,
@@ -105,11 +105,11 @@ class Runtime(Observation):
         if kafka.bootstrap_servers is None:
             self.broker = EmbeddedBroker().start()
             kafka = kafka.model_copy(update={"bootstrap_servers": self.broker.bootstrap_servers})
-        runtime = s.runtime
-        if runtime.state_dir is None:
+        learner = s.learner
+        if learner.state_dir is None:
             self._temp_state = tempfile.mkdtemp(prefix="streamlabel-state-")
-            runtime = runtime.model_copy(update={"state_dir": self._temp_state})
-        self.settings = s = s.model_copy(update={"kafka": kafka, "runtime": runtime})
+            learner = learner.model_copy(update={"state_dir": self._temp_state})
+        self.settings = s = s.model_copy(update={"kafka": kafka, "learner": learner})
         wait_for_topics(s, self.topics)
         self._watch = BrokerWatch(s.kafka, self.topics)
         self._watch.baseline()
@@ -119,7 +119,7 @@ class Runtime(Observation):
         self._start_embedder()
         self.learner = Slot("learner")
         self._create_learner(self.learner)
-        new = [self._new_worker_slot() for _ in range(s.runtime.workers)]
+        new = [self._new_worker_slot() for _ in range(s.supervisor.workers)]
         for slot in new:
             self._create_worker(slot)
         await_ready([self.learner, *new], timeout_s)  # all load their model at once
@@ -220,7 +220,7 @@ class Runtime(Observation):
             return []
         started = []
         now = time.monotonic()
-        limit = self.settings.runtime.worker_start_timeout_s
+        limit = self.settings.supervisor.worker_start_timeout_s
         for slot, error in poll_ready(starting, now, limit):
             if error:
                 log.warning("worker_start_failed", actor=slot.name, error=error)
@@ -246,7 +246,7 @@ class Runtime(Observation):
         """Restarts actors whose loop ended unexpectedly; returns their names.
 
         Raises:
-            StreamlabelError: an actor died more than ``runtime.max_restarts`` times.
+            StreamlabelError: an actor died more than ``supervisor.max_restarts`` times.
         """
         import ray
 
@@ -254,7 +254,7 @@ class Runtime(Observation):
         self._check_pending()
         restarted = []
         now = time.monotonic()
-        wait_s = self.settings.runtime.drained_node_wait_s
+        wait_s = self.settings.supervisor.drained_node_wait_s
         for slot in self._slots():  # after a drain or a failed relaunch
             due = slot.awaits_restart and now >= slot.retry_at
             if due and not slot.left_node_alive(time.monotonic(), wait_s) and self._relaunch(slot):
@@ -269,7 +269,7 @@ class Runtime(Observation):
             if end.drained:
                 self._drained(slot, end.node_id)
                 continue
-            if slot.restarts >= self.settings.runtime.max_restarts:
+            if slot.restarts >= self.settings.supervisor.max_restarts:
                 raise StreamlabelError(f"{slot.name} failed {slot.restarts + 1} times: {end.error}")
             slot.restarts += 1
             log.warning("actor_restart", actor=slot.name, restarts=slot.restarts, error=end.error)
@@ -284,7 +284,7 @@ class Runtime(Observation):
         """An actor stopped by ``POST /drain`` (its pod is going away): not a failure.
 
         It is started again once the node it left is gone (or after
-        ``runtime.drained_node_wait_s``): the terminating pod is often the only
+        ``supervisor.drained_node_wait_s``): the terminating pod is often the only
         one with room, and an actor placed there would die with it.
         """
         import ray
@@ -317,7 +317,7 @@ class Runtime(Observation):
 
     def check_broker(self, *, force: bool = False) -> list[str]:
         """Detects a broker that lost its topics and recovers from it (at most every
-        ``runtime.broker_check_s`` unless ``force``); returns the topics it found
+        ``supervisor.broker_check_s`` unless ``force``); returns the topics it found
         recreated or missing.
 
         Recovery: create the topics again, then tell every actor. Workers re-read
@@ -328,7 +328,7 @@ class Runtime(Observation):
         """
         now = time.monotonic()
         if self._watch is None or (
-            not force and now - self._watched_at < self.settings.runtime.broker_check_s
+            not force and now - self._watched_at < self.settings.supervisor.broker_check_s
         ):
             return []
         self._watched_at = now
@@ -358,7 +358,7 @@ class Runtime(Observation):
         if self._stopped:
             return
         self._stopped = True
-        timeout = self.settings.runtime.stop_timeout_s
+        timeout = self.settings.supervisor.stop_timeout_s
         import ray
 
         if ray.is_initialized():

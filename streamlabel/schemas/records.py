@@ -21,9 +21,16 @@ ClassStatus = Literal["known", "provisional", "retired"]
 ClassOrigin = Literal["feedback", "discovery", "zero_shot"]
 ClassEventKind = Literal["created", "updated", "renamed", "merged", "retired"]
 DriftKind = Literal[
-    "embedding", "unknown_rate", "label_mix", "prototype_shift", "confidence", "broker_reset"
+    "embedding",
+    "unknown_rate",
+    "label_mix",
+    "prototype_shift",
+    "confidence",
+    "broker_reset",
+    "snapshot_fallback",
 ]
-"""Which detector fired; ``broker_reset`` is operational (the broker lost its topics)."""
+"""Which detector fired; ``broker_reset`` (the broker lost its topics) and
+``snapshot_fallback`` (the learner could not use its newest snapshot) are operational."""
 Severity = Literal["info", "warning", "critical"]
 
 

@@ -1,9 +1,14 @@
-"""Settings: one model per component, validated once at start-up.
+"""Settings: one model per deployment, one section per component, one loader.
 
 * :mod:`~streamlabel.settings.engine` — the Engine's sections (model, store,
   discovery, drift, limits) and :func:`load_settings`;
-* :mod:`~streamlabel.settings.runtime` — the deployment's sections (kafka, ray,
-  runtime, metrics) on top, and :func:`load_runtime_settings`.
+* :mod:`~streamlabel.settings.kafka`, :mod:`~streamlabel.settings.workers`
+  (worker, learner) and :mod:`~streamlabel.settings.deployment` (supervisor,
+  scaling, logging, ray, metrics) — the deployment's sections;
+* :mod:`~streamlabel.settings.runtime` — all of them in one model, and
+  :func:`load_runtime_settings`;
+* :mod:`~streamlabel.settings.loader` — how every model is read;
+  :mod:`~streamlabel.settings.renamed` — old names still read for one release.
 
 Every default of the learning parts lives once, in the core's config classes;
 the settings validate and name them. Sources, highest priority first:

@@ -1,4 +1,4 @@
-"""Settings: pydantic-settings models, validated once at start-up.
+"""The Engine's settings: model, store, discovery, drift and limits.
 
 Environment variables use the prefix ``STREAMLABEL_`` and ``__`` for nesting,
 e.g. ``STREAMLABEL_STORE__THRESHOLD_QUANTILE=0.1``. :func:`load_settings` turns
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, model_validator
 
 from streamlabel.core.clustering import HDBSCANClustering
 from streamlabel.core.discovery import DiscoveryConfig
 from streamlabel.core.store import StoreConfig
-from streamlabel.errors import SettingsError
+from streamlabel.settings.loader import Section, SettingsModel, load
 
 # Every default lives once, in the core; the settings only validate and name them.
 _DISCOVERY = DiscoveryConfig()
@@ -24,11 +23,7 @@ _HDBSCAN = HDBSCANClustering()
 _STORE = StoreConfig()
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelSettings(_Section):
+class ModelSettings(Section):
     """The embedding model."""
 
     path: str | None = Field(default=None, description="Local model dir; None = bundled MiniLM.")
@@ -43,7 +38,7 @@ class ModelSettings(_Section):
     )
 
 
-class StoreSettings(_Section):
+class StoreSettings(Section):
     """The prototype store and open-set calibration (see :class:`StoreConfig`)."""
 
     max_sub_prototypes: int = Field(
@@ -157,7 +152,7 @@ class StoreSettings(_Section):
         )
 
 
-class DiscoverySettings(_Section):
+class DiscoverySettings(Section):
     """Novel-class discovery (see :class:`DiscoveryConfig`)."""
 
     enabled: bool = Field(default=True, description="Buffer unknowns and discover classes.")
@@ -277,7 +272,7 @@ class DiscoverySettings(_Section):
         )
 
 
-class DriftSettings(_Section):
+class DriftSettings(Section):
     """Drift detection."""
 
     enabled: bool = Field(
@@ -285,7 +280,7 @@ class DriftSettings(_Section):
     )
 
 
-class LimitSettings(_Section):
+class LimitSettings(Section):
     """Input limits; larger inputs are dead-lettered."""
 
     max_message_bytes: int = Field(
@@ -297,12 +292,8 @@ class LimitSettings(_Section):
     )
 
 
-class EngineSettings(BaseSettings):
+class EngineSettings(SettingsModel):
     """Everything the Engine needs; env vars ``STREAMLABEL_<SECTION>__<NAME>``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="STREAMLABEL_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
 
     seed: int = Field(default=0, description="Seed of every random choice (replays repeat).")
     model: ModelSettings = ModelSettings()
@@ -313,34 +304,9 @@ class EngineSettings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> EngineSettings:
-    """Builds settings from env vars plus ``overrides``.
+    """Builds settings from env vars plus ``overrides`` (overrides win).
 
     Raises:
         SettingsError: naming every invalid setting, e.g. ``store.threshold_quantile``.
     """
-    try:
-        return EngineSettings(**overrides)
-    except ValidationError as exc:
-        raise SettingsError(describe_validation_error(exc)) from None
-
-
-_SECRET_WORDS = ("password", "secret", "token")
-
-
-def _redact(value: Any, name: str = "") -> Any:
-    """The value with secrets masked (a field whose name says it holds one)."""
-    if any(w in name.lower() for w in _SECRET_WORDS) and value is not None:
-        return "**********"
-    if isinstance(value, dict):
-        return {k: _redact(v, str(k)) for k, v in value.items()}
-    return value
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming every invalid setting (``kafka.partitions: ...``), secrets masked."""
-    problems = []
-    for e in exc.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        shown = _redact(e.get("input"), str(e["loc"][-1]) if e["loc"] else "")
-        problems.append(f"{loc or '<settings>'}: {e['msg']} (got {shown!r})")
-    return "invalid settings: " + "; ".join(problems)
+    return load(EngineSettings, None, overrides)

@@ -67,7 +67,7 @@ class ActorLoop(Served, Generic[StatsT]):
         self._reset_requested = threading.Event()
         self.probe = NO_PROBE  # the step points (streamlabel.workers.probe)
         self.init_endpoint(settings.metrics, role, actor, stats.as_dict, families, self.stop)
-        configure_logging(json_logs=settings.runtime.log_json, level=settings.runtime.log_level)
+        configure_logging(json_logs=settings.logging.json_lines, level=settings.logging.level)
         self._log = structlog.get_logger(f"streamlabel.{role}").bind(worker_id=actor)
 
     # --------------------------------------------------------------- control

@@ -9,14 +9,18 @@ holding its sequence number). A restart reads the snapshot back
 (:meth:`Checkpoint.restore`) and republishes its outbox when the marker names
 an older snapshot: duplicates at worst, keyed and idempotent.
 
-Files are replaced atomically (written beside, then renamed). A snapshot that
-cannot be read, is not msgpack or has another format raises
-:class:`~streamlabel.errors.SnapshotError`: the learner does not start on a
-state it cannot trust.
+Files are replaced atomically and durably: written beside, fsynced, renamed,
+the directory fsynced; the snapshot before stays as ``.prev``. A snapshot that
+cannot be read, is not msgpack or has another format is not trusted:
+:meth:`Checkpoint.restore` falls back to the previous one, then to nothing (the
+learner rebuilds from the changelog and raises an alert), and says why in
+:attr:`Checkpoint.skipped`. A lock file keeps a second learner off the same
+state directory.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 import time
@@ -26,7 +30,7 @@ from typing import Any
 
 import msgpack
 
-from streamlabel.errors import SnapshotError
+from streamlabel.errors import SnapshotError, StreamlabelError
 from streamlabel.kafka.io import OutRecord
 from streamlabel.kafka.protocols import Clock
 from streamlabel.settings.runtime import RuntimeSettings
@@ -45,7 +49,7 @@ SNAPSHOT_FORMAT = 2
 
 def snapshot_path(settings: RuntimeSettings) -> Path:
     """Where the learner of this deployment keeps its snapshot."""
-    base = settings.runtime.state_dir or os.path.join(tempfile.gettempdir(), "streamlabel")
+    base = settings.learner.state_dir or os.path.join(tempfile.gettempdir(), "streamlabel")
     name = f"learner-{settings.kafka.topic_prefix}{settings.kafka.group_id}.snapshot"
     return Path(base) / name
 
@@ -95,9 +99,9 @@ class Checkpoint:
     Args:
         path: the snapshot file (:func:`snapshot_path`).
         every_s: a step without output writes a snapshot once this long passed
-            since the last one (``runtime.snapshot_every_s``)...
+            since the last one (``learner.snapshot_every_s``)...
         every_records: ...or once it consumed this many records since
-            (``runtime.snapshot_every_records``).
+            (``learner.snapshot_every_records``).
         clock: monotonic seconds.
     """
 
@@ -117,18 +121,64 @@ class Checkpoint:
         self._clock = clock
         self._since = 0
         self._last = clock()
+        self._lock: int | None = None
+        self.skipped: list[str] = []
+        """Why snapshots on disk were not used by the last :meth:`restore` (empty: none was
+        skipped)."""
 
     @property
     def _marker(self) -> Path:
         return self.path.with_suffix(".published")
 
-    def restore(self) -> tuple[Snapshot | None, list[OutRecord]]:
-        """The snapshot on disk, and its outbox when it was not marked published.
+    @property
+    def previous(self) -> Path:
+        """The snapshot before the last one (the fallback when the last is unusable)."""
+        return self.path.with_suffix(".prev")
+
+    def lock(self) -> None:
+        """Takes the state directory for this learner (until :meth:`unlock` or exit).
 
         Raises:
-            SnapshotError: the snapshot is unreadable, corrupt or of another format.
+            StreamlabelError: another learner (process) holds it.
         """
-        snap = read_snapshot(self.path)
+        if self._lock is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        path = self.path.with_suffix(".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StreamlabelError(
+                f"another learner holds {str(path)!r}: two learners must not write one store"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock = fd
+
+    def unlock(self) -> None:
+        """Releases the state directory."""
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the lock
+            self._lock = None
+
+    def restore(self) -> tuple[Snapshot | None, list[OutRecord]]:
+        """The newest usable snapshot on disk, and its outbox when it was not marked published.
+
+        An unusable snapshot (unreadable, corrupt, another format) is skipped for
+        the one before it; :attr:`skipped` says why. None when there is none left.
+        """
+        self.skipped = []
+        snap = None
+        for path in (self.path, self.previous):
+            try:
+                snap = read_snapshot(path)
+            except SnapshotError as exc:
+                self.skipped.append(str(exc))
+                continue
+            if snap is not None:
+                break
         if snap is None:
             return None, []
         restored = Snapshot(
@@ -152,7 +202,12 @@ class Checkpoint:
         broker_generation: int,
         outbox: list[OutRecord],
     ) -> int:
-        """Writes the next snapshot (atomically); returns its sequence number."""
+        """Writes the next snapshot (atomically, durably); returns its sequence number.
+
+        Raises:
+            OSError: it could not be written (a full disk): the snapshot on disk is
+                the one before, untouched.
+        """
         self.seq += 1
         snap = {
             "format": SNAPSHOT_FORMAT,
@@ -165,8 +220,11 @@ class Checkpoint:
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(msgpack.packb(snap, use_bin_type=True))
+        _write_durably(tmp, msgpack.packb(snap, use_bin_type=True))
+        if self.path.exists():
+            os.replace(self.path, self.previous)
         os.replace(tmp, self.path)
+        _sync_dir(self.path.parent)
         self._since = 0
         self._last = self._clock()
         return self.seq
@@ -174,7 +232,7 @@ class Checkpoint:
     def mark_published(self) -> None:
         """Records that the last snapshot's outbox is out (a restart need not resend it)."""
         tmp = self._marker.with_suffix(".tmp")
-        tmp.write_text(str(self.seq))
+        _write_durably(tmp, str(self.seq).encode())
         os.replace(tmp, self._marker)
 
     def published_seq(self) -> int:
@@ -194,3 +252,18 @@ class Checkpoint:
         if self._since == 0:
             return False
         return self._since >= self._every_records or self._clock() - self._last >= self._every_s
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -9,12 +9,12 @@ thread, and publishes class events to ``classes``, revised labels to
 Every step that produced records checkpoints first (state, offsets and the
 records, :mod:`~streamlabel.workers.checkpoint`), then publishes, marks the
 outbox published and commits; steps without output snapshot every
-``runtime.snapshot_every_s`` seconds or ``runtime.snapshot_every_records``.
+``learner.snapshot_every_s`` seconds or ``learner.snapshot_every_records``.
 So a restart republishes an outbox not marked published (duplicates at
 worst), never counts feedback twice, and re-asserts or retires every class
 where the changelog differs from the restored store (replicas converge).
 
-Without a snapshot (``runtime.state_dir`` lost) it rebuilds the store from
+Without a snapshot (``learner.state_dir`` lost) it rebuilds the store from
 ``classes`` and resumes at the offsets carried by the last class event
 (header ``learner.offsets``): the store is recovered, the unknown buffer is not.
 """
@@ -34,7 +34,7 @@ from streamlabel.core.embedder import Embedder
 from streamlabel.errors import PublishError, StreamlabelError
 from streamlabel.kafka.changelog import LEARNER_OFFSETS_HEADER, ClassTail
 from streamlabel.kafka.io import OutRecord, Publisher, lag, make_consumer, to_raw
-from streamlabel.kafka.offsets import SeekToPositions, commit_positions
+from streamlabel.kafka.offsets import CatchUp, SeekToPositions, commit_positions
 from streamlabel.kafka.protocols import ChangelogReader, Clock, Consumer, RecordPublisher
 from streamlabel.kafka.topics import Topics
 from streamlabel.ops.metrics import learner_families
@@ -47,6 +47,7 @@ from streamlabel.workers.actor import ActorLoop
 from streamlabel.workers.checkpoint import Checkpoint, snapshot_path
 from streamlabel.workers.discovery_runner import BackgroundDiscovery
 from streamlabel.workers.embedding import load_embedder
+from streamlabel.workers.recovery import recover
 from streamlabel.workers.stats import ClassView, LearnerStats, by_status
 
 __all__ = ["Learner", "LearnerStats"]
@@ -61,7 +62,7 @@ class Learner(ActorLoop[LearnerStats]):
     connects; ``stop`` has the loop publish what it has, snapshot, commit and close.
 
     Args:
-        settings: validated runtime settings (``runtime.state_dir`` holds snapshots).
+        settings: validated runtime settings (``learner.state_dir`` holds snapshots).
         embedder: an embedder to use instead of loading the model.
         broker_generation: the broker resets the supervisor has seen.
         consumer: the ``feedback``/``unknowns`` consumer (not yet subscribed);
@@ -97,7 +98,7 @@ class Learner(ActorLoop[LearnerStats]):
         self._generation = broker_generation  # broker resets the supervisor has seen
         self._view = ClassView()
         self._positions: dict[str, int] = {}
-        r = settings.runtime
+        r = settings.learner
         self.checkpoint = Checkpoint(
             snapshot_path(settings),
             every_s=r.snapshot_every_s,
@@ -106,6 +107,7 @@ class Learner(ActorLoop[LearnerStats]):
         )
         self.path = self.checkpoint.path
         self._catching_up = False  # restored from a snapshot, not yet read up to the end
+        self._catch_up = CatchUp()
 
     # --------------------------------------------------------------- control
     def request_discovery(self) -> int:
@@ -176,10 +178,12 @@ class Learner(ActorLoop[LearnerStats]):
         if self._reset_requested.is_set():
             self._reset_requested.clear()
             self._reseed(curator, consumer, out)
-        polled = consumer.poll(timeout_ms=self.settings.runtime.poll_timeout_ms, max_records=2000)
+        polled = consumer.poll(timeout_ms=self.settings.worker.poll_timeout_ms, max_records=2000)
         self._stats.lag = sum(lag(consumer).values())
-        if self._catching_up and not polled and self._stats.lag == 0:
-            self._catching_up = False  # an empty poll at no lag: read up to the end
+        if self._catching_up and self._catch_up.reached(
+            consumer, self._positions, polled=bool(polled), lag=self._stats.lag
+        ):
+            self._catching_up = False
             self._log.info("caught_up")
         feedback: list[Any] = []
         unknowns: list[Any] = []
@@ -190,7 +194,8 @@ class Learner(ActorLoop[LearnerStats]):
         self._drain_observations(curator, out)  # feedback may name observed items...
         if unknowns:  # ...or unknowns of this very poll
             raws = [to_raw(m) for m in unknowns]
-            out.extend(curator.absorb(decode_unknowns(raws, self.settings.limits, out)))
+            unknown = decode_unknowns(raws, self.settings.limits, curator.embedder.dim, out)
+            out.extend(curator.absorb(unknown))
         if feedback:
             out.extend(curator.learn([to_raw(m) for m in feedback]))
             self.probe.hit(
@@ -217,7 +222,7 @@ class Learner(ActorLoop[LearnerStats]):
         publisher = self._require_publisher()
         headers = [(LEARNER_OFFSETS_HEADER, json.dumps(self._positions).encode())]
         outbox = publisher.records(out, event_headers=headers)
-        self._write_snapshot(outbox)
+        written = self._write_snapshot(outbox)
 
         def note() -> dict[str, Any]:
             return {
@@ -228,8 +233,9 @@ class Learner(ActorLoop[LearnerStats]):
         self.probe.hit("after_snapshot", note)
         self._publish_records(outbox)
         self.probe.hit("after_publish", note)
-        self.checkpoint.mark_published()
-        self._commit()
+        if written:  # else the inputs stay uncommitted: a restart re-reads them
+            self.checkpoint.mark_published()
+            self._commit()
         s = self._stats
         s.class_events += len(out.class_events)
         s.revisions += len(out.labels)
@@ -250,10 +256,17 @@ class Learner(ActorLoop[LearnerStats]):
             raise StreamlabelError("the learner is not open")
         return self._publisher
 
-    def _write_snapshot(self, outbox: list[OutRecord]) -> None:
+    def _write_snapshot(self, outbox: list[OutRecord]) -> bool:
+        """Writes a snapshot; False when the disk refused it (logged, counted, not fatal)."""
         curator, _ = self._require()
-        self.checkpoint.write(curator.state(), self._positions, self._generation, outbox)
+        try:
+            self.checkpoint.write(curator.state(), self._positions, self._generation, outbox)
+        except OSError as exc:
+            self._stats.snapshot_failures += 1
+            self._log.error("snapshot_failed", error=str(exc), path=str(self.path))
+            return False
         self._stats.snapshots += 1
+        return True
 
     def _commit(self) -> None:
         _, consumer = self._require()
@@ -270,7 +283,7 @@ class Learner(ActorLoop[LearnerStats]):
             self._log.warning("publish_failed", attempt=attempt, error=str(exc))
 
         self._require_publisher().deliver(
-            records, retry_s=self.settings.runtime.publish_retry_s, on_failure=failed
+            records, retry_s=self.settings.worker.publish_retry_s, on_failure=failed
         )
 
     def _reseed(self, curator: Curator, consumer: Consumer, out: EngineOutput) -> None:
@@ -357,7 +370,7 @@ class Learner(ActorLoop[LearnerStats]):
         curator, _ = self._require()
         out = EngineOutput()
         if self._discovery.running:
-            wait_s = self.settings.runtime.stop_timeout_s / 2
+            wait_s = self.settings.supervisor.stop_timeout_s / 2
             self._stats.discovery_runs += self._discover(curator, out, wait_s=wait_s)
             self._discovery.abandon()
         self._checkpoint(out)
@@ -370,33 +383,23 @@ class Learner(ActorLoop[LearnerStats]):
         # oversubscribe them (multi-threaded OpenBLAS made the drift tests 10-30x slower).
         threadpool_limits(limits=1, user_api="blas")
         s = self.settings
-        embedder = self._embedder or load_embedder(s.model, threads=s.runtime.torch_threads or 1)
+        embedder = self._embedder or load_embedder(s.model, threads=s.worker.torch_threads or 1)
         curator = Curator(s, embedder)
+        self.checkpoint.lock()
         tail = self._changelog or ClassTail(s, self.topics, self._log)
         try:
             events = tail.catch_up()
         finally:
             tail.close()
-        snap, outbox = self.checkpoint.restore()
-        if snap is not None:
-            curator.load_state(snap.engine)
-            self._positions.update(snap.offsets)
-            self._stats.restored_from = "snapshot"
-            # Discovery waits until the inputs consumed since the snapshot are read
-            # again: a run on a half-rebuilt buffer could adopt a cluster under another
-            # anchor (another id) than the run the crash interrupted.
-            self._catching_up = True
-            if snap.broker_generation < self._generation:
-                # the broker lost its topics since this snapshot: its offsets name
-                # records that are gone; recover as if told (first step)
-                self._positions.clear()
-                self._reset_requested.set()
-        elif events:
-            curator.replay(events)
-            self._positions.update(tail.learner_offsets or {})
-            self._stats.restored_from = "changelog"
-        curator.advance_version(max((e.store_version for e in events), default=0))
-        fixes = curator.reconcile(events) if snap is not None else EngineOutput()
+        rec = recover(curator, self.checkpoint, events, tail.learner_offsets, self._generation,
+                      self._log)  # fmt: skip
+        self._positions.update(rec.positions)
+        self._stats.restored_from = rec.restored_from
+        self._stats.snapshots_skipped = len(rec.skipped)
+        self._catching_up = rec.catching_up
+        if rec.reset_needed:
+            self._reset_requested.set()
+        outbox, fixes = rec.outbox, rec.fixes
         seek = SeekToPositions(self._positions)
         consumer = self._consumer or make_consumer(
             s.kafka, group_id=f"{s.kafka.group_id}.learner", max_poll_records=2000
@@ -410,7 +413,7 @@ class Learner(ActorLoop[LearnerStats]):
             self._publish_records(outbox)
             self.checkpoint.mark_published()
             self._stats.republished = len(outbox)
-        if fixes.class_events:
+        if fixes.class_events or fixes.alerts:
             self._checkpoint(fixes)
             self._stats.reconciled = len(fixes.class_events)
         self._refresh_views(curator)
@@ -435,3 +438,4 @@ class Learner(ActorLoop[LearnerStats]):
             self._publisher = None
         self._discovery.shutdown()
         self._curator = None
+        self.checkpoint.unlock()

@@ -43,8 +43,8 @@ class Batch:
 
 
 def batch_sizer(settings: RuntimeSettings) -> BatchSizer | None:
-    """The adaptive batch size (``runtime.batch_target_ms``), or None when off."""
-    rt = settings.runtime
+    """The adaptive batch size (``worker.batch_target_ms``), or None when off."""
+    rt = settings.worker
     if rt.batch_target_ms is None:
         return None
     return BatchSizer(
@@ -89,9 +89,9 @@ class Poller(ConsumerRebalanceListener):
         self._revoked_at: float | None = None
 
     def poll(self, *, block: bool, size: int | None = None) -> Batch | None:
-        """Polls up to ``runtime.batch_size`` records (the adaptive size, if set).
+        """Polls up to ``worker.batch_size`` records (the adaptive size, if set).
 
-        ``block``: wait up to ``runtime.poll_timeout_ms`` for the first records;
+        ``block``: wait up to ``worker.poll_timeout_ms`` for the first records;
         otherwise take only what the consumer's network thread already fetched
         (the prefetch while the model runs: one short call, so this thread does
         not compete with the model for the cores and the GIL; polling in slices
@@ -102,7 +102,7 @@ class Poller(ConsumerRebalanceListener):
             size = self.size()
         t0 = time.perf_counter()
         polled_at = self._clock()  # kafka-python's max-poll timer restarts inside poll
-        timeout = self._settings.runtime.poll_timeout_ms if block else 0
+        timeout = self._settings.worker.poll_timeout_ms if block else 0
         polled = self._consumer.poll(timeout_ms=timeout, max_records=size)
         # A rebalance inside this poll came before the fetch of what it returned.
         epoch = self.epoch
@@ -115,8 +115,8 @@ class Poller(ConsumerRebalanceListener):
         return Batch(messages, polled_at, epoch, poll_s)
 
     def size(self) -> int:
-        """Records per poll: the adaptive size, else ``runtime.batch_size``."""
-        return self._sizer.size if self._sizer else self._settings.runtime.batch_size
+        """Records per poll: the adaptive size, else ``worker.batch_size``."""
+        return self._sizer.size if self._sizer else self._settings.worker.batch_size
 
     def top_up(self, batch: Batch) -> Batch | None:
         """Adds to a prefetched batch what arrived while the model ran (a prefetch

@@ -96,6 +96,10 @@ class LearnerStats:
     discovery_runs: int = 0
     discovered: int = 0
     snapshots: int = 0
+    snapshot_failures: int = 0
+    """Snapshots that could not be written (a full disk): published, not committed."""
+    snapshots_skipped: int = 0
+    """Unusable snapshots skipped at start-up (fell back to an older one or the changelog)."""
     restored_from: str = ""
     republished: int = 0
     reconciled: int = 0

@@ -3,7 +3,7 @@
 Every worker of a deployment joins one consumer group on ``items`` and keeps a
 read replica of the prototype store by tailing ``classes``. A batch goes through
 
-1. poll at most ``runtime.batch_size`` records, decode them (poison input
+1. poll at most ``worker.batch_size`` records, decode them (poison input
    becomes dead letters);
 2. embed them (the model, on the worker's embed thread);
 3. classify them against the store, with the class events from ``classes``
@@ -12,7 +12,7 @@ read replica of the prototype store by tailing ``classes``. A batch goes through
 5. wait for every delivery, then commit the batch's offsets (never before);
 6. send what it labelled to the learner's drift detectors (best effort).
 
-With ``runtime.overlap``, steps 5-6 of the batch before and step 1 of the
+With ``worker.overlap``, steps 5-6 of the batch before and step 1 of the
 batch after run while the model embeds this one, so the model is never left
 waiting on Kafka. It is off by default: on 2 CPU cores the cores are the
 bottleneck, and overlapping measured no faster and with worse latency (the
@@ -94,8 +94,8 @@ class StreamWorker(ActorLoop[WorkerStats]):
         self.worker_id = worker_id
         self.topics = Topics.of(settings.kafka)
         self._embedder = embedder
-        self.overlap = settings.runtime.overlap
-        """Whether the step is pipelined (``runtime.overlap``)."""
+        self.overlap = settings.worker.overlap
+        """Whether the step is pipelined (``worker.overlap``)."""
         self._labeler: Labeler | None = None
         self._consumer: Consumer | None = consumer  # these three are built by _open when None
         self._tail: ChangelogReader | None = changelog
@@ -107,13 +107,13 @@ class StreamWorker(ActorLoop[WorkerStats]):
         self._next: Batch | None = None  # prefetched while the model ran
         self._embed_thread: ThreadPoolExecutor | None = None
         self._sizer = batch_sizer(settings)
-        r = settings.runtime
+        r = settings.worker
         self._observations = ObservationSender(
             learner, max_inflight=r.max_inflight_observations, sample=r.drift_sample,
             seed=abs(hash(worker_id)) % (2**32),
         )  # fmt: skip
         stats = WorkerStats(worker_id=worker_id)
-        stats.batch_size = self._sizer.size if self._sizer else settings.runtime.batch_size
+        stats.batch_size = self._sizer.size if self._sizer else settings.worker.batch_size
         self._init_loop(settings, stats, role="worker", actor=worker_id, families=worker_families)
 
     def _started(self) -> None:
@@ -149,7 +149,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
     def step(self) -> int:
         """One step; returns the records it labelled and sent.
 
-        With ``runtime.overlap`` the model runs on the embed thread while this
+        With ``worker.overlap`` the model runs on the embed thread while this
         thread does the Kafka work of the neighbouring batches: it settles the
         batch sent by the previous step (waits for its deliveries, commits it,
         sends its observations), applies new class events and prefetches the
@@ -178,7 +178,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
         t0 = time.perf_counter()
         prepared = self._labeler.prepare([to_raw(m) for m in cur.messages])
         job = self._embed_job(prepared)
-        # --- overlapped with the model when runtime.overlap is on
+        # --- overlapped with the model when worker.overlap is on
         t_io = time.perf_counter()
         settled = self._settle()
         self._apply_class_events()
@@ -234,7 +234,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
             self._refresh_store_stats()
 
     def _embed_job(self, prepared: PreparedBatch) -> Future[EmbeddedTexts]:
-        """The model's work on the embed thread (inline with ``runtime.overlap`` off)."""
+        """The model's work on the embed thread (inline with ``worker.overlap`` off)."""
         assert self._labeler is not None
         if self._embed_thread is not None:
             return self._embed_thread.submit(self._labeler.embed, prepared)
@@ -263,14 +263,14 @@ class StreamWorker(ActorLoop[WorkerStats]):
 
     def _settle(self) -> bool:
         """Completes the batch in flight: waits for every delivery (retrying for
-        ``runtime.publish_retry_s``), commits its offsets, sends its observations.
+        ``worker.publish_retry_s``), commits its offsets, sends its observations.
 
         Returns False when the batch outlived ``kafka.max_poll_interval_ms``: it
         was delivered but not committed and its partitions are rewound, so
         whatever was polled after it must be dropped too.
 
         Raises:
-            PublishError: still undelivered after ``runtime.publish_retry_s``.
+            PublishError: still undelivered after ``worker.publish_retry_s``.
         """
         batch, self._pending = self._pending, None
         if batch is None:
@@ -313,7 +313,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
                 self._publish_failed(1, exc)
         self._publisher.deliver(
             batch.records,
-            retry_s=self.settings.runtime.publish_retry_s,
+            retry_s=self.settings.worker.publish_retry_s,
             on_failure=self._publish_failed,
         )
 
@@ -385,7 +385,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
         faiss.omp_set_num_threads(1)
         s = self.settings
         embedder: Embedder = self._embedder or load_embedder(
-            s.model, threads=s.runtime.torch_threads or default_threads(s.runtime.workers)
+            s.model, threads=s.worker.torch_threads or default_threads(s.supervisor.workers)
         )
         labeler = Labeler(s, self._instrument(embedder))
         self._tail = self._tail or ClassTail(s, self.topics, self._log)
@@ -400,7 +400,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
         consumer = self._consumer or make_consumer(
             s.kafka,
             group_id=s.kafka.group_id,
-            max_poll_records=s.runtime.batch_size,
+            max_poll_records=s.worker.batch_size,
             offset_reset=s.kafka.new_group_start,
         )
         self._offsets = OffsetTracker(

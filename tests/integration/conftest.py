@@ -78,9 +78,9 @@ def make_runtime_settings(broker):
             "group_id": f"g{run}",
             **overrides.pop("kafka", {}),
         }
-        runtime = {"state_dir": str(state_dir), "log_level": "warning",
-                   **overrides.pop("runtime", {})}  # fmt: skip
-        return load_runtime_settings(kafka=kafka, runtime=runtime, **overrides)
+        learner = {"state_dir": str(state_dir), **overrides.pop("learner", {})}
+        logging = {"level": "warning", **overrides.pop("logging", {})}
+        return load_runtime_settings(kafka=kafka, learner=learner, logging=logging, **overrides)
 
     return make
 

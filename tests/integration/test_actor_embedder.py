@@ -1,10 +1,10 @@
 """The GPU topology on CPU: one shared embedder actor fed token ids by the workers.
 
-``runtime.embedder = "actor"`` is what ``auto`` picks on a cluster with a GPU.
+``supervisor.embedder = "actor"`` is what ``auto`` picks on a cluster with a GPU.
 Here it runs on CPU with the real broker, Ray and MiniLM: two stream workers
 tokenize their batches and send them to one :class:`EmbedderActor`; every item
 is labelled, with the same labels as the workers' own models would give. The
-workers run the pipelined step (``runtime.overlap``), which is meant for this
+workers run the pipelined step (``worker.overlap``), which is meant for this
 topology.
 """
 
@@ -26,7 +26,8 @@ def test_workers_feed_one_shared_embedder_actor_and_label_everything(
     settings = make_runtime_settings(
         tmp_path / "state",
         # the pipelined step too, as it is meant to run beside a model on another device
-        runtime={"workers": 2, "batch_size": 32, "embedder": "actor", "overlap": True},
+        supervisor={"workers": 2, "embedder": "actor"},
+        worker={"batch_size": 32, "overlap": True},
         ray={"embedder_num_cpus": 0},
         discovery={"run_every": 100000},
     )

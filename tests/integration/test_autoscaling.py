@@ -20,10 +20,11 @@ def test_a_backlog_adds_a_worker_and_an_empty_topic_removes_it(
 ):
     settings = make_runtime_settings(
         tmp_path / "state",
-        runtime={
-            "workers": 1, "batch_size": 16, "autoscale": True, "min_workers": 1,
-            "max_workers": 2, "target_lag_per_worker": 100, "scale_up_after_s": 0,
-            "scale_down_after_s": 3, "scale_cooldown_s": 0,
+        supervisor={"workers": 1},
+        worker={"batch_size": 16},
+        scaling={
+            "enabled": True, "min_workers": 1, "max_workers": 2, "target_lag_per_worker": 100,
+            "scale_up_after_s": 0, "scale_down_after_s": 3, "scale_cooldown_s": 0,
         },
         discovery={"run_every": 100000},
     )  # fmt: skip

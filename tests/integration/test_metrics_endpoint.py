@@ -75,7 +75,8 @@ def served_runtime(make_runtime_settings, local_ray, tmp_path_factory) -> Iterat
     settings = make_runtime_settings(
         tmp_path_factory.mktemp("state"),
         # one local node never goes away: a drained worker waits 5 s, not 90
-        runtime={"workers": 1, "batch_size": 32, "drained_node_wait_s": 5},
+        supervisor={"workers": 1, "drained_node_wait_s": 5},
+        worker={"batch_size": 32},
         discovery={"run_every": 100000},
         metrics={"port": _free_base()},
     )
@@ -189,7 +190,7 @@ def test_run_serves_the_driver_endpoint_and_stops_on_drain(runtime_settings, tmp
         "STREAMLABEL_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers or "",
         "STREAMLABEL_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
         "STREAMLABEL_KAFKA__GROUP_ID": kafka.group_id,
-        "STREAMLABEL_RUNTIME__STATE_DIR": str(tmp_path / "state"),
+        "STREAMLABEL_LEARNER__STATE_DIR": str(tmp_path / "state"),
         "STREAMLABEL_RAY__NUM_CPUS": "4",
         "STREAMLABEL_METRICS__PORT": str(base),
     }

@@ -34,7 +34,8 @@ def deployment(make_runtime_settings, local_ray, tmp_path_factory):
     # sees one regime change, not the extra one of the system learning the new domain.
     settings = make_runtime_settings(
         tmp_path_factory.mktemp("state"),
-        runtime={"workers": 2, "batch_size": 32},
+        supervisor={"workers": 2},
+        worker={"batch_size": 32},
         limits={"max_text_chars": 2000},
         discovery={"run_every": 1000, "min_cluster_size": 15, "min_samples": 5},
     )

@@ -39,8 +39,8 @@ def test_sigterm_finishes_the_batch_and_leaves_nothing_processed_uncommitted(
         "STREAMLABEL_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers or "",
         "STREAMLABEL_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
         "STREAMLABEL_KAFKA__GROUP_ID": kafka.group_id,
-        "STREAMLABEL_RUNTIME__STATE_DIR": str(tmp_path / "state"),
-        "STREAMLABEL_RUNTIME__BATCH_SIZE": "32",
+        "STREAMLABEL_LEARNER__STATE_DIR": str(tmp_path / "state"),
+        "STREAMLABEL_WORKER__BATCH_SIZE": "32",
         "STREAMLABEL_RAY__NUM_CPUS": "4",
     }
     env.pop("RAY_ADDRESS", None)
@@ -82,7 +82,9 @@ def test_sigterm_finishes_the_batch_and_leaves_nothing_processed_uncommitted(
 def small_runtime(make_runtime_settings, local_ray, tmp_path_factory):
     settings = make_runtime_settings(
         tmp_path_factory.mktemp("state"),
-        runtime={"workers": 1, "batch_size": 32, "snapshot_every_s": 3600},
+        supervisor={"workers": 1},
+        worker={"batch_size": 32},
+        learner={"snapshot_every_s": 3600},
         discovery={"run_every": 100000},
     )
     with Runtime(settings) as rt:

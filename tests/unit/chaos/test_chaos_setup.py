@@ -35,9 +35,9 @@ def _nothing_starts(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_chaos_settings_are_valid_runtime_settings() -> None:
     s = chaos_settings(2, "/tmp/x")
     assert isinstance(s, RuntimeSettings)
-    assert s.runtime.workers == 2
-    assert s.runtime.state_dir == "/tmp/x"
-    assert s.runtime.log_level == "warning"
+    assert s.supervisor.workers == 2
+    assert s.learner.state_dir == "/tmp/x"
+    assert s.logging.level == "warning"
     # they survive a round trip through validation (what every actor receives)
     again = load_runtime_settings(None, **s.model_dump(mode="json"))
     assert again.kafka.max_poll_interval_ms == s.kafka.max_poll_interval_ms
@@ -55,16 +55,16 @@ def test_chaos_settings_make_a_stall_visible_quickly() -> None:
 
 def test_chaos_settings_restart_actors_without_a_practical_limit() -> None:
     s = chaos_settings(3)
-    assert s.runtime.max_restarts >= 1000
-    assert s.runtime.max_restarts > load_runtime_settings().runtime.max_restarts
-    assert s.runtime.state_dir is None
-    assert s.runtime.workers == 3
+    assert s.supervisor.max_restarts >= 1000
+    assert s.supervisor.max_restarts > load_runtime_settings().supervisor.max_restarts
+    assert s.learner.state_dir is None
+    assert s.supervisor.workers == 3
 
 
 def test_chaos_settings_retry_a_delivery_longer_than_one_flush_deadline() -> None:
     s = chaos_settings(2)
-    assert s.runtime.publish_retry_s > s.kafka.delivery_timeout_s
-    assert s.runtime.broker_check_s <= load_runtime_settings().runtime.broker_check_s
+    assert s.worker.publish_retry_s > s.kafka.delivery_timeout_s
+    assert s.supervisor.broker_check_s <= load_runtime_settings().supervisor.broker_check_s
 
 
 # ---------------------------------------------------------------- scenarios

@@ -305,5 +305,5 @@ def test_the_chaos_harness_starts_chaos_actors_with_small_batches(tmp_path: Path
     from streamlabel.chaos.harness import ChaosConfig, Harness, chaos_settings
 
     s = chaos_settings(2)
-    assert s.runtime.batch_size * (s.runtime.workers + 1) < 400  # the per-fault bound can fail
+    assert s.worker.batch_size * (s.supervisor.workers + 1) < 400  # the per-fault bound can fail
     assert Harness(ChaosConfig(dataset=tmp_path), s).runtime.actors == CHAOS_ACTORS

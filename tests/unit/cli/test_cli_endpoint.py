@@ -12,7 +12,7 @@ import pytest
 from streamlabel.cli import build_parser, main
 from streamlabel.ops.endpoint import Endpoint, Health, serve
 from streamlabel.ops.metrics import ActorMetrics, driver_families
-from streamlabel.settings.runtime import MetricsSettings
+from streamlabel.settings.deployment import MetricsSettings
 from streamlabel.testing import ManualClock
 
 STALL_S = 30.0

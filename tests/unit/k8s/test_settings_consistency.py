@@ -74,7 +74,7 @@ def test_the_settings_file_is_valid(overlay, tmp_path) -> None:
     s = _settings(objs, tmp_path)
     assert s.metrics.host == "0.0.0.0", "Prometheus and the kubelet could not reach the endpoints"
     assert s.ray.address == "auto"
-    assert s.runtime.state_dir
+    assert s.learner.state_dir
 
 
 def test_worker_counts_match_the_worker_groups(overlay, tmp_path) -> None:
@@ -91,17 +91,17 @@ def test_worker_counts_match_the_worker_groups(overlay, tmp_path) -> None:
     }  # fmt: skip
     assert all(n >= 1 for n in per_pod.values()), per_pod
     capacity = sum(per_pod[g["groupName"]] * g["maxReplicas"] for g in groups)
-    assert s.runtime.max_workers is not None
-    assert s.runtime.max_workers <= capacity, (name, per_pod)
+    assert s.scaling.max_workers is not None
+    assert s.scaling.max_workers <= capacity, (name, per_pod)
     start = sum(per_pod[g["groupName"]] * g["replicas"] for g in groups)
-    assert s.runtime.workers <= start, "workers at start need pods that exist at start"
+    assert s.supervisor.workers <= start, "workers at start need pods that exist at start"
     floor = sum(per_pod[g["groupName"]] * g["minReplicas"] for g in groups)
-    assert s.runtime.min_workers <= floor
-    assert s.runtime.max_workers <= s.kafka.partitions, "a worker beyond the partitions idles"
+    assert s.scaling.min_workers <= floor
+    assert s.scaling.max_workers <= s.kafka.partitions, "a worker beyond the partitions idles"
     plain = next(g for g in groups if g["groupName"] == "workers")
     assert per_pod["workers"] == 1, "one stream worker per `workers` pod (its port and drain)"
     if name != "overlays/gpu":
-        assert (s.runtime.workers, s.runtime.min_workers, s.runtime.max_workers) == (
+        assert (s.supervisor.workers, s.scaling.min_workers, s.scaling.max_workers) == (
             plain["replicas"], plain["minReplicas"], plain["maxReplicas"],
         )  # fmt: skip
 
@@ -121,7 +121,7 @@ def test_the_learner_fits_only_on_the_head(overlay, tmp_path) -> None:
     for g in cluster["spec"]["workerGroupSpecs"]:
         assert "resources" not in g["rayStartParams"], f"{g['groupName']} offers a learner slot"
     mounts = {m["mountPath"] for m in _containers(cluster)[0][2]["volumeMounts"]}
-    assert s.runtime.state_dir in mounts
+    assert s.learner.state_dir in mounts
 
 
 def test_endpoint_ports_and_paths_match_the_containers(overlay, tmp_path) -> None:
@@ -152,7 +152,7 @@ def test_endpoint_ports_and_paths_match_the_containers(overlay, tmp_path) -> Non
             )["template"]["spec"]
         )["terminationGracePeriodSeconds"]  # fmt: skip
         assert grace > timeout, f"{group}: the kubelet would kill the drain"
-        assert timeout >= s.runtime.stop_timeout_s or group != "headgroup"
+        assert timeout >= s.supervisor.stop_timeout_s or group != "headgroup"
 
 
 def test_the_rayjob_runs_the_mounted_settings(overlay) -> None:

@@ -9,7 +9,7 @@ import pytest
 from streamlabel.errors import PublishError
 from streamlabel.kafka.broker_watch import BrokerWatch
 from streamlabel.kafka.topics import Topics
-from streamlabel.settings.runtime import KafkaSettings
+from streamlabel.settings.kafka import KafkaSettings
 from streamlabel.testing.kafka import FakeAdmin
 
 TOPICS = Topics("t.")

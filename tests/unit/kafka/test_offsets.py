@@ -178,3 +178,22 @@ def test_offset_ranges_give_first_and_last_offset_per_partition() -> None:
         f"{ITEMS}:0": [3, 9],
         f"{ITEMS}:1": [2, 2],
     }
+
+
+# ------------------------------------------------------------------ catching up
+def test_catching_up_ends_at_the_marks_even_when_polls_never_come_back_empty() -> None:
+    from streamlabel.kafka.offsets import CatchUp
+
+    tp = TopicPartition("t.feedback", 0)
+    consumer = FakeConsumer({tp}, highwater={tp: 10})
+    catch_up = CatchUp()
+    assert not catch_up.reached(consumer, {"t.feedback:0": 3}, polled=True, lag=7)
+    consumer.high[tp] = 50  # the stream keeps flowing: the mark stays where it was
+    assert not catch_up.reached(consumer, {"t.feedback:0": 9}, polled=True, lag=41)
+    assert catch_up.reached(consumer, {"t.feedback:0": 10}, polled=True, lag=40)
+
+
+def test_an_empty_poll_at_no_lag_means_caught_up() -> None:
+    from streamlabel.kafka.offsets import CatchUp
+
+    assert CatchUp().reached(FakeConsumer(), {}, polled=False, lag=0)

@@ -27,7 +27,7 @@ from streamlabel.schemas import (
     UnknownRecord,
     decode,
 )
-from streamlabel.settings.runtime import KafkaSettings
+from streamlabel.settings.kafka import KafkaSettings
 from streamlabel.testing import HashEmbedder, ManualClock
 from streamlabel.testing.kafka import FakeFuture, FakeProducer
 

@@ -35,7 +35,7 @@ from streamlabel.ops.endpoint import (
     serve,
 )
 from streamlabel.ops.metrics import ActorMetrics, worker_families
-from streamlabel.settings.runtime import MetricsSettings
+from streamlabel.settings.deployment import MetricsSettings
 from streamlabel.testing import ManualClock
 
 HOST = "127.0.0.1"

@@ -59,7 +59,8 @@ def _isolated() -> Iterator[None]:
 def make_worker(**metrics: Any) -> StreamWorker:
     settings = load_runtime_settings(
         kafka={"topic_prefix": "t."},
-        runtime={"log_level": "warning", "batch_size": 16},
+        logging={"level": "warning"},
+        worker={"batch_size": 16},
         metrics={"port": 0, "host": "127.0.0.1", **metrics},
     )
     return StreamWorker(settings, "worker-7")
@@ -243,7 +244,8 @@ def test_a_step_records_every_stage_and_the_batch_in_the_histograms() -> None:
     publisher = FakePublisher(Topics("t."))
     settings = load_runtime_settings(
         kafka={"topic_prefix": "t."},
-        runtime={"log_level": "warning", "batch_size": 16},
+        logging={"level": "warning"},
+        worker={"batch_size": 16},
         metrics={"port": 0, "host": "127.0.0.1"},
     )
     worker = StreamWorker(

@@ -47,23 +47,24 @@ class FakeRuntime:
 
 
 def runtime(
-    workers: int = 2, partitions: int = 4, running: int | None = None, **section: Any
+    workers: int = 2, partitions: int = 4, running: int | None = None, **scaling: Any
 ) -> FakeRuntime:
     """A fake runtime over validated settings, running ``running`` (default: ``workers``)."""
-    r = {
-        "autoscale": True,
-        "workers": workers,
+    sc = {
+        "enabled": True,
         "target_lag_per_worker": 1000,
         "scale_up_after_s": 10.0,
         "scale_down_after_s": 60.0,
         "scale_cooldown_s": 30.0,
-        **section,
+        **scaling,
     }
-    s = load_runtime_settings(kafka={"partitions": partitions}, runtime=r)
+    s = load_runtime_settings(
+        kafka={"partitions": partitions}, supervisor={"workers": workers}, scaling=sc
+    )
     return FakeRuntime(s, workers if running is None else running)
 
 
-def test_the_policy_comes_from_runtime_settings() -> None:
+def test_the_policy_comes_from_the_scaling_settings() -> None:
     rt = runtime(min_workers=2, max_workers=3, workers=2)
     p = LagScaler(rt).policy  # type: ignore[arg-type]
     assert (p.min_workers, p.max_workers, p.target_lag_per_worker) == (2, 3, 1000)
@@ -78,7 +79,7 @@ def test_max_workers_defaults_to_the_partitions_of_the_items_topic() -> None:
 def test_min_workers_above_the_partitions_is_lowered_to_them() -> None:
     rt = runtime(partitions=2, workers=2)
     s = rt.settings  # not a combination validation lets through: set it behind its back
-    rt.settings = s.model_copy(update={"runtime": s.runtime.model_copy(update={"min_workers": 3})})
+    rt.settings = s.model_copy(update={"scaling": s.scaling.model_copy(update={"min_workers": 3})})
     p = LagScaler(rt).policy  # type: ignore[arg-type]
     assert (p.min_workers, p.max_workers) == (2, 2)
 

@@ -197,7 +197,7 @@ def test_poll_ready_yields_ready_failed_and_late_slots_only(fake_ray: FakeRay) -
     assert got == [
         ("worker-0", ""),
         ("worker-1", "no model"),
-        ("worker-2", "not ready after 60s (runtime.worker_start_timeout_s)"),
+        ("worker-2", "not ready after 60s (supervisor.worker_start_timeout_s)"),
     ]
 
 

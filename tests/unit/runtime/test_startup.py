@@ -38,9 +38,9 @@ def test_too_few_cpus_for_the_actors_fail_naming_the_settings(
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     settings = load_runtime_settings(
-        runtime={"workers": 2}, ray={"worker_num_cpus": 1, "learner_num_cpus": 1}
+        supervisor={"workers": 2}, ray={"worker_num_cpus": 1, "learner_num_cpus": 1}
     )
-    with pytest.raises(SettingsError, match=r"runtime.workers=2 .* needs 3 CPUs; .* has 2"):
+    with pytest.raises(SettingsError, match=r"supervisor.workers=2 .* needs 3 CPUs; .* has 2"):
         check_resources(settings)
-    check_resources(settings.model_copy(update={"runtime": settings.runtime.model_copy(
+    check_resources(settings.model_copy(update={"supervisor": settings.supervisor.model_copy(
         update={"workers": 1})}))  # fmt: skip

@@ -7,7 +7,7 @@ and the supervisor's clock by a manual one:
 * a loop that returned ``drained`` is started again after ``RELAUNCH_BACKOFF_S``
   without counting a restart, unlike a loop that died;
 * a drained actor waits until the node it left is gone (at most
-  ``runtime.drained_node_wait_s``);
+  ``supervisor.drained_node_wait_s``);
 * a relaunched worker starts in the background and is given up when it is not
   ready in time;
 * ``supervisor_stats`` reports workers, lag, restarts and broker resets.
@@ -119,7 +119,7 @@ def launched(slot: Slot, timeout_s: float) -> None:
 
 
 def make_runtime(max_restarts: int = 5, workers: int = 1) -> Runtime:
-    rt = Runtime(load_runtime_settings(runtime={"max_restarts": max_restarts}))
+    rt = Runtime(load_runtime_settings(supervisor={"max_restarts": max_restarts}))
     rt._launch_worker = launched  # type: ignore[method-assign]
     rt._begin_worker = lambda slot: launched(slot, 0)  # type: ignore[method-assign]
     rt._launch_learner = launched  # type: ignore[method-assign]
@@ -261,7 +261,7 @@ def test_a_drained_worker_starts_anyway_after_drained_node_wait_s(
     fake_ray.alive = {"node-a": True}  # a one-node cluster: the node never goes
     fake_ray.finish(slot.run_ref, {"drained": True, "node_id": "node-a"})
     assert rt.check() == []
-    clock.advance(rt.settings.runtime.drained_node_wait_s - 1)
+    clock.advance(rt.settings.supervisor.drained_node_wait_s - 1)
     assert rt.check() == []
     clock.advance(1)
     assert rt.check() == ["worker-0"]
@@ -306,7 +306,7 @@ def test_a_worker_that_never_gets_ready_is_given_up_and_tried_again(
     fake_ray.finish(slot.run_ref, RuntimeError("killed"))
     rt.check()
     stuck = slot.handle
-    clock.advance(rt.settings.runtime.worker_start_timeout_s + 1)
+    clock.advance(rt.settings.supervisor.worker_start_timeout_s + 1)
     rt.check()
     assert stuck in fake_ray.killed
     assert slot.handle is None

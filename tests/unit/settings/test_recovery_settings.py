@@ -1,5 +1,6 @@
-"""The runtime settings of recovery: how long a worker retries a delivery, and how often
-the supervisor checks for a broker that lost its topics. Both must be positive."""
+"""The settings of recovery: how long a worker retries a delivery
+(``worker.publish_retry_s``), and how often the supervisor checks for a broker that
+lost its topics (``supervisor.broker_check_s``). Both must be positive."""
 
 from __future__ import annotations
 
@@ -19,38 +20,42 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_recovery_settings_have_positive_defaults() -> None:
-    r = load_runtime_settings().runtime
-    assert r.publish_retry_s == 120.0
-    assert r.broker_check_s == 2.0
-
-
-@pytest.mark.parametrize("name", ["publish_retry_s", "broker_check_s"])
-def test_a_positive_value_is_taken(name: str) -> None:
-    s = load_runtime_settings(runtime={name: 0.25})
-    assert getattr(s.runtime, name) == 0.25
-
-
-@pytest.mark.parametrize("name", ["publish_retry_s", "broker_check_s"])
-@pytest.mark.parametrize("value", [0, 0.0, -1, -0.5, "soon"])
-def test_a_non_positive_value_raises_settings_error_naming_the_setting(
-    name: str, value: object
-) -> None:
-    with pytest.raises(SettingsError, match=rf"runtime\.{name}"):
-        load_runtime_settings(runtime={name: value})
+    s = load_runtime_settings()
+    assert s.worker.publish_retry_s == 120.0
+    assert s.supervisor.broker_check_s == 2.0
 
 
 @pytest.mark.parametrize(
-    ("variable", "name"),
+    ("section", "name"), [("worker", "publish_retry_s"), ("supervisor", "broker_check_s")]
+)
+def test_a_positive_value_is_taken(section: str, name: str) -> None:
+    s = load_runtime_settings(**{section: {name: 0.25}})
+    assert getattr(getattr(s, section), name) == 0.25
+
+
+@pytest.mark.parametrize(
+    ("section", "name"), [("worker", "publish_retry_s"), ("supervisor", "broker_check_s")]
+)
+@pytest.mark.parametrize("value", [0, 0.0, -1, -0.5, "soon"])
+def test_a_non_positive_value_raises_settings_error_naming_the_setting(
+    section: str, name: str, value: object
+) -> None:
+    with pytest.raises(SettingsError, match=rf"{section}\.{name}"):
+        load_runtime_settings(**{section: {name: value}})
+
+
+@pytest.mark.parametrize(
+    ("variable", "section", "name"),
     [
-        ("STREAMLABEL_RUNTIME__PUBLISH_RETRY_S", "publish_retry_s"),
-        ("STREAMLABEL_RUNTIME__BROKER_CHECK_S", "broker_check_s"),
+        ("STREAMLABEL_WORKER__PUBLISH_RETRY_S", "worker", "publish_retry_s"),
+        ("STREAMLABEL_SUPERVISOR__BROKER_CHECK_S", "supervisor", "broker_check_s"),
     ],
 )
 def test_the_environment_sets_them_and_is_validated_too(
-    monkeypatch: pytest.MonkeyPatch, variable: str, name: str
+    monkeypatch: pytest.MonkeyPatch, variable: str, section: str, name: str
 ) -> None:
     monkeypatch.setenv(variable, "7.5")
-    assert getattr(load_runtime_settings().runtime, name) == 7.5
+    assert getattr(getattr(load_runtime_settings(), section), name) == 7.5
     monkeypatch.setenv(variable, "0")
-    with pytest.raises(SettingsError, match=rf"runtime\.{name}"):
+    with pytest.raises(SettingsError, match=rf"{section}\.{name}"):
         load_runtime_settings()

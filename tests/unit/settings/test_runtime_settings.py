@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from streamlabel.errors import SettingsError
-from streamlabel.settings.runtime import KafkaSettings, RuntimeSettings, load_runtime_settings
+from streamlabel.settings.kafka import KafkaSettings
+from streamlabel.settings.runtime import RuntimeSettings, load_runtime_settings
 
 SASL = {
     "bootstrap_servers": "broker-1:9093,broker-2:9093",
@@ -43,7 +44,7 @@ def toml_file(tmp_path: Path) -> Path:
     return write(
         tmp_path / "streamlabel.toml",
         '[kafka]\ngroup_id = "from-file"\nclient_id = "file-client"\ntopic_prefix = "file."\n'
-        "[runtime]\nworkers = 3\nbatch_size = 16\n"
+        "[supervisor]\nworkers = 3\n[worker]\nbatch_size = 16\n"
         "[store]\ntop_k = 7\n",
     )
 
@@ -53,7 +54,7 @@ def test_defaults_apply_without_file_env_or_overrides() -> None:
     s = load_runtime_settings()
     assert s.kafka.bootstrap_servers is None
     assert (s.kafka.topic_prefix, s.kafka.group_id) == ("sl.", "streamlabel")
-    assert (s.runtime.workers, s.runtime.embedder) == (2, "auto")
+    assert (s.supervisor.workers, s.supervisor.embedder) == (2, "auto")
     assert s.store.top_k == 5
 
 
@@ -64,7 +65,7 @@ def test_a_toml_file_sets_values_in_every_section(toml_file: Path) -> None:
         "file-client",
         "file.",
     )
-    assert (s.runtime.workers, s.runtime.batch_size) == (3, 16)
+    assert (s.supervisor.workers, s.worker.batch_size) == (3, 16)
     assert s.store.top_k == 7
     assert s.kafka.partitions == 4  # unset in the file: default
 
@@ -72,19 +73,19 @@ def test_a_toml_file_sets_values_in_every_section(toml_file: Path) -> None:
 def test_a_json_file_sets_values_like_a_toml_file(tmp_path: Path) -> None:
     path = write(
         tmp_path / "settings.json",
-        json.dumps({"kafka": {"group_id": "from-json"}, "runtime": {"workers": 5}}),
+        json.dumps({"kafka": {"group_id": "from-json"}, "supervisor": {"workers": 5}}),
     )
     s = load_runtime_settings(str(path))
-    assert (s.kafka.group_id, s.runtime.workers) == ("from-json", 5)
+    assert (s.kafka.group_id, s.supervisor.workers) == ("from-json", 5)
 
 
 def test_environment_beats_the_file(toml_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMLABEL_KAFKA__GROUP_ID", "from-env")
-    monkeypatch.setenv("STREAMLABEL_RUNTIME__WORKERS", "9")
+    monkeypatch.setenv("STREAMLABEL_SUPERVISOR__WORKERS", "9")
     s = load_runtime_settings(toml_file)
-    assert (s.kafka.group_id, s.runtime.workers) == ("from-env", 9)
+    assert (s.kafka.group_id, s.supervisor.workers) == ("from-env", 9)
     assert s.kafka.client_id == "file-client"  # the file still sets what env does not
-    assert s.runtime.batch_size == 16
+    assert s.worker.batch_size == 16
 
 
 def test_overrides_beat_the_environment_and_the_file(
@@ -96,15 +97,15 @@ def test_overrides_beat_the_environment_and_the_file(
     assert s.kafka.group_id == "from-override"
     assert s.kafka.client_id == "env-client"  # an override of one field keeps the others
     assert s.kafka.topic_prefix == "file."
-    assert s.runtime.workers == 3
+    assert s.supervisor.workers == 3
 
 
 def test_environment_alone_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMLABEL_KAFKA__BOOTSTRAP_SERVERS", "kafka:9092")
-    monkeypatch.setenv("STREAMLABEL_RUNTIME__EMBEDDER", "actor")
+    monkeypatch.setenv("STREAMLABEL_SUPERVISOR__EMBEDDER", "actor")
     s = load_runtime_settings()
     assert s.kafka.bootstrap_servers == "kafka:9092"
-    assert s.runtime.embedder == "actor"
+    assert s.supervisor.embedder == "actor"
 
 
 def test_a_secret_from_the_environment_completes_sasl_settings_from_overrides(
@@ -152,9 +153,11 @@ def test_cross_field_rules_apply_to_the_merged_settings_not_to_each_source(
         ({"kafka": {"partitions": 0}}, "kafka.partitions"),
         ({"kafka": {"security_protocol": "TLS"}}, "kafka.security_protocol"),
         ({"kafka": {"unknown_knob": 1}}, "kafka.unknown_knob"),
-        ({"runtime": {"workers": 0}}, "runtime.workers"),
-        ({"runtime": {"embedder": "gpu"}}, "runtime.embedder"),
-        ({"runtime": {"drift_sample": 1.5}}, "runtime.drift_sample"),
+        ({"supervisor": {"workers": 0}}, "supervisor.workers"),
+        ({"supervisor": {"embedder": "gpu"}}, "supervisor.embedder"),
+        ({"worker": {"drift_sample": 1.5}}, "worker.drift_sample"),
+        ({"logging": {"level": "loud"}}, "logging.level"),
+        ({"learner": {"snapshot_every_records": 0}}, "learner.snapshot_every_records"),
         ({"ray": {"worker_num_cpus": -1}}, "ray.worker_num_cpus"),
         ({"store": {"top_k": 0}}, "store.top_k"),
     ],
@@ -169,8 +172,8 @@ def test_an_invalid_override_raises_settings_error_naming_the_setting(
 def test_an_invalid_environment_variable_names_the_setting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("STREAMLABEL_RUNTIME__WORKERS", "many")
-    with pytest.raises(SettingsError, match=r"runtime\.workers"):
+    monkeypatch.setenv("STREAMLABEL_SUPERVISOR__WORKERS", "many")
+    with pytest.raises(SettingsError, match=r"supervisor\.workers"):
         load_runtime_settings()
 
 
@@ -265,17 +268,17 @@ def test_blank_bootstrap_servers_mean_the_embedded_broker() -> None:
 
 # -------------------------------------------------------------------- pickle
 def test_settings_survive_pickling_for_ray_actors(toml_file: Path) -> None:
-    s = load_runtime_settings(toml_file, kafka=SASL, runtime={"state_dir": "/var/lib/sl"})
+    s = load_runtime_settings(toml_file, kafka=SASL, learner={"state_dir": "/var/lib/sl"})
     copy = pickle.loads(pickle.dumps(s))
     assert isinstance(copy, RuntimeSettings)
     assert copy == s
     assert copy.kafka.sasl_password is not None
     assert copy.kafka.sasl_password.get_secret_value() == "hunter2-secret"
     assert copy.kafka.client_kwargs() == s.kafka.client_kwargs()
-    assert copy.runtime.state_dir == "/var/lib/sl"
+    assert copy.learner.state_dir == "/var/lib/sl"
 
 
 def test_settings_are_frozen() -> None:
     s = load_runtime_settings()
     with pytest.raises(ValueError, match="frozen"):
-        s.runtime.workers = 4  # type: ignore[misc]
+        s.supervisor.workers = 4  # type: ignore[misc]

@@ -1,5 +1,5 @@
-"""Settings of the endpoint (``metrics.*``) and of autoscaling (``runtime.autoscale``
-and its bounds): defaults, sources, and errors that name the setting."""
+"""Settings of the endpoint (``metrics.*``) and of autoscaling (``scaling.*``, and its
+bounds around ``supervisor.workers``): defaults, sources, and errors that name the setting."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from streamlabel.core.autoscale import AutoscalePolicy
 from streamlabel.errors import SettingsError
-from streamlabel.settings.runtime import MetricsSettings, load_runtime_settings
+from streamlabel.settings.deployment import MetricsSettings
+from streamlabel.settings.runtime import load_runtime_settings
 
 
 @pytest.fixture(autouse=True)
@@ -73,74 +75,87 @@ def test_an_invalid_metrics_environment_variable_is_named(
 
 # ---------------------------------------------------------------- autoscale
 def test_autoscale_defaults() -> None:
-    r = load_runtime_settings().runtime
-    assert (r.autoscale, r.min_workers, r.max_workers, r.target_lag_per_worker) == (
+    sc = load_runtime_settings().scaling
+    assert (sc.enabled, sc.min_workers, sc.max_workers, sc.target_lag_per_worker) == (
         False,
         1,
         None,
         5000,
     )
-    assert (r.scale_up_after_s, r.scale_down_after_s, r.scale_cooldown_s) == (30.0, 300.0, 60.0)
+    assert (sc.scale_up_after_s, sc.scale_down_after_s, sc.scale_cooldown_s) == (
+        30.0,
+        300.0,
+        60.0,
+    )
+
+
+def test_the_default_scaling_settings_produce_exactly_the_core_policy_defaults() -> None:
+    """Every default lives once, in the core: the windows come from ``AutoscalePolicy``."""
+    policy = load_runtime_settings().scaling.to_policy(partitions=4)
+    assert policy == AutoscalePolicy(1, 4, target_lag_per_worker=5000)
+
+
+def scaled(supervisor: dict[str, Any], scaling: dict[str, Any], **more: Any) -> Any:
+    return load_runtime_settings(supervisor=supervisor, scaling=scaling, **more)
 
 
 def test_autoscale_with_workers_within_the_bounds_is_accepted() -> None:
-    r = load_runtime_settings(
-        runtime={"autoscale": True, "workers": 3, "min_workers": 2, "max_workers": 6}
-    ).runtime
-    assert (r.autoscale, r.workers, r.min_workers, r.max_workers) == (True, 3, 2, 6)
+    s = scaled({"workers": 3}, {"enabled": True, "min_workers": 2, "max_workers": 6})
+    sc = s.scaling
+    assert (sc.enabled, s.supervisor.workers, sc.min_workers, sc.max_workers) == (True, 3, 2, 6)
 
 
 def test_the_bounds_are_not_checked_without_autoscale() -> None:
-    r = load_runtime_settings(runtime={"workers": 5, "min_workers": 3, "max_workers": 2}).runtime
-    assert (r.workers, r.min_workers, r.max_workers) == (5, 3, 2)
+    s = scaled({"workers": 5}, {"min_workers": 3, "max_workers": 2})
+    assert (s.supervisor.workers, s.scaling.min_workers, s.scaling.max_workers) == (5, 3, 2)
 
 
 @pytest.mark.parametrize(
-    "runtime",
+    ("workers", "bounds"),
     [
-        {"workers": 7, "max_workers": 6},
-        {"workers": 1, "min_workers": 2},
-        {"workers": 2, "min_workers": 3, "max_workers": 2},  # min > max: no count fits
+        (7, {"max_workers": 6}),
+        (1, {"min_workers": 2}),
+        (2, {"min_workers": 3, "max_workers": 2}),  # min > max: no count fits
     ],
     ids=["above-max", "below-min", "min-above-max"],
 )
-def test_autoscale_with_workers_outside_the_bounds_names_runtime_and_the_bounds(
-    runtime: dict[str, Any],
+def test_autoscale_with_workers_outside_the_bounds_names_the_settings_and_the_bounds(
+    workers: int, bounds: dict[str, Any]
 ) -> None:
     with pytest.raises(SettingsError) as caught:
-        load_runtime_settings(runtime={"autoscale": True, **runtime})
+        scaled({"workers": workers}, {"enabled": True, **bounds})
     text = str(caught.value)
-    assert "runtime" in text
-    assert "min_workers" in text
-    assert "max_workers" in text
-    assert f"workers={runtime['workers']}" in text
+    assert "scaling.enabled" in text
+    assert "scaling.min_workers" in text
+    assert "scaling.max_workers" in text
+    assert f"supervisor.workers={workers}" in text
 
 
 def test_the_bounds_are_checked_on_the_merged_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     """autoscale from the environment, workers from the overrides: validated together."""
-    monkeypatch.setenv("STREAMLABEL_RUNTIME__AUTOSCALE", "true")
-    monkeypatch.setenv("STREAMLABEL_RUNTIME__MAX_WORKERS", "2")
+    monkeypatch.setenv("STREAMLABEL_SCALING__ENABLED", "true")
+    monkeypatch.setenv("STREAMLABEL_SCALING__MAX_WORKERS", "2")
     with pytest.raises(SettingsError, match="min_workers"):
-        load_runtime_settings(runtime={"workers": 3})
-    assert load_runtime_settings(runtime={"workers": 2}).runtime.autoscale is True
+        load_runtime_settings(supervisor={"workers": 3})
+    assert load_runtime_settings(supervisor={"workers": 2}).scaling.enabled is True
 
 
 @pytest.mark.parametrize(
-    ("runtime", "named"),
+    ("scaling", "named"),
     [
-        ({"min_workers": 0}, "runtime.min_workers"),
-        ({"max_workers": 0}, "runtime.max_workers"),
-        ({"max_workers": 2000}, "runtime.max_workers"),
-        ({"target_lag_per_worker": 0}, "runtime.target_lag_per_worker"),
-        ({"scale_up_after_s": -1}, "runtime.scale_up_after_s"),
-        ({"scale_down_after_s": -1}, "runtime.scale_down_after_s"),
-        ({"scale_cooldown_s": -0.5}, "runtime.scale_cooldown_s"),
-        ({"autoscale": "sometimes"}, "runtime.autoscale"),
+        ({"min_workers": 0}, "scaling.min_workers"),
+        ({"max_workers": 0}, "scaling.max_workers"),
+        ({"max_workers": 2000}, "scaling.max_workers"),
+        ({"target_lag_per_worker": 0}, "scaling.target_lag_per_worker"),
+        ({"scale_up_after_s": -1}, "scaling.scale_up_after_s"),
+        ({"scale_down_after_s": -1}, "scaling.scale_down_after_s"),
+        ({"scale_cooldown_s": -0.5}, "scaling.scale_cooldown_s"),
+        ({"enabled": "sometimes"}, "scaling.enabled"),
     ],
 )
-def test_an_invalid_autoscale_setting_is_named(runtime: dict[str, Any], named: str) -> None:
+def test_an_invalid_autoscale_setting_is_named(scaling: dict[str, Any], named: str) -> None:
     with pytest.raises(SettingsError, match=named.replace(".", r"\.")):
-        load_runtime_settings(runtime=runtime)
+        load_runtime_settings(scaling=scaling)
 
 
 def test_autoscale_rejects_more_workers_than_partitions_when_max_workers_is_unset() -> None:
@@ -150,4 +165,4 @@ def test_autoscale_rejects_more_workers_than_partitions_when_max_workers_is_unse
     accepted (the check uses 1024) and the scaler then stops 2 of the 6 workers it just
     started at its first reading."""
     with pytest.raises(SettingsError, match="max_workers"):
-        load_runtime_settings(kafka={"partitions": 4}, runtime={"autoscale": True, "workers": 6})
+        scaled({"workers": 6}, {"enabled": True}, kafka={"partitions": 4})

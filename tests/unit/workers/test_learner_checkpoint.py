@@ -1,7 +1,10 @@
 """The learner's checkpoint and restart on fake Kafka clients (no broker, no Ray).
 
-* a snapshot that is corrupt, not a map, or of another format is refused
-  (:class:`SnapshotError`), and a learner does not start on it;
+* a snapshot that is corrupt, not a map, or of another format is not trusted
+  (:class:`SnapshotError`): the previous snapshot is used, else the changelog,
+  with a critical alert; snapshots are fsynced; a full disk is not fatal (nothing
+  is committed until a snapshot is written); two learners cannot share a state
+  directory;
 * a snapshot is due after enough records or enough time, never without records;
 * a crash after the snapshot and before the outbox was marked published: the
   restarted learner republishes the outbox exactly once (a second restart does not);
@@ -22,9 +25,9 @@ import pytest
 import structlog
 from kafka.structs import TopicPartition
 
-from streamlabel.errors import SnapshotError
+from streamlabel.errors import SnapshotError, StreamlabelError
 from streamlabel.kafka.topics import Topics
-from streamlabel.schemas import ClassEvent, Feedback, decode, encode
+from streamlabel.schemas import ClassEvent, DriftAlert, Feedback, decode, encode
 from streamlabel.settings.runtime import load_runtime_settings
 from streamlabel.testing import HashEmbedder, ManualClock
 from streamlabel.testing.kafka import FakeChangelog, FakeConsumer, FakePublisher, consumed
@@ -74,7 +77,8 @@ class Rig:
         settings = load_runtime_settings(
             None,
             kafka={"topic_prefix": "t."},
-            runtime={"state_dir": str(state_dir), "log_level": "warning"},
+            learner={"state_dir": str(state_dir)},
+            logging={"level": "warning"},
             metrics={"enabled": False},
         )
         self.consumer = FakeConsumer({FEEDBACK}, polls=list(polls))
@@ -115,20 +119,84 @@ def test_a_corrupt_snapshot_is_refused(tmp_path: Path) -> None:
     [({"format": SNAPSHOT_FORMAT - 1, "seq": 3}, "1"), ({"seq": 3}, "None"), ([1, 2], "'list'")],
     ids=["older-format", "no-format", "not-a-map"],
 )
-def test_a_snapshot_of_another_format_is_refused(tmp_path: Path, content: Any, found: str) -> None:
+def test_a_snapshot_of_another_format_is_not_trusted(
+    tmp_path: Path, content: Any, found: str
+) -> None:
     path = tmp_path / "learner.snapshot"
     path.write_bytes(msgpack.packb(content))
     with pytest.raises(SnapshotError, match=f"has format {found}"):
-        Checkpoint(path).restore()
+        read_snapshot(path)
+    checkpoint = Checkpoint(path)
+    assert checkpoint.restore() == (None, [])
+    assert len(checkpoint.skipped) == 1
+    assert f"has format {found}" in checkpoint.skipped[0]
 
 
-def test_a_learner_does_not_start_on_a_corrupt_snapshot(tmp_path: Path) -> None:
-    rig = Rig(tmp_path)
-    rig.learner.path.parent.mkdir(parents=True, exist_ok=True)
-    rig.learner.path.write_bytes(b"\x00garbage")
-    with pytest.raises(SnapshotError):
-        rig.start()
-    assert rig.consumer.subscribed == []  # refused before connecting
+def test_an_unusable_snapshot_falls_back_to_the_one_before(tmp_path: Path) -> None:
+    c = Checkpoint(tmp_path / "l.snapshot")
+    c.write({"state": 1}, {"t.feedback:0": 3}, 0, [])
+    c.write({"state": 2}, {"t.feedback:0": 9}, 0, [])
+    assert c.previous.exists()
+    c.path.write_bytes(b"\x00garbage")  # the newest is torn
+    snap, _ = (restored := Checkpoint(c.path)).restore()
+    assert snap is not None
+    assert (snap.seq, snap.engine, snap.offsets) == (1, {"state": 1}, {"t.feedback:0": 3})
+    assert len(restored.skipped) == 1
+    assert "is corrupt" in restored.skipped[0]
+
+
+def test_a_learner_on_a_corrupt_snapshot_starts_from_the_changelog_with_an_alert(
+    tmp_path: Path,
+) -> None:
+    first = Rig(tmp_path, polls=[{FEEDBACK: [feedback(0, "python list dict", "python")]}])
+    first.start().step()
+    first.learner.close()
+    events = first.class_events()
+    first.learner.path.write_bytes(b"\x00garbage")
+    first.learner.checkpoint.previous.unlink(missing_ok=True)
+
+    rig = Rig(tmp_path, events=events)
+    stats = rig.start().stats()
+    assert (stats["restored_from"], stats["snapshots_skipped"]) == ("changelog", 1)
+    assert stats["classes"] == 1
+    alerts = [decode(r[2], DriftAlert) for r in rig.publisher.on("alerts")]
+    assert [(a.kind, a.severity) for a in alerts] == [("snapshot_fallback", "critical")]
+    assert "is corrupt" in alerts[0].detail
+
+
+def test_a_snapshot_is_written_durably(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    Checkpoint(tmp_path / "l.snapshot").write({}, {}, 0, [])
+    assert len(synced) >= 2  # the file, then its directory
+
+
+def test_a_snapshot_the_disk_refuses_is_not_fatal_and_nothing_is_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = Rig(tmp_path, polls=[{FEEDBACK: [feedback(0, "python list dict", "python")]}])
+    learner = rig.start()
+
+    def full(*args: Any, **kwargs: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(learner.checkpoint, "write", full)
+    assert learner.step() == 1  # the step completes
+    stats = learner.stats()
+    assert stats["snapshot_failures"] == 1
+    assert [e.class_id for e in rig.class_events()] == ["python"]  # published anyway
+    assert rig.consumer.commit_history() == []  # a restart reads the feedback again
+
+
+def test_two_learners_cannot_share_a_state_directory(tmp_path: Path) -> None:
+    first = Rig(tmp_path)
+    first.start()
+    second = Rig(tmp_path)
+    with pytest.raises(StreamlabelError, match="another learner holds"):
+        second.start()
+    first.learner.close()  # released on close (and when the process dies)
+    assert second.start().stats()["running"] is False
 
 
 def test_a_snapshot_round_trips_with_its_outbox_until_marked_published(tmp_path: Path) -> None:
@@ -176,6 +244,7 @@ def test_an_outbox_not_marked_published_is_republished_exactly_once(tmp_path: Pa
     learner.probe = CrashAt("after_snapshot")  # checkpoint written, nothing published
     with pytest.raises(CrashError):
         learner.step()
+    learner.checkpoint.unlock()  # the process died: the OS drops its lock
     assert crashed.publisher.sent == []
     snap = read_snapshot(learner.path)
     assert snap is not None

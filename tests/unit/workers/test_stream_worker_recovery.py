@@ -68,12 +68,13 @@ class Rig:
         embedder: HashEmbedder | None = None,
         *,
         clock: ManualClock | None = None,
-        **runtime: Any,
+        **worker: Any,
     ) -> None:
         settings = load_runtime_settings(
             None,
             kafka={"topic_prefix": "t.", "max_poll_interval_ms": LIMIT_MS},
-            runtime={"batch_size": 16, "log_level": "warning", "overlap": True, **runtime},
+            worker={"batch_size": 16, "overlap": True, **worker},
+            logging={"level": "warning"},
             metrics={"enabled": False},
         )
         self.consumer = consumer
@@ -405,9 +406,9 @@ def test_with_a_latency_target_the_worker_polls_fewer_records_after_a_slow_batch
 
 
 def test_overlap_is_off_unless_asked_for() -> None:
-    def overlap(**runtime: Any) -> bool:
+    def overlap(**worker: Any) -> bool:
         settings = load_runtime_settings(
-            None, kafka={"topic_prefix": "t."}, runtime={"log_level": "warning", **runtime}
+            None, kafka={"topic_prefix": "t."}, logging={"level": "warning"}, worker=worker
         )
         return StreamWorker(settings, "worker-o").overlap
 

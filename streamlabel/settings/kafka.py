@@ -1,0 +1,152 @@
+"""The Kafka cluster and the clients' behaviour (``kafka.*``), and the one exporter
+of the clients' keyword arguments (:meth:`KafkaSettings.client_kwargs`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from streamlabel.errors import SettingsError
+from streamlabel.settings.loader import Section
+
+__all__ = ["KafkaSettings"]
+
+_HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+class KafkaSettings(Section):
+    """The Kafka cluster and the clients' behaviour."""
+
+    bootstrap_servers: str | None = Field(
+        default=None, description="host:port[,host:port]; None starts the embedded broker."
+    )
+    topic_prefix: str = Field(
+        default="sl.",
+        pattern=r"^[A-Za-z0-9._\-]*$",
+        max_length=200,
+        description="Prefix of every topic this deployment owns (items, labels, classes...).",
+    )
+    items_topic: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._\-]+$",
+        max_length=249,
+        description="The input topic; None = <topic_prefix>items. Two deployments (say, "
+        "two model versions during a roll-out) can read one input topic this way.",
+    )
+    feedback_topic: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._\-]+$",
+        max_length=249,
+        description="The feedback topic; None = <topic_prefix>feedback (shareable like items).",
+    )
+    new_group_start: Literal["earliest", "latest"] = Field(
+        default="earliest",
+        description="Where a stream-worker group with no committed offset starts on the items "
+        "topic: earliest labels what is retained, latest only what arrives from now on.",
+    )
+    partitions: int = Field(default=4, ge=1, le=10_000, description="Partitions of new topics.")
+    replication_factor: int = Field(default=1, ge=1, le=16, description="Replicas of new topics.")
+    create_topics: bool = Field(default=True, description="Create missing topics at start-up.")
+    group_id: str = Field(
+        default="streamlabel",
+        min_length=1,
+        description="Consumer group of the stream workers (the learner's adds .learner).",
+    )
+    client_id: str = Field(
+        default="streamlabel", min_length=1, description="Client id the broker logs."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How clients talk to the brokers."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism (required with a SASL protocol)."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (never logged)."
+    )
+    ssl_cafile: str | None = Field(default=None, description="CA bundle that signs the brokers.")
+    ssl_certfile: str | None = Field(default=None, description="Client certificate (mTLS).")
+    ssl_keyfile: str | None = Field(default=None, description="Client key (mTLS).")
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        le=300_000,
+        description="A consumer silent this long leaves the group (its partitions move).",
+    )
+    heartbeat_interval_ms: int = Field(
+        default=3000, ge=100, description="Consumer heartbeats; at most a third of the session."
+    )
+    max_poll_interval_ms: int = Field(
+        default=300_000,
+        ge=1000,
+        description="A consumer that does not poll this long leaves the group.",
+    )
+    request_timeout_ms: int = Field(
+        default=30_000, ge=1000, le=300_000, description="Deadline of one broker request."
+    )
+    bootstrap_timeout_ms: int = Field(
+        default=30_000,
+        ge=1000,
+        le=600_000,
+        description="How long a client tries kafka.bootstrap_servers before giving up "
+        "(start-up fails naming the address).",
+    )
+    startup_wait_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=86_400,
+        description="How long `streamlabel run` keeps retrying at start-up while Kafka or "
+        "its topics are not there yet (a broker starting next to it); 0 = fail at once.",
+    )
+    delivery_timeout_s: float = Field(
+        default=30.0, gt=0, description="Flush deadline before a batch counts as undelivered."
+    )
+    linger_ms: int = Field(
+        default=5, ge=0, le=1000, description="How long the producer waits to fill a batch."
+    )
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _hostports(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        for part in v.split(","):
+            if not _HOSTPORT.match(part.strip()):
+                raise ValueError(f"{part.strip()!r} is not host:port")
+        return v
+
+    @model_validator(mode="after")
+    def _security(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism is None:
+                raise ValueError("sasl_mechanism is required with a SASL security_protocol")
+            if not self.sasl_username or self.sasl_password is None:
+                raise ValueError("sasl_username and sasl_password are required with SASL")
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
+        return self
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by every kafka-python client (the one exporter)."""
+        if self.bootstrap_servers is None:
+            raise SettingsError("kafka.bootstrap_servers is not set (start the embedded broker)")
+        kw: dict[str, Any] = {
+            "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",")],
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+            "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
+        }
+        if self.sasl_mechanism is not None:
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name):
+                kw[name] = getattr(self, name)
+        return kw

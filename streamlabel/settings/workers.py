@@ -1,0 +1,79 @@
+"""The actors' own settings: the stream workers (``worker.*``) and the learner
+(``learner.*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from streamlabel.settings.loader import Section
+
+__all__ = ["LearnerSettings", "WorkerSettings"]
+
+
+class WorkerSettings(Section):
+    """A stream worker's loop: polls, the model's batches, deliveries.
+
+    The learner shares ``poll_timeout_ms``, ``torch_threads`` and ``publish_retry_s``.
+    """
+
+    batch_size: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Max records per poll. Larger polls embed faster (the model sorts a "
+        "poll's texts by length, so batches carry less padding) at the cost of latency.",
+    )
+    poll_timeout_ms: int = Field(
+        default=200, ge=1, le=60_000, description="How long one poll waits for records."
+    )
+    batch_target_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="Adaptive batch size: polls sized so that embedding and classifying one "
+        "batch takes about this long (between worker.min_batch_size and "
+        "worker.batch_size); None = every poll asks for worker.batch_size.",
+    )
+    min_batch_size: int = Field(
+        default=16, ge=1, le=100_000, description="The smallest adaptive poll."
+    )
+    overlap: bool = Field(
+        default=False,
+        description="Pipelined step: the model embeds a batch on its own thread while the "
+        "worker settles the batch before (delivery, commit) and prefetches the next. Off by "
+        "default: on 2 CPU cores it measured no throughput gain, local model or shared "
+        "actor, and a higher latency. Meant for a model on another device (a GPU), where "
+        "Kafka round trips are a real share of a batch: measure it there. At most one batch "
+        "is sent and uncommitted either way.",
+    )
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="Threads per local embedder; None = cores / workers."
+    )
+    drift_sample: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Share of items sent to the learner's detectors."
+    )
+    max_inflight_observations: int = Field(
+        default=8,
+        ge=1,
+        description="Observation batches a worker may have on their way to the learner "
+        "(more are dropped: drift detection is best effort).",
+    )
+    publish_retry_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a worker retries delivering a batch (fresh producer, backoff) "
+        "before it fails; covers a broker restart.",
+    )
+
+
+class LearnerSettings(Section):
+    """The learner's snapshots."""
+
+    state_dir: str | None = Field(
+        default=None, description="Learner snapshots; None = a temporary directory (not durable)."
+    )
+    snapshot_every_s: float = Field(
+        default=30.0, gt=0, description="The learner snapshots at least this often..."
+    )
+    snapshot_every_records: int = Field(
+        default=5000, ge=1, description="...or after this many input records."
+    )
