@@ -16,7 +16,10 @@ checked:
    templates of the workloads and of the RayClusters, with the labels KubeRay adds;
 4. references from pod templates resolve to rendered objects: ConfigMaps, Secrets, PVCs,
    ServiceAccounts, volumes of volumeMounts, named ports of probes and preStop hooks. Secrets
-   that an operator creates by hand (OPERATOR_SECRETS) are reported as NOTE lines instead.
+   that an operator creates by hand (OPERATOR_SECRETS) are reported as NOTE lines instead;
+5. the security policy of k8s/policy.py: hardened securityContexts, Ray token authentication,
+   NetworkPolicies around the Ray pods (the head's ports not open to all, Kafka egress on the
+   settings' port), Kafka Secrets only in the pods that talk to Kafka.
 
 Prints ``OK <dir>: N objects`` per directory, or one line per error
 (``<dir> <kind>/<name>: <json path>: <message>``), and exits 1 on any error.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import os
 import subprocess
@@ -34,6 +38,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -60,6 +65,20 @@ RAY_HEAD_DEFAULT_PORTS = {"gcs-server": 6379, "dashboard": 8265, "client": 10001
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 
 Obj = dict[str, Any]
+
+
+def _load_policy() -> ModuleType:
+    """k8s/policy.py, loaded by path: this file runs as a script and is loaded by path in tests."""
+    spec = importlib.util.spec_from_file_location("k8s_policy", K8S_DIR / "policy.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+policy = _load_policy()
 
 
 class RenderError(RuntimeError):
@@ -694,6 +713,7 @@ def check(objs: Iterable[Obj]) -> Report:
     checker.schemas()
     checker.selectors()
     checker.references()
+    policy.check(checker.objs, checker.pods, selector_matches, report)
     return report
 
 

@@ -201,6 +201,7 @@ def test_ray_without_token_authentication_fails(dev: Objs, auth: Any) -> None:
 
 def test_ray_pods_no_network_policy_selects_fail(dev: Objs) -> None:
     dev.remove(find(dev, "NetworkPolicy", "streamlabel-ray"))
+    dev.remove(find(dev, "NetworkPolicy", "streamlabel-kafka-clients"))  # an Egress policy too
     errors = errors_of(dev)
     worker = "$.spec.workerGroupSpecs[0].template: no NetworkPolicy with policyType"
     assert f"{worker} Ingress selects this Ray pod" in errors
@@ -209,6 +210,7 @@ def test_ray_pods_no_network_policy_selects_fail(dev: Objs) -> None:
 
 def test_a_ray_pod_without_egress_policy_fails(dev: Objs) -> None:
     find(dev, "NetworkPolicy", "streamlabel-ray")["spec"]["policyTypes"] = ["Ingress"]
+    dev.remove(find(dev, "NetworkPolicy", "streamlabel-kafka-clients"))
     errors = errors_of(dev)
     assert "workerGroupSpecs[0].template: no NetworkPolicy with policyType Egress" in errors
     assert "Ingress selects" not in errors
@@ -246,7 +248,7 @@ OPEN_RULES = {
 def test_head_ports_open_to_all_fail(dev: Objs, rule: str) -> None:
     ingress, message = OPEN_RULES[rule]
     find(dev, "NetworkPolicy", "streamlabel-ray-head")["spec"]["ingress"].append(ingress)
-    assert f"NetworkPolicy/streamlabel-ray-head: $.spec.ingress[1]" in errors_of(dev)
+    assert "NetworkPolicy/streamlabel-ray-head: $.spec.ingress[1]" in errors_of(dev)
     assert message in errors_of(dev)
 
 
@@ -270,6 +272,18 @@ def test_kafka_egress_on_another_port_than_the_settings_fails(
     assert "workerGroupSpecs[0].template" in errors
 
 
+def test_egress_to_the_ray_pods_does_not_count_as_kafka(dev: Objs) -> None:
+    """The Ray pods' rule to each other allows every port, but only towards Ray pods."""
+    dev.remove(find(dev, "NetworkPolicy", "streamlabel-kafka-clients"))
+    assert "no NetworkPolicy lets this Kafka client send to port 9092" in errors_of(dev)
+
+
+def test_egress_to_any_address_counts_as_kafka(base: Objs) -> None:
+    rules = find(base, "NetworkPolicy", "streamlabel-kafka-clients")["spec"]["egress"]
+    rules[0]["to"] = [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    assert errors_of(base) == ""
+
+
 def test_kafka_ports_come_from_the_settings(base: Objs, dev: Objs) -> None:
     assert policy.kafka_ports(base) == {9093}
     assert policy.kafka_ports(dev) == {9092}
@@ -283,9 +297,7 @@ def test_kafka_credentials_in_a_worker_fail(base: Objs) -> None:
     sasl = [e for e in head_env if e["name"].startswith("STREAMLABEL_KAFKA__SASL_")]
     assert sasl, "the head holds the credentials"
     worker_pod(base)["spec"]["containers"][0]["env"] += sasl
-    assert "Secret 'streamlabel-kafka-credentials' belongs on the Ray head only" in errors_of(
-        base
-    )
+    assert "Secret 'streamlabel-kafka-credentials' belongs on the Ray head only" in errors_of(base)
 
 
 def test_kafka_credentials_as_env_from_in_the_submitter_fail(base: Objs) -> None:
