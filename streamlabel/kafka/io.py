@@ -48,6 +48,10 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
+MAX_RECORD_BYTES = 1_000_000
+"""The largest record the publisher sends (value, key and headers): under kafka-python's
+``max_request_size`` and Kafka's default ``message.max.bytes`` (both about 1 MiB)."""
+
 
 @contextlib.contextmanager
 def client_errors(settings: KafkaSettings) -> Iterator[None]:
@@ -180,13 +184,18 @@ class Publisher:
         topics: Topics,
         *,
         make: Callable[[KafkaSettings], Producer] | None = None,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self._settings = settings
         self._topics = topics
         self._make = make or make_producer
         self._producer: Producer | None = None
-        self._pending: list[Any] = []
+        self._pending: list[tuple[OutRecord, Any]] = []
+        self._max_record_bytes = max_record_bytes
         self.recreated = 0
+        self.unpublishable = 0
+        """Records that could never be published (too large, refused by the broker for
+        good): each went to the DLQ in its place, or was dropped if it was a dead letter."""
 
     @property
     def connected(self) -> bool:
@@ -217,17 +226,29 @@ class Publisher:
         *,
         partition: int | None = None,
     ) -> None:
-        """Queues one record; :meth:`flush` checks it was delivered."""
+        """Queues one record; :meth:`flush` checks it was delivered.
+
+        A record larger than ``max_record_bytes`` is not sent: a dead letter saying
+        so takes its place (a dead letter that large is dropped and logged).
+        """
         from kafka.errors import KafkaError
 
+        record: OutRecord = (topic, key, value, list(headers or []))
+        size = _record_bytes(record)
+        if size > self._max_record_bytes:
+            self._divert(record, f"{size} bytes, more than the {self._max_record_bytes} allowed")
+            return
         try:
             future = self.producer.send(
-                topic, key=key, value=value, headers=list(headers or []), partition=partition
+                topic, key=key, value=value, headers=record[3], partition=partition
             )
         except KafkaError as exc:
+            if exc.retriable is False:  # this record, for good: the others go on
+                self._divert(record, f"{type(exc).__name__}: {exc}")
+                return
             self._reset()
             raise PublishError(f"cannot send to {topic!r}: {exc}") from exc
-        self._pending.append((topic, future))
+        self._pending.append((record, future))
 
     def records(
         self, out: EngineOutput, *, event_headers: Sequence[tuple[str, bytes]] = ()
@@ -265,13 +286,18 @@ class Publisher:
         except KafkaError as exc:
             self._reset()
             raise PublishError(f"flush failed: {exc}") from exc
-        failed = [(topic, f) for topic, f in pending if not f.is_done or f.failed()]
+        failed = [(r, f) for r, f in pending if not f.is_done or f.failed()]
+        for_good = [(r, f) for r, f in failed if f.is_done and _permanent(f.exception)]
+        if for_good and len(for_good) == len(failed):  # only records the broker never takes
+            for record, future in for_good:
+                self._divert(record, f"{type(future.exception).__name__}: {future.exception}")
+            return len(pending) - len(for_good) + self.flush(timeout)
         if failed:
-            topic, first = failed[0]
+            record, first = failed[0]
             reason = first.exception if first.is_done else "not acknowledged in time"
             self._reset()
             raise PublishError(
-                f"{len(failed)} of {len(pending)} records undelivered ({topic}: {reason})"
+                f"{len(failed)} of {len(pending)} records undelivered ({record[0]}: {reason})"
             )
         return len(pending)
 
@@ -318,6 +344,19 @@ class Publisher:
                 log.warning("producer_close_failed", exc_info=True)
             self._producer = None
 
+    def _divert(self, record: OutRecord, why: str) -> None:
+        """Puts a dead letter in the place of a record that can never be published."""
+        topic, key, _, _ = record
+        self.unpublishable += 1
+        log.error("record_unpublishable", topic=topic, key=key, error=why)
+        if topic == self._topics.dlq:
+            return  # nothing is left to tell: dropped, logged and counted
+        letter = DeadLetter(
+            source=None, key=f"{topic}:".encode() + (key or b""), value=b"",
+            reason="unpublishable", error=f"a record for {topic!r} could not be published: {why}",
+        )  # fmt: skip
+        self.send(self._topics.dlq, _dlq_key(letter), letter.value, dead_letter_headers(letter))
+
     def _reset(self) -> None:
         """Drops the producer after a failure; the next send builds a new one."""
         producer, self._producer = self._producer, None
@@ -328,6 +367,16 @@ class Publisher:
                 producer.close(timeout=0)
             except Exception:
                 log.debug("producer_close_failed", exc_info=True)
+
+
+def _record_bytes(record: OutRecord) -> int:
+    _, key, value, headers = record
+    return len(value) + len(key or b"") + sum(len(k) + len(v) for k, v in headers)
+
+
+def _permanent(exc: BaseException | None) -> bool:
+    """True for a broker error that retrying cannot fix (too large, not authorized)."""
+    return exc is not None and getattr(exc, "retriable", None) is False
 
 
 def next_offsets(messages: Iterable[ConsumerRecord]) -> dict[Any, int]:

@@ -368,3 +368,67 @@ def test_deliver_gives_up_once_its_retry_time_is_spent(output: EngineOutput) -> 
             publisher.records(output), retry_s=0, on_failure=lambda a, e: failures.append(a)
         )
     assert failures == [1]
+
+
+# ------------------------------------------------------------------ unpublishable records
+def dlq_headers(fake: FakeProducer) -> list[dict[str, str]]:
+    return [{k: v.decode() for k, v in s["headers"]} for s in fake.on("t.dlq")]
+
+
+def test_a_record_too_large_to_publish_becomes_a_dead_letter_and_the_rest_goes_out() -> None:
+    fake = FakeProducer()
+    settings = KafkaSettings(bootstrap_servers="127.0.0.1:9")
+    publisher = Publisher(settings, Topics("t."), make=lambda s: fake, max_record_bytes=1000)
+    publisher.send_all([
+        ("t.labels", b"a", b"x" * 10, []), ("t.classes", b"big", b"x" * 5000, []),
+        ("t.labels", b"b", b"y" * 10, []),
+    ])  # fmt: skip
+    assert publisher.flush() == 3  # two labels and the dead letter in the event's place
+    assert [s["key"] for s in fake.on("t.labels")] == [b"a", b"b"]
+    assert fake.on("t.classes") == []
+    (headers,) = dlq_headers(fake)
+    assert headers["error.reason"] == "unpublishable"
+    assert "t.classes" in headers["error.message"]
+    assert "5003 bytes, more than the 1000 allowed" in headers["error.message"]
+    assert publisher.unpublishable == 1
+    assert publisher.connected  # not a producer failure
+
+
+@pytest.mark.parametrize("error", ["MessageSizeTooLargeError", "TopicAuthorizationFailedError"])
+def test_a_record_the_broker_refuses_for_good_does_not_block_the_others(error: str) -> None:
+    import kafka.errors
+
+    refused = FakeFuture(exception=getattr(kafka.errors, error)("refused"))
+    fake = FakeProducer(outcomes=[FakeFuture(), refused, FakeFuture()])
+    publisher = publisher_with(fake)
+    publisher.send_all([("t.labels", b"a", b"1", []), ("t.labels", b"b", b"2", []),
+                        ("t.labels", b"c", b"3", [])])  # fmt: skip
+    assert publisher.flush() == 3  # a and c, and the dead letter for b
+    (headers,) = dlq_headers(fake)
+    assert error in headers["error.message"]
+    assert publisher.recreated == 0
+
+
+def test_a_dead_letter_the_broker_refuses_for_good_is_dropped_not_retried_forever() -> None:
+    import kafka.errors
+
+    denied = kafka.errors.TopicAuthorizationFailedError("no ACL on the dlq")
+    fake = FakeProducer(outcomes=[FakeFuture(exception=denied)])
+    publisher = publisher_with(fake)
+    publisher.send("t.dlq", b"k", b"v")
+    assert publisher.flush() == 0
+    assert publisher.unpublishable == 1
+    assert len(fake.sent) == 1
+
+
+def test_a_transient_failure_among_permanent_ones_still_fails_the_flush() -> None:
+    import kafka.errors
+
+    fake = FakeProducer(outcomes=[
+        FakeFuture(exception=kafka.errors.MessageSizeTooLargeError("big")),
+        FakeFuture(exception=kafka.errors.RequestTimedOutError("slow")),
+    ])  # fmt: skip
+    publisher = publisher_with(fake)
+    publisher.send_all([("t.labels", b"a", b"1", []), ("t.labels", b"b", b"2", [])])
+    with pytest.raises(PublishError, match="2 of 2 records undelivered"):
+        publisher.flush()
