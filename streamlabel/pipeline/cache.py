@@ -67,15 +67,6 @@ class ItemCache:
         cached = self._items.get(item_id)
         return cached is not None and cached.revision > revision
 
-    def next_revision(self, item_id: str) -> int:
-        """The revision a new label of the item gets: 0 for an id never seen, else one more.
-
-        A redelivered or resent id continues its count, so "highest revision
-        wins" stays true downstream.
-        """
-        seen = self._items.get(item_id)
-        return 0 if seen is None else seen.revision + 1
-
     def remember(
         self, item_id: str, vector: np.ndarray, text: str | None, label: str, revision: int
     ) -> None:

@@ -74,6 +74,8 @@ class Curator:
         clock: epoch seconds; inject a settable clock in tests.
         store: the store to write (shared with a labeler in one process); a new one otherwise.
         cache: the item cache (shared with a labeler in one process); a new one otherwise.
+        incarnation: which run of the learner this is (its start), so drift alert ids
+            do not repeat after a restart; empty in one process (see :class:`DriftWatch`).
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class Curator:
         clock: Callable[[], float] = time.time,
         store: PrototypeStore | None = None,
         cache: ItemCache | None = None,
+        incarnation: str = "",
     ) -> None:
         self.settings = settings
         self.embedder = embedder
@@ -97,7 +100,8 @@ class Curator:
         disc = settings.discovery
         self.buffer = UnknownBuffer(disc.buffer_capacity, embedder.dim)
         self.discoverer = Discoverer(disc.to_config(settings.seed))
-        self.drift = DriftWatch(enabled=settings.drift.enabled, seed=settings.seed, clock=clock)
+        self.drift = DriftWatch(enabled=settings.drift.enabled, seed=settings.seed, clock=clock,
+                                incarnation=incarnation)  # fmt: skip
         self._unknowns_since_run = 0
 
     # ------------------------------------------------------------- reading

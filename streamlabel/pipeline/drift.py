@@ -24,10 +24,16 @@ class DriftWatch:
         enabled: False watches nothing (no detectors).
         seed: seeds the detectors and the alert ids.
         clock: epoch seconds for the alerts' ``emitted_at``.
+        incarnation: tells this run's alert ids from those of the runs before
+            (the learner passes its start; see :func:`.records.drift_alert`);
+            empty keeps the ids of one process.
     """
 
-    def __init__(self, *, enabled: bool, seed: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, *, enabled: bool, seed: int, clock: Callable[[], float], incarnation: str = ""
+    ) -> None:
         self.seed = seed
+        self.incarnation = incarnation
         self._clock = clock
         self.detectors: list[DriftDetector] = default_detectors(seed=seed) if enabled else []
 
@@ -45,8 +51,9 @@ class DriftWatch:
         for detector in self.detectors:
             for signal in detector.update(obs):
                 alert = drift_alert(
-                    signal, seed=self.seed, store_version=store_version, now=self._clock()
-                )
+                    signal, seed=self.seed, store_version=store_version, now=self._clock(),
+                    incarnation=self.incarnation,
+                )  # fmt: skip
                 log.info(
                     "drift_alert", kind=alert.kind, at_item=alert.at_item, severity=alert.severity
                 )

@@ -57,7 +57,8 @@ class Labeler:
         embedder: text embedder; its ``dim`` fixes the store's dimension.
         clock: epoch seconds; inject a settable clock in tests.
         store: the store to read (shared with a curator in one process); a new one otherwise.
-        cache: the item cache (shared with a curator in one process); a new one otherwise.
+        cache: the item cache of a curator in the same process (the labeler keeps it
+            up to date); none otherwise: a labeler alone needs no memory of items.
 
     Raises:
         StoreError: the store's dimension is not the embedder's.
@@ -80,7 +81,7 @@ class Labeler:
             raise StoreError(
                 f"store dimension {self.store.dim} != embedder dimension {embedder.dim}"
             )
-        self.cache = cache if cache is not None else ItemCache(settings.limits.max_item_cache)
+        self.cache = cache if cache is not None else ItemCache(0)
 
     def process(self, batch: Sequence[RawRecord | Item]) -> EngineOutput:
         """``finish(p, embed(p))`` with ``p = prepare(batch)``."""
@@ -133,7 +134,10 @@ class Labeler:
         revisions: list[int] = []
         labels: list[str] = []
         for i, d in enumerate(decoded):
-            revision = self.cache.next_revision(d.item.id)
+            # A stream label is always revision 0, redelivered or not: only the
+            # learner revises (1, 2...), so its revisions outrank every stream label,
+            # and stream labels of one item order by store_version.
+            revision = 0
             record = label_record(
                 self.store, result, i, d.item.id, stamp, revision,
                 source=d.source, timings=timings,
@@ -141,7 +145,8 @@ class Labeler:
             out.labels.append(record)
             revisions.append(revision)
             labels.append(record.label)
-            self.cache.remember(d.item.id, vectors[i], d.item.text, record.label, revision)
+            if not self.cache.revised_past(d.item.id, revision):  # keep what the learner knows
+                self.cache.remember(d.item.id, vectors[i], d.item.text, record.label, revision)
             if record.is_unknown:
                 nearest = int(result.best[i])
                 out.unknowns.append(

@@ -93,11 +93,24 @@ def label_record(
     )
 
 
-def drift_alert(signal: DriftSignal, *, seed: int, store_version: int, now: float) -> DriftAlert:
-    """The alert record of a detector's signal (its id is stable for a seed and position)."""
-    digest = hashlib.blake2b(
-        f"{seed}:{signal.kind}:{signal.at_item}".encode(), digest_size=6
-    ).hexdigest()
+def drift_alert(
+    signal: DriftSignal, *, seed: int, store_version: int, now: float, incarnation: str = ""
+) -> DriftAlert:
+    """The alert record of a detector's signal.
+
+    Its id is stable for a seed, an incarnation and a position (``at_item``), so
+    the same stream gives the same ids, and unique across incarnations: a
+    restarted learner counts ``at_item`` from 0 again, and its alerts must not
+    reuse the ids of the run before (consumers deduplicate by id).
+
+    Args:
+        incarnation: which run of the watcher raised it (the learner's start);
+            empty in one process (an Engine, a replay): the ids of earlier releases.
+    """
+    key = f"{seed}:{signal.kind}:{signal.at_item}"
+    if incarnation:
+        key = f"{seed}:{incarnation}:{signal.kind}:{signal.at_item}"
+    digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
     return DriftAlert(
         alert_id=f"{signal.kind}-{digest}",
         kind=signal.kind,

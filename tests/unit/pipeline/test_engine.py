@@ -251,13 +251,18 @@ def test_same_seed_and_inputs_give_identical_outputs(make_engine) -> None:
     assert any(e.startswith("novel-") for e in first[1])
 
 
-def test_reprocessing_an_item_continues_its_revision_count(make_engine) -> None:
+def test_reprocessing_an_item_labels_it_at_revision_zero_below_the_learners(
+    make_engine,
+) -> None:
+    """Only the learner revises: a redelivered item's label (revision 0, a newer
+    store_version) never outranks the feedback revision downstream."""
     engine = make_engine()
     teach(engine, ["python", "java"])
     first = engine.process([Item(id="h1", text="haskell monad functor ghc")]).labels[0]
     revised = engine.learn([Feedback(item_id="h1", label="haskell")]).labels[0]
     again = engine.process([Item(id="h1", text="haskell monad functor ghc")]).labels[0]
-    assert (first.revision, revised.revision, again.revision) == (0, 1, 2)
+    assert (first.revision, revised.revision, again.revision) == (0, 1, 0)
+    assert again.store_version > first.store_version
     assert again.label == "haskell"
 
 

@@ -46,9 +46,9 @@ def test_a_labeler_fed_the_curators_events_labels_like_the_single_process_engine
 
     stream = items("python", 10, "p") + items("sql", 10, "s")
     assert labels(labeler.process(stream)) == labels(engine.process(stream))
-    # a redelivered batch continues each item's revision count on the labeler alone
+    # a redelivered batch is labelled at revision 0 again: only the learner revises
     again = labeler.process(stream[:3])
-    assert [r.revision for r in again.labels] == [1, 1, 1]
+    assert [r.revision for r in again.labels] == [0, 0, 0]
 
 
 def test_the_labeler_never_writes_its_store() -> None:
@@ -107,8 +107,6 @@ def test_the_item_cache_forgets_the_least_recently_seen_first() -> None:
     cache.remember("a", vec, None, "x", 1)  # seen again: now the most recent
     cache.remember("c", vec, None, UNKNOWN, 0)
     assert list(cache.ids()) == ["a", "c"]
-    assert cache.next_revision("a") == 2
-    assert cache.next_revision("b") == 0
     assert cache.revised_past("a", 0)
     assert not cache.revised_past("a", 1)
 
@@ -118,3 +116,18 @@ def test_an_item_cache_of_capacity_zero_keeps_nothing() -> None:
     cache.remember("a", np.zeros(2, np.float32), None, UNKNOWN, 0)
     assert len(cache) == 0
     assert "a" not in cache
+
+
+def test_a_redelivered_item_never_outranks_a_learner_revision() -> None:
+    """Highest revision wins: a stream label is revision 0, so the learner's feedback
+    revision stays the winner however often the item is redelivered."""
+    engine = Engine(load_settings(**SETTINGS), HashEmbedder(dim=64), clock=ManualClock(0))
+    engine.learn(feedback(["python", "java"]))
+    item = items("python", 1, "p")
+    assert [r.revision for r in engine.process(item).labels] == [0]
+    revised = engine.learn([Feedback(item_id="p0", label="java")]).labels
+    assert [(r.revision, r.label) for r in revised] == [(1, "java")]
+    for _ in range(3):  # redelivered: stream labels stay at revision 0
+        assert [r.revision for r in engine.process(item).labels] == [0]
+    again = engine.learn([Feedback(item_id="p0", label="python")]).labels
+    assert [r.revision for r in again] == [2]  # the learner keeps counting past itself
