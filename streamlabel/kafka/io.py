@@ -345,12 +345,20 @@ class Publisher:
             self._producer = None
 
     def _divert(self, record: OutRecord, why: str) -> None:
-        """Puts a dead letter in the place of a record that can never be published."""
-        topic, key, _, _ = record
+        """Puts a dead letter in the place of a record that can never be published.
+
+        A dead letter too large to publish goes out again without its value (its
+        headers keep the source offset, reason and error); one the broker refuses
+        for another reason (no ACL on the DLQ) is dropped, logged and counted.
+        """
+        topic, key, value, headers = record
         self.unpublishable += 1
         log.error("record_unpublishable", topic=topic, key=key, error=why)
         if topic == self._topics.dlq:
-            return  # nothing is left to tell: dropped, logged and counted
+            if value and _record_bytes(record) > self._max_record_bytes:
+                note = ("value.omitted", f"{len(value)} bytes: {why}"[:4000].encode())
+                self.send(topic, key, b"", [*headers, note])
+            return
         letter = DeadLetter(
             source=None, key=f"{topic}:".encode() + (key or b""), value=b"",
             reason="unpublishable", error=f"a record for {topic!r} could not be published: {why}",

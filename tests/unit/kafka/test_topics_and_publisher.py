@@ -432,3 +432,20 @@ def test_a_transient_failure_among_permanent_ones_still_fails_the_flush() -> Non
     publisher.send_all([("t.labels", b"a", b"1", []), ("t.labels", b"b", b"2", [])])
     with pytest.raises(PublishError, match="2 of 2 records undelivered"):
         publisher.flush()
+
+
+def test_a_dead_letter_too_large_to_publish_goes_out_without_its_value() -> None:
+    fake = FakeProducer()
+    settings = KafkaSettings(bootstrap_servers="127.0.0.1:9")
+    publisher = Publisher(settings, Topics("t."), make=lambda s: fake, max_record_bytes=1000)
+    letter = DeadLetter(
+        source=SourceRef(topic="t.items", partition=2, offset=9), key=b"k",
+        value=b"x" * 5000, reason="oversized", error="too big",
+    )  # fmt: skip
+    publisher.send("t.dlq", b"t.items:2:9", letter.value, dead_letter_headers(letter))
+    assert publisher.flush() == 1
+    (sent,) = fake.on("t.dlq")
+    headers = {k: v.decode() for k, v in sent["headers"]}
+    assert sent["value"] == b""
+    assert (headers["source.offset"], headers["error.reason"]) == ("9", "oversized")
+    assert headers["value.omitted"].startswith("5000 bytes")
