@@ -35,6 +35,7 @@ from streamlabel.workers.probe import LEARNER_POINTS, WORKER_POINTS, Note
 __all__ = [
     "LEARNER_POINTS",
     "MODEL_FAIL_MARKER",
+    "MODEL_NAN_MARKER",
     "WORKER_POINTS",
     "FaultAction",
     "FaultTarget",
@@ -44,6 +45,10 @@ __all__ = [
 
 MODEL_FAIL_MARKER = "\u2063chaos:model-fails\u2063"
 """A text containing this makes :class:`FaultyEmbedder` raise (when armed)."""
+
+MODEL_NAN_MARKER = "\u2063chaos:model-nan\u2063"
+"""A text containing this gets a NaN vector from :class:`FaultyEmbedder` (when armed):
+what fp16 overflow on a GPU without bf16 looks like."""
 
 FaultAction = Literal["kill", "stall"]
 
@@ -139,7 +144,8 @@ class FaultTarget:
 
 
 class FaultyEmbedder:
-    """Wraps an embedder; raises on texts holding :data:`MODEL_FAIL_MARKER` when armed."""
+    """Wraps an embedder; when armed, raises on texts holding :data:`MODEL_FAIL_MARKER`
+    and returns NaN for texts holding :data:`MODEL_NAN_MARKER`."""
 
     def __init__(self, inner: Embedder, faults: Faults) -> None:
         self._inner = inner
@@ -151,4 +157,10 @@ class FaultyEmbedder:
         if self._faults.model_fail and any(MODEL_FAIL_MARKER in t for t in texts):
             # what the real embedder raises when the model fails on an input
             raise EmbeddingError(f"model failed on a batch of {len(texts)}: injected fault")
-        return self._inner.embed(texts)
+        vectors = self._inner.embed(texts)
+        if self._faults.model_fail:
+            nan = [i for i, t in enumerate(texts) if MODEL_NAN_MARKER in t]
+            if nan:
+                vectors = np.array(vectors, dtype=np.float32)  # may be read-only
+                vectors[nan] = np.nan
+        return vectors

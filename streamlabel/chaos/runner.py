@@ -21,13 +21,14 @@ __all__ = ["ORDER", "QUICK", "run_chaos"]
 log = structlog.get_logger(__name__)
 
 ORDER = (
-    "worker_kill", "rebalance_churn", "learner_crash", "poison", "stall",
-    "deterministic_replay", "settings", "broker_restart",
+    "worker_kill", "rebalance_churn", "learner_crash", "poison", "learner_poison",
+    "corrupt_snapshot", "two_learners", "stall", "deterministic_replay", "settings",
+    "broker_restart",
 )  # fmt: skip
 """Every scenario, in the order they run (the broker restart wipes the broker: last)."""
 
-QUICK = ("worker_kill", "learner_crash", "poison", "stall", "deterministic_replay", "settings",
-         "broker_restart")  # fmt: skip
+QUICK = ("worker_kill", "learner_crash", "poison", "learner_poison", "corrupt_snapshot",
+         "two_learners", "stall", "deterministic_replay", "settings", "broker_restart")  # fmt: skip
 """The subset ``make test`` runs (one cycle each)."""
 
 

@@ -22,8 +22,9 @@ import msgpack
 import numpy as np
 import structlog
 
-from streamlabel.chaos.faults import MODEL_FAIL_MARKER, WORKER_POINTS
+from streamlabel.chaos.faults import MODEL_FAIL_MARKER, MODEL_NAN_MARKER, WORKER_POINTS
 from streamlabel.chaos.harness import Harness
+from streamlabel.chaos.learner_scenarios import corrupt_snapshot, learner_poison, two_learners
 from streamlabel.chaos.ledger import Ledger, Verdict, check
 from streamlabel.errors import StreamlabelError
 from streamlabel.kafka.client import TopicReader, produce_feedback
@@ -239,6 +240,7 @@ def poison(h: Harness) -> Verdict:
             "id": "n", "vector": np.full(dim, np.nan, dtype=np.float32).tobytes()}})),
         ("wrong_dim", encode(Item(id="w", vector=tuple([0.1] * 10)))),
         ("model_fails", encode(Item(id="m", text=f"boom {MODEL_FAIL_MARKER}"))),
+        ("model_nan", encode(Item(id="nan", text=f"nan {MODEL_NAN_MARKER}"))),
     ]  # fmt: skip
     for w in h.runtime.workers:
         h.call(w.handle, "arm_fault", "model_fail")
@@ -399,6 +401,9 @@ SCENARIOS: dict[str, Scenario] = {
     "rebalance_churn": rebalance_churn,
     "learner_crash": learner_crash,
     "poison": poison,
+    "learner_poison": learner_poison,
+    "corrupt_snapshot": corrupt_snapshot,
+    "two_learners": two_learners,
     "stall": stall,
     "deterministic_replay": deterministic_replay,
     "broker_restart": broker_restart,
