@@ -213,20 +213,22 @@ def cmd_tail(args: Any, out: Callable[[str], None] = print) -> int:
 
 
 def cmd_replay(args: Any, out: Callable[[str], None] = print) -> int:
-    """``streamlabel replay``: labels of an offset range against a pinned snapshot (JSON lines)."""
-    from streamlabel.runtime.replay import replay
+    """``streamlabel replay``: labels of an offset range against a pinned snapshot (JSON lines,
+    printed chunk by chunk as the range is read)."""
+    from streamlabel.runtime.replay import iter_replay
 
     settings = settings_from_args(args)
     configure_logging(json_logs=settings.logging.json_lines, level="warning")
     topic = Topics.of(settings.kafka).items
-    for record in replay(settings, args.snapshot, topic, args.partition, args.start, args.end):
+    labels = iter_replay(settings, args.snapshot, topic, args.partition, args.start, args.end)
+    for record in labels:
         out(record.model_dump_json())
     return 0
 
 
 def cmd_endpoint(args: Any) -> int:
     """``drain`` and ``healthcheck``: light clients of an actor's endpoint (no Ray, no Kafka)."""
-    from streamlabel.ops.endpoint import check_health, drain_ports
+    from streamlabel.ops.client import check_health, drain_ports
 
     if args.command == "drain":
         ok, what = drain_ports(args.host, range(args.port, args.port + args.span), args.timeout)

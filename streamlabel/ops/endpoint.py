@@ -10,7 +10,13 @@ One small threaded HTTP server per process, on ``metrics.host``:
 * ``POST /drain``: asks the loop to finish its batch, commit and stop (a pod's
   ``preStop`` hook, through ``streamlabel drain``); ``GET /drain`` reports
   ``{"draining": ..., "drained": ...}``. Only a client on the same host
-  (loopback) may drain: the endpoint may listen on every interface of a pod.
+  (loopback) holding the endpoint's drain token may drain: the endpoint may
+  listen on every interface of a pod, and any local user or process may reach
+  loopback (see :mod:`~streamlabel.ops.drain_token`; ``streamlabel drain``,
+  :mod:`~streamlabel.ops.client`, sends it).
+
+Every connection has ``REQUEST_TIMEOUT_S`` to send its request and read the
+answer: a slow or silent client loses its connection, it cannot hold a thread.
 
 Ports: the driver takes ``metrics.port``, the learner ``port + 1``, stream
 workers ``port + 2``, each the first free port from there within
@@ -27,31 +33,31 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hmac
 import ipaddress
 import json
+import secrets
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Final
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from streamlabel.ops.drain_token import write_drain_token
 from streamlabel.ops.metrics import ActorMetrics, Families
 from streamlabel.settings.deployment import MetricsSettings
 
 __all__ = [
+    "REQUEST_TIMEOUT_S",
     "ROLE_OFFSETS",
     "Endpoint",
     "Health",
     "Served",
-    "check_health",
-    "drain_ports",
     "is_local",
-    "request_drain",
     "serve",
 ]
 
@@ -59,6 +65,9 @@ log = structlog.get_logger(__name__)
 
 ROLE_OFFSETS: Final = {"driver": 0, "learner": 1, "worker": 2}
 """Offset of each role's first port from ``metrics.port``."""
+
+REQUEST_TIMEOUT_S: Final = 10.0
+"""How long a connection may take to send its request (and to read the answer)."""
 
 
 class Health:
@@ -124,11 +133,15 @@ class Health:
 
 
 class Endpoint:
-    """A running server; :meth:`close` stops it."""
+    """A running server; :meth:`close` stops it and removes its drain token."""
 
-    def __init__(self, server: ThreadingHTTPServer, thread: threading.Thread) -> None:
+    def __init__(
+        self, server: ThreadingHTTPServer, thread: threading.Thread, token_path: Path | None
+    ) -> None:
         self._server = server
         self._thread = thread
+        self.token_path = token_path
+        """Where its drain token is (None: it could not be written; nobody can drain)."""
 
     @property
     def host(self) -> str:
@@ -143,6 +156,10 @@ class Endpoint:
         return f"http://{self.host}:{self.port}"
 
     def close(self) -> None:
+        if self.token_path is not None:  # first: once the port is free, another may write it
+            with contextlib.suppress(OSError):
+                self.token_path.unlink()
+            self.token_path = None
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -200,9 +217,14 @@ class Served:
             self.metrics_url = ""
 
 
-def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    registry: CollectorRegistry, health: Health, token: str, timeout_s: float
+) -> type[BaseHTTPRequestHandler]:
+    bearer = f"Bearer {token}".encode()
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "streamlabel"
+        timeout = timeout_s  # the connection's socket timeout (StreamRequestHandler.setup)
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -226,6 +248,10 @@ def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPReques
             if not is_local(self.client_address[0]):
                 self._send(403, b"drain is allowed from this host only\n")
                 return
+            given = self.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, bearer):
+                self._send(401, b"drain needs this endpoint's token (streamlabel drain sends it)\n")
+                return
             health.drain()
             self._json(202, health.status())
 
@@ -246,9 +272,19 @@ def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPReques
 
 
 def serve(
-    settings: MetricsSettings, role: str, registry: CollectorRegistry, health: Health
+    settings: MetricsSettings,
+    role: str,
+    registry: CollectorRegistry,
+    health: Health,
+    *,
+    token_dir: Path | None = None,
+    request_timeout_s: float = REQUEST_TIMEOUT_S,
 ) -> Endpoint | None:
     """Starts the endpoint of one process on the first free port of its role.
+
+    Args:
+        token_dir: where to write its drain token (``drain_token_dir()`` when None).
+        request_timeout_s: how long a connection may take to send its request.
 
     Returns:
         The endpoint, or None when ``metrics.enabled`` is off or every port of the
@@ -257,7 +293,8 @@ def serve(
     """
     if not settings.enabled:
         return None
-    handler = _handler(registry, health)
+    token = secrets.token_urlsafe(32)
+    handler = _handler(registry, health, token, request_timeout_s)
     if settings.port == 0:
         candidates = [0]
     else:
@@ -282,7 +319,8 @@ def serve(
             daemon=True,
         )
         thread.start()
-        endpoint = Endpoint(server, thread)
+        endpoint = Endpoint(server, thread, write_drain_token(token, int(server.server_address[1]),
+                                                              token_dir))  # fmt: skip
         log.info("endpoint_started", role=role, url=endpoint.url)
         return endpoint
     log.warning(
@@ -293,79 +331,6 @@ def serve(
         hint="every port is taken; raise metrics.port_span or change metrics.port",
     )
     return None
-
-
-def _get(url: str, timeout_s: float) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            return int(resp.status), resp.read()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
-
-
-def check_health(url: str, timeout_s: float = 3.0) -> tuple[bool, str]:
-    """GETs a health URL; ``(healthy, what it said)``."""
-    try:
-        code, body = _get(url, timeout_s)
-    except OSError as exc:
-        return False, f"{url}: {exc}"
-    return code == 200, f"{url}: {code} {body.decode(errors='replace').strip()}"
-
-
-def drain_ports(host: str, ports: Iterable[int], timeout_s: float) -> tuple[bool, str]:
-    """Drains every endpoint of ``ports`` at once (:func:`request_drain` each).
-
-    Returns:
-        ``(all drained, one line per port)``.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    ports = list(ports)
-    with ThreadPoolExecutor(max_workers=max(1, len(ports))) as pool:
-        results = list(pool.map(lambda p: request_drain(host, p, timeout_s), ports))
-    lines = [f"{p}: {what}" for p, (_, what) in zip(ports, results, strict=True)]
-    return all(ok for ok, _ in results), "\n".join(lines)
-
-
-def request_drain(host: str, port: int, timeout_s: float, poll_s: float = 0.5) -> tuple[bool, str]:
-    """Asks the process behind ``host:port`` to drain and waits until it has.
-
-    Nothing listening is success (nothing to drain); so is the process going
-    away while draining (the actor was stopped after its loop ended).
-
-    Returns:
-        ``(drained, what happened)``; False when ``timeout_s`` passed first.
-    """
-    url = f"http://{host}:{port}/drain"
-    deadline = time.monotonic() + timeout_s
-    while True:  # ask; a slow answer (a busy process) is asked again, never taken as done
-        request = urllib.request.Request(url, method="POST", data=b"")
-        wait = max(0.5, min(5.0, deadline - time.monotonic()))
-        try:
-            with urllib.request.urlopen(request, timeout=wait) as resp:
-                resp.read()
-            break
-        except urllib.error.HTTPError as exc:
-            return False, f"{url}: {exc.code}"
-        except OSError as exc:
-            if _refused(exc):
-                return True, f"nothing to drain at {url} ({exc})"
-            if time.monotonic() >= deadline:
-                return False, f"{url} did not answer: {exc}"
-        time.sleep(poll_s)
-    while time.monotonic() < deadline:
-        try:
-            code, body = _get(url, max(0.5, min(5.0, deadline - time.monotonic())))
-        except OSError as exc:
-            if _refused(exc):
-                return True, "drained (the process is gone)"
-            code, body = 0, b""  # a slow answer: ask again
-        if code == 200:
-            with contextlib.suppress(ValueError):
-                if json.loads(body).get("drained"):
-                    return True, "drained"
-        time.sleep(poll_s)
-    return False, f"not drained after {timeout_s:g}s"
 
 
 def is_local(host: str) -> bool:
@@ -379,11 +344,3 @@ def is_local(host: str) -> bool:
         return ipaddress.ip_address(host.split("%")[0]).is_loopback
     except ValueError:
         return False
-
-
-def _refused(exc: OSError) -> bool:
-    """Nothing listens there (as opposed to a timeout: something is busy)."""
-    reason = getattr(exc, "reason", exc)
-    return isinstance(reason, ConnectionRefusedError) or (
-        isinstance(reason, OSError) and reason.errno == errno.ECONNREFUSED
-    )

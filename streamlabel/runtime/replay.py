@@ -6,17 +6,23 @@ the live changelog, and the range is cut into fixed chunks of
 gives the same labels however often it runs, whichever process runs it. Labels
 are returned, not published: a replay is for audits and for checking a model
 or a store version against what was emitted live.
+
+The range is streamed: one chunk is read, labelled and handed on before the
+next is read (:func:`iter_replay`), so a replay of millions of offsets holds
+one chunk at a time, not the range.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streamlabel.core.embedder import Embedder
 from streamlabel.errors import SnapshotError, StreamlabelError
 from streamlabel.kafka.io import make_consumer, to_raw
+from streamlabel.kafka.protocols import Consumer
 from streamlabel.pipeline.engine import Engine
 from streamlabel.schemas import LabelRecord
 from streamlabel.settings.engine import DriftSettings
@@ -27,44 +33,61 @@ from streamlabel.workers.embedding import load_embedder
 if TYPE_CHECKING:
     from kafka.consumer.fetcher import ConsumerRecord
 
-__all__ = ["read_range", "replay"]
+__all__ = ["iter_replay", "read_chunks", "replay"]
 
 
-def read_range(
-    settings: RuntimeSettings, topic: str, partition: int, start: int, end: int,
+def read_chunks(
+    consumer: Consumer, topic: str, partition: int, start: int, end: int, chunk: int,
     timeout_s: float = 60.0,
-) -> list[ConsumerRecord]:  # fmt: skip
-    """The records of ``topic:partition`` with ``start <= offset < end``.
+) -> Iterator[list[ConsumerRecord]]:  # fmt: skip
+    """The records of ``topic:partition`` with ``start <= offset < end``, chunk by chunk.
+
+    Chunk ``k`` holds the records of offsets ``[start + k * chunk, start + (k + 1) *
+    chunk)`` in offset order (chunks without records are skipped), so the cut
+    does not depend on how the broker batches its answers. Each poll asks for
+    at most ``chunk`` records and a chunk is handed on before the next is
+    collected: one chunk (and one poll) is held at a time.
 
     Raises:
-        StreamlabelError: the range could not be read in ``timeout_s`` (it is
-            past the end of the partition, or the broker is away).
+        StreamlabelError: the consumer's position did not move for ``timeout_s``
+            before reaching ``end`` (the range is past the end of the partition,
+            or the broker is away).
     """
     from kafka.structs import TopicPartition
 
     if end <= start:
-        return []
-    consumer = make_consumer(settings.kafka, group_id=None, max_poll_records=5000)
+        return
     tp = TopicPartition(topic, partition)
-    out: list[ConsumerRecord] = []
-    try:
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-        deadline = time.monotonic() + timeout_s
-        while consumer.position(tp) < end:
-            if time.monotonic() > deadline:
-                raise StreamlabelError(
-                    f"could not read {topic}:{partition} offsets {start}..{end - 1} "
-                    f"(stopped at {consumer.position(tp)}, high watermark {consumer.highwater(tp)})"
-                )
-            for messages in consumer.poll(timeout_ms=500).values():
-                out.extend(m for m in messages if start <= m.offset < end)
-    finally:
-        consumer.close()
-    return out
+    consumer.assign([tp])
+    consumer.seek(tp, start)
+    held: list[ConsumerRecord] = []
+    held_end = start + chunk  # the offset after the held chunk
+    taken = start  # the next offset to take (a record before it is a repeat)
+    moved, deadline = start, time.monotonic() + timeout_s
+    while (position := consumer.position(tp)) < end:
+        if position > moved:
+            moved, deadline = position, time.monotonic() + timeout_s
+        elif time.monotonic() > deadline:
+            raise StreamlabelError(
+                f"could not read {topic}:{partition} offsets {start}..{end - 1} "
+                f"(stopped at {position}, high watermark {consumer.highwater(tp)})"
+            )
+        for messages in consumer.poll(timeout_ms=500, max_records=chunk).values():
+            for m in messages:
+                if not taken <= m.offset < end:
+                    continue
+                taken = m.offset + 1
+                if m.offset >= held_end:
+                    if held:
+                        yield held
+                    held = []
+                    held_end = start + ((m.offset - start) // chunk + 1) * chunk
+                held.append(m)
+    if held:
+        yield held
 
 
-def replay(
+def iter_replay(
     settings: RuntimeSettings,
     snapshot: str | Path,
     topic: str,
@@ -73,14 +96,21 @@ def replay(
     end: int,
     *,
     embedder: Embedder | None = None,
-) -> list[LabelRecord]:
-    """Labels ``topic:partition`` offsets ``[start, end)`` with the snapshot's store.
+    consumer: Consumer | None = None,
+) -> Iterator[LabelRecord]:
+    """Labels ``topic:partition`` offsets ``[start, end)`` with the snapshot's store,
+    yielding the labels chunk by chunk in offset order.
 
     Records that do not decode are skipped (live, they went to the DLQ).
 
+    Args:
+        consumer: reads the range (assigned here, closed at the end); a new one
+            from ``kafka.*`` when None, built at the first label asked for.
+
     Raises:
-        SnapshotError: the snapshot is missing or unreadable.
-        StreamlabelError: the range cannot be read.
+        SnapshotError: the snapshot is missing or unreadable (at the call, before
+            any record is read).
+        StreamlabelError: the range cannot be read (while iterating).
     """
     snap = read_snapshot(Path(snapshot))
     if snap is None:
@@ -93,11 +123,36 @@ def replay(
     )
     engine = Engine(pinned, embedder or load_embedder(settings.model))
     engine.load_state(snap["engine"])
-    records = sorted(read_range(settings, topic, partition, start, end), key=lambda m: m.offset)
     chunk = settings.worker.batch_size
-    labels: list[LabelRecord] = []
-    for lo in range(start, end, chunk):
-        batch = [to_raw(m) for m in records if lo <= m.offset < lo + chunk]
-        if batch:
-            labels.extend(engine.process(batch).labels)
-    return sorted(labels, key=lambda r: r.source.offset if r.source else -1)
+
+    def labels() -> Iterator[LabelRecord]:
+        reader = consumer or make_consumer(settings.kafka, group_id=None, max_poll_records=chunk)
+        try:
+            for records in read_chunks(reader, topic, partition, start, end, chunk):
+                out = engine.process([to_raw(m) for m in records])
+                yield from sorted(out.labels, key=_offset)
+        finally:
+            reader.close()
+
+    return labels()
+
+
+def replay(
+    settings: RuntimeSettings,
+    snapshot: str | Path,
+    topic: str,
+    partition: int,
+    start: int,
+    end: int,
+    *,
+    embedder: Embedder | None = None,
+    consumer: Consumer | None = None,
+) -> list[LabelRecord]:
+    """Every label of :func:`iter_replay`, in offset order, in one list (to compare two
+    replays; ``streamlabel replay`` streams them instead)."""
+    return list(iter_replay(settings, snapshot, topic, partition, start, end,
+                            embedder=embedder, consumer=consumer))  # fmt: skip
+
+
+def _offset(record: LabelRecord) -> int:
+    return record.source.offset if record.source else -1

@@ -4,8 +4,10 @@ of the clients' keyword arguments (:meth:`KafkaSettings.client_kwargs`)."""
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any, Literal
 
+import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from streamlabel.errors import SettingsError
@@ -13,7 +15,12 @@ from streamlabel.settings.loader import Section
 
 __all__ = ["KafkaSettings"]
 
+log = structlog.get_logger(__name__)
+
 _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9._\-]*$")
+"""What ``topic_prefix`` and ``group_id`` may hold: they name topics and files (the
+learner's snapshot), so no path separator."""
 
 
 class KafkaSettings(Section):
@@ -118,6 +125,16 @@ class KafkaSettings(Section):
                 raise ValueError(f"{part.strip()!r} is not host:port")
         return v
 
+    @field_validator("topic_prefix", "group_id")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not _SAFE_NAME.match(v) or ".." in v:
+            raise ValueError(
+                "only letters, digits, '.', '_' and '-', and no '..' (it names topics and the "
+                "learner's snapshot file)"
+            )
+        return v
+
     @model_validator(mode="after")
     def _security(self) -> KafkaSettings:
         if self.security_protocol.startswith("SASL"):
@@ -125,6 +142,8 @@ class KafkaSettings(Section):
                 raise ValueError("sasl_mechanism is required with a SASL security_protocol")
             if not self.sasl_username or self.sasl_password is None:
                 raise ValueError("sasl_username and sasl_password are required with SASL")
+        if self.security_protocol == "SASL_PLAINTEXT" and self.sasl_password is not None:
+            _warn_cleartext(self.sasl_mechanism)
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
         return self
@@ -150,3 +169,15 @@ class KafkaSettings(Section):
             if getattr(self, name):
                 kw[name] = getattr(self, name)
         return kw
+
+
+def _warn_cleartext(mechanism: str | None) -> None:
+    """SASL over PLAINTEXT: accepted (a trusted network, a local test broker) but said."""
+    message = (
+        f"kafka.security_protocol SASL_PLAINTEXT with a password: the SASL exchange "
+        f"({mechanism}) crosses the network unencrypted"
+        + (", the password in clear" if mechanism == "PLAIN" else "")
+        + "; use SASL_SSL outside a trusted network"
+    )
+    warnings.warn(message, UserWarning, stacklevel=2)
+    log.warning("kafka_sasl_plaintext", mechanism=mechanism, hint="use SASL_SSL")

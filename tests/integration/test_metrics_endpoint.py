@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamlabel.kafka.client import LabelCollector, produce_feedback, produce_items
 from streamlabel.kafka.topics import Topics, ensure_topics
-from streamlabel.ops.endpoint import check_health, request_drain
+from streamlabel.ops.client import check_health, request_drain
 from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import Feedback, Item
 from streamlabel.testing import wait_until

@@ -1,5 +1,6 @@
 """``streamlabel healthcheck`` and ``streamlabel drain`` against a real endpoint on
-127.0.0.1 (no Ray, no Kafka): exit 0 when healthy / drained, 1 otherwise."""
+127.0.0.1 (no Ray, no Kafka): exit 0 when healthy / drained, 1 otherwise. ``drain``
+finds the endpoint's token in the default token directory, as in a pod."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from streamlabel.cli import build_parser, main
+from streamlabel.ops.drain_token import drain_token_path
 from streamlabel.ops.endpoint import Endpoint, Health, serve
 from streamlabel.ops.metrics import ActorMetrics, driver_families
 from streamlabel.settings.deployment import MetricsSettings
@@ -136,6 +138,17 @@ def test_drain_of_an_already_drained_process_exits_0(port: str, health: Health) 
     health.drain()
     health.drained = True
     assert main(["drain", "--port", port, "--timeout", "1"]) == 0
+
+
+def test_drain_without_the_endpoints_token_exits_1_and_drains_nothing(
+    port: str, health: Health, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The token lives in this user's token directory; a caller that cannot read it
+    (another user on the host) cannot drain, loopback or not."""
+    drain_token_path(int(port)).unlink()
+    assert main(["drain", "--port", port, "--timeout", "1"]) == 1
+    assert "no drain token" in capsys.readouterr().err
+    assert not health.draining
 
 
 # --------------------------------------------------------------- drain --span

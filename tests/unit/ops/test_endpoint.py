@@ -7,7 +7,13 @@
   made no step for ``metrics.stall_s`` (a fake clock here) and passes while
   drained; ``/readyz`` passes only while ready and not draining; ``POST /drain``
   calls the loop's stop once, ``GET /drain`` reports the state as JSON;
-* the clients: ``request_drain`` (POST then poll until drained) and ``check_health``.
+* ``POST /drain`` needs the endpoint's token (written 0600 in a 0700 directory at
+  start-up, removed on close): none or another is 401; an unsafe directory
+  leaves the endpoint serving but undrainable;
+* a client that does not send its request within the request timeout loses its
+  connection, and does not keep others from being served;
+* the clients: ``request_drain`` (POST with the token, then poll until drained)
+  and ``check_health``.
 """
 
 from __future__ import annotations
@@ -26,14 +32,9 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamlabel.ops.endpoint import (
-    ROLE_OFFSETS,
-    Endpoint,
-    Health,
-    check_health,
-    request_drain,
-    serve,
-)
+from streamlabel.ops.client import check_health, request_drain
+from streamlabel.ops.drain_token import read_drain_token
+from streamlabel.ops.endpoint import ROLE_OFFSETS, Endpoint, Health, serve
 from streamlabel.ops.metrics import ActorMetrics, worker_families
 from streamlabel.settings.deployment import MetricsSettings
 from streamlabel.testing import ManualClock
@@ -77,9 +78,12 @@ def free_base(width: int = 8) -> int:
     raise RuntimeError("no free range of ports on 127.0.0.1")
 
 
-def http(method: str, url: str) -> tuple[int, dict[str, str], bytes]:
+def http(method: str, url: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
     """``(status, headers, body)`` of one request; HTTP errors are answers too."""
-    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(
+        url, method=method, data=b"" if method == "POST" else None, headers=headers
+    )
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return int(resp.status), dict(resp.headers.items()), resp.read()
@@ -307,7 +311,8 @@ def test_post_drain_calls_on_drain_once_and_reports_the_state(
     calls: list[int] = []
     health.on_drain = lambda: calls.append(1)
     health.ready = True
-    code, headers, body = http("POST", endpoint.url + "/drain")
+    token = read_drain_token(endpoint.port)
+    code, headers, body = http("POST", endpoint.url + "/drain", token)
     assert code == 202
     assert headers["Content-Type"] == "application/json"
     assert json.loads(body) == {
@@ -317,7 +322,7 @@ def test_post_drain_calls_on_drain_once_and_reports_the_state(
         "draining": True,
         "drained": False,
     }
-    assert http("POST", endpoint.url + "/drain")[0] == 202
+    assert http("POST", endpoint.url + "/drain", token)[0] == 202
     assert calls == [1]
     assert health.draining
     assert not health.ready
@@ -477,7 +482,7 @@ def test_a_process_that_does_not_answer_is_not_taken_as_drained() -> None:
     report failure; only a refused connection means nothing to drain."""
     import socket
 
-    from streamlabel.ops.endpoint import request_drain
+    from streamlabel.ops.client import request_drain
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -28,7 +28,8 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamlabel.kafka.topics import Topics
-from streamlabel.ops.endpoint import check_health
+from streamlabel.ops.client import check_health
+from streamlabel.ops.drain_token import read_drain_token
 from streamlabel.ops.metrics import STAGES
 from streamlabel.schemas import Item, encode
 from streamlabel.settings.runtime import load_runtime_settings
@@ -95,7 +96,12 @@ def get(url: str) -> tuple[int, bytes]:
 
 
 def post(url: str) -> int:
-    req = urllib.request.Request(url, method="POST", data=b"")
+    """POSTs with the drain token the endpoint on ``url``'s port wrote (as ``streamlabel
+    drain`` does)."""
+    token = read_drain_token(int(url.rsplit(":", 1)[1].split("/", 1)[0]))
+    req = urllib.request.Request(
+        url, method="POST", data=b"", headers={"Authorization": f"Bearer {token}"}
+    )
     with urllib.request.urlopen(req, timeout=5) as resp:
         return int(resp.status)
 
