@@ -4,7 +4,9 @@ input landed, and readers that collect every first label and dead letter.
 The deployment is the production one (embedded tansu, local Ray, stream
 workers and a learner with the real model), started with settings that make
 faults quick to see: short session timeouts, a short ``max_poll_interval_ms``,
-frequent snapshots, and unlimited restarts.
+frequent snapshots, and the production restart budget
+(``supervisor.max_restarts``) over a short window with short backoffs, so
+that the suite exercises the restart policy without waiting on it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from streamlabel.chaos.ledger import Ledger, Outcomes, Verdict, check
 from streamlabel.datasets import DemoPlan, plan_demo, read_tsv
 from streamlabel.errors import DecodeError, StreamlabelError
 from streamlabel.kafka.client import TopicReader, produce_feedback
+from streamlabel.runtime.slots import SlotState
 from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import Item, LabelRecord, decode, encode
 from streamlabel.settings.runtime import RuntimeSettings, load_runtime_settings
@@ -46,7 +49,8 @@ class ChaosConfig:
 
 
 def chaos_settings(workers: int, state_dir: str | None = None) -> RuntimeSettings:
-    """Settings that make faults quick to observe (and restarts unlimited)."""
+    """Settings that make faults quick to observe (and restarts quick: the production
+    budget of restarts per actor, within a 10 s window, with backoffs of 1-4 s)."""
     return load_runtime_settings(
         None,
         kafka={
@@ -58,7 +62,9 @@ def chaos_settings(workers: int, state_dir: str | None = None) -> RuntimeSetting
         ray={"num_cpus": 4},
         supervisor={
             "workers": workers,
-            "max_restarts": 10_000,
+            "restart_window_s": 10.0,
+            "restart_backoff_s": 1.0,
+            "restart_backoff_max_s": 4.0,
             "broker_check_s": 1.0,
             "stop_timeout_s": 30.0,
         },
@@ -297,12 +303,13 @@ class Harness:
         return ray.get(getattr(handle, method).remote(*args), timeout=timeout_s)
 
     def wait_restarted(self, name: str, restarts_before: int, timeout_s: float = 300.0) -> None:
-        """Pumps until the supervisor has restarted ``name`` (after a kill)."""
+        """Pumps until the supervisor has restarted ``name`` (after a kill) and its new
+        actor runs (a relaunch starts in the background, after a backoff)."""
         slot = next(s for s in self.runtime._slots() if s.name == name)
 
         def restarted() -> bool:
             self.pump()
-            return slot.restarts > restarts_before
+            return slot.restarts > restarts_before and slot.state is SlotState.RUNNING
 
         wait_until(restarted, timeout_s=timeout_s, interval_s=0.1, what=f"{name} restarted")
 

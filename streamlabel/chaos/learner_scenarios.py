@@ -23,6 +23,7 @@ from streamlabel.chaos.harness import Harness
 from streamlabel.chaos.ledger import Ledger, Verdict
 from streamlabel.errors import StreamlabelError
 from streamlabel.kafka.client import TopicReader, produce_feedback
+from streamlabel.runtime.slots import SlotState
 from streamlabel.schemas import Feedback, UnknownRecord, encode
 from streamlabel.waiting import wait_until
 from streamlabel.workers.checkpoint import snapshot_path
@@ -133,7 +134,7 @@ def corrupt_snapshot(h: Harness) -> Verdict:
 
     def restarted() -> bool:
         h.pump()
-        return learner.restarts > restarts
+        return learner.restarts > restarts and learner.state is SlotState.RUNNING
 
     wait_until(restarted, timeout_s=300, interval_s=0.5, what="learner restarted")
     h.wait_delivered(ledger)

@@ -29,6 +29,7 @@ from streamlabel.chaos.ledger import Ledger, Verdict, check
 from streamlabel.errors import StreamlabelError
 from streamlabel.kafka.client import TopicReader, produce_feedback
 from streamlabel.runtime.replay import replay
+from streamlabel.runtime.slots import SlotState
 from streamlabel.schemas import Feedback, Item, LabelRecord, encode
 from streamlabel.waiting import wait_until
 from streamlabel.workers.checkpoint import snapshot_path
@@ -137,7 +138,7 @@ def learner_crash(h: Harness) -> Verdict:
             if discover and learner.restarts == before:
                 with contextlib.suppress(Exception):  # it may be dying right now
                     h.runtime.call_learner("request_discovery", timeout_s=5)
-            return learner.restarts > before
+            return learner.restarts > before and learner.state is SlotState.RUNNING
 
         wait_until(restarted, timeout_s=300, interval_s=0.5, what=f"learner killed at {point}")
         stats = h.runtime.call_learner("stats")

@@ -1,8 +1,10 @@
 """A class's vectors as arrays: unpacked from its state, updated, packed back.
 
-A :class:`~streamlabel.schemas.ClassState` carries its mean, sub-prototypes and
-exemplar reservoir as tuples (what the changelog and snapshots hold); the store
-keeps the same vectors as numpy arrays beside it. This module converts between
+A :class:`~streamlabel.schemas.ClassState` carries its mean as a tuple and its
+sub-prototypes and exemplar reservoir as read-only float32
+:class:`~streamlabel.schemas.Rows` (what the changelog and snapshots
+hold); the store keeps the same vectors as numpy arrays beside it, the matrices
+shared with the state rather than copied. This module converts between
 the two and computes a class's new vectors: absorbing a batch of examples
 (count-weighted mean, reservoir, sub-prototypes) and pooling two classes for a
 merge. Every random choice is seeded by ``(seed, class id, count)``, so replicas
@@ -21,7 +23,7 @@ from streamlabel.core.embedder import l2_normalize
 from streamlabel.core.reservoir import reservoir_add
 from streamlabel.core.store_config import StoreConfig
 from streamlabel.errors import StoreError
-from streamlabel.schemas import ClassState, to_array
+from streamlabel.schemas import ClassState, Rows, to_array
 
 
 @dataclass(eq=False)
@@ -31,7 +33,7 @@ class ClassArrays:
     Attributes:
         mean: count-weighted mean of every example taught (None before any).
         subs: extra prototypes of a multi-modal class, ``(p, dim)``.
-        exemplars: the bounded reservoir of examples, ``(m, dim)``.
+        exemplars: the bounded reservoir of examples, ``(m, dim)`` (read-only: the state's).
         exemplar_texts: the text of each exemplar (aligned with ``exemplars``).
     """
 
@@ -47,7 +49,7 @@ def empty_arrays(dim: int) -> ClassArrays:
 
 
 def arrays_of(state: ClassState, dim: int) -> ClassArrays:
-    """Unpacks a class state's vectors.
+    """Unpacks a class state's vectors (the matrices are the state's read-only arrays).
 
     Raises:
         StoreError: a vector's dimension is not ``dim``.
@@ -86,8 +88,8 @@ def with_arrays(state: ClassState, arrays: ClassArrays, **update: Any) -> ClassS
     return state.model_copy(
         update={
             "mean": None if arrays.mean is None else tuple(arrays.mean.astype(np.float32).tolist()),
-            "sub_prototypes": tuple(tuple(r) for r in arrays.subs.tolist()),
-            "exemplars": tuple(tuple(r) for r in arrays.exemplars.tolist()),
+            "sub_prototypes": Rows(arrays.subs),
+            "exemplars": Rows(arrays.exemplars),
             "exemplar_texts": tuple(arrays.exemplar_texts),
             **update,
         }

@@ -216,10 +216,17 @@ class PrototypeStore:
         """Creates a class from examples (or, for zero-shot, one description vector).
 
         Raises:
-            StoreError: the id exists already or is reserved.
+            StoreError: the id exists already or is reserved, or the store holds
+                ``max_classes`` classes.
         """
         if class_id in self._states or class_id == UNKNOWN:
             raise StoreError(f"class id {class_id!r} already exists or is reserved")
+        cap = self.config.max_classes
+        if cap is not None and len(self._states) >= cap:
+            raise StoreError(
+                f"store.max_classes={cap} reached: cannot create class {class_id!r} "
+                f"(the store holds {len(self._states)} classes, retired ones included)"
+            )
         vectors = check_vectors(vectors, self.dim)
         if not len(vectors):
             raise StoreError(f"class {class_id!r} needs at least one example")
@@ -348,12 +355,16 @@ class PrototypeStore:
 
     # -------------------------------------------------------------- snapshot
     def snapshot(self) -> dict[str, Any]:
-        """A plain-data copy of the state (msgpack/JSON-able with the codec's types)."""
+        """A plain-data copy of the state, msgpack-able: vectors as float32 bytes, as on the wire.
+
+        :meth:`restore` also reads snapshots whose vectors are lists of floats
+        (the JSON form, which snapshots had before).
+        """
         return {
             "format": SNAPSHOT_FORMAT,
             "dim": self.dim,
             "version": self._version,
-            "classes": [s.model_dump(mode="json") for s in self._states.values()],
+            "classes": [s.model_dump() for s in self._states.values()],
         }
 
     @classmethod

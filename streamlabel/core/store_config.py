@@ -29,6 +29,12 @@ class StoreConfig:
             see :mod:`streamlabel.core.index`); ``None`` = always exact.
         nprobe: inverted lists an approximate index scans per query.
         seed: seed of every random choice (reservoirs, sub-prototype clustering).
+        max_classes: most classes the store holds, retired and merged ones included
+            (``None`` = no cap); creating one more raises ``StoreError``. The
+            default, 10,000, is about 1.2 GB of RAM in every replica and 1 GB per
+            full snapshot at 384 dimensions and 64 exemplars a class, and a
+            compile of several seconds after each change: a store past it is a
+            runaway (say, a label per item) rather than a taxonomy.
     """
 
     max_sub_prototypes: int = 0
@@ -47,3 +53,4 @@ class StoreConfig:
     nprobe: int = 16
     metric_pseudo_labels: bool = False
     seed: int = 0
+    max_classes: int | None = 10_000

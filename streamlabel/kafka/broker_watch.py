@@ -5,13 +5,18 @@ was deleted and created again, or that a broker without durable storage
 (tansu in memory, a wiped test cluster) lost when it restarted, comes back
 with a new one. The supervisor records the ids of its topics at start-up and
 compares them every ``supervisor.broker_check_s``; a difference means that the
-offsets, the committed positions and the changelog it knew are gone.
+offsets, the committed positions and the records of *that* topic are gone.
+
+What is recovered depends on which topics are new (:func:`reset_scope`): a
+whole broker that restarted empty recreates them all; an operator purging
+``dlq`` by deleting and recreating it touches nothing that is read back.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -20,9 +25,42 @@ from streamlabel.kafka.io import client_errors
 from streamlabel.kafka.topics import Topics
 from streamlabel.settings.kafka import KafkaSettings
 
-__all__ = ["BrokerWatch", "make_admin"]
+__all__ = ["BrokerWatch", "ResetScope", "make_admin", "reset_scope"]
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ResetScope:
+    """Who must recover from a set of recreated topics, and from which."""
+
+    learner: tuple[str, ...] = ()
+    """The recreated topics the learner acts on: an input (``feedback``, ``unknowns``)
+    it reads again from its beginning, ``classes`` to which it re-publishes every
+    class. Empty: the learner is not told."""
+    workers: bool = False
+    """True when ``items`` or ``classes`` is new: every stream worker re-reads the
+    changelog and resumes each partition at a commit that still exists."""
+
+
+def reset_scope(topics: Topics, changed: Iterable[str]) -> ResetScope:
+    """Which actors recover from the recreated topics ``changed``, and from what.
+
+    A new output topic (``labels``, ``alerts``, ``dlq``) is nobody's input: its
+    records are gone, nothing is replayed.
+
+    Example:
+        >>> t = Topics("sl.")
+        >>> reset_scope(t, ["sl.dlq"])
+        ResetScope(learner=(), workers=False)
+        >>> reset_scope(t, ["sl.feedback", "sl.labels"])
+        ResetScope(learner=('sl.feedback',), workers=False)
+        >>> reset_scope(t, t.all())
+        ResetScope(learner=('sl.feedback', 'sl.unknowns', 'sl.classes'), workers=True)
+    """
+    new = set(changed)
+    learner = tuple(n for n in (topics.feedback, topics.unknowns, topics.classes) if n in new)
+    return ResetScope(learner=learner, workers=bool(new & {topics.items, topics.classes}))
 
 
 def make_admin(settings: KafkaSettings) -> Any:

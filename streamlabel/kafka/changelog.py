@@ -3,13 +3,14 @@
 Every stream worker tails the changelog into its Engine's store; a restarting
 learner reads it to compare with its snapshot, or to rebuild the store when the
 snapshot is gone (the last event's ``learner.offsets`` header says where its
-inputs resume).
+inputs resume). Both keep only the latest event of each class while they read.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from streamlabel.errors import ChangelogError, DecodeError
@@ -19,10 +20,24 @@ from streamlabel.kafka.topics import Topics
 from streamlabel.schemas import ClassEvent, decode
 from streamlabel.settings.runtime import RuntimeSettings
 
-__all__ = ["LEARNER_OFFSETS_HEADER", "ClassTail"]
+__all__ = ["CATCH_UP_BATCH", "LEARNER_OFFSETS_HEADER", "ClassTail", "keep_latest"]
 
 LEARNER_OFFSETS_HEADER = "learner.offsets"
 """Header of class events: the learner's consumed offsets when it published them."""
+
+CATCH_UP_BATCH = 500
+"""Records per poll while catching up (a full class event is ~100 KB on the wire)."""
+
+
+def keep_latest(latest: dict[str, ClassEvent], event: ClassEvent) -> None:
+    """Keeps ``event`` in ``latest`` (by class) unless it holds a newer state of its class.
+
+    Of two events with the same ``state.updated_version`` the later one is kept,
+    as a store applying both in order would keep it.
+    """
+    kept = latest.get(event.class_id)
+    if kept is None or event.state.updated_version >= kept.state.updated_version:
+        latest[event.class_id] = event
 
 
 class ClassTail:
@@ -68,13 +83,16 @@ class ClassTail:
         Raises:
             ChangelogError: a record is not a class event.
         """
+        return list(self._read(timeout_ms, max_records=10_000))
+
+    def _read(self, timeout_ms: int, *, max_records: int) -> Iterator[ClassEvent]:
+        """The events of one poll, decoded one at a time (``learner_offsets`` follows them)."""
         consumer = self._open()
         self._detect_reset(consumer)
-        events: list[ClassEvent] = []
-        for messages in consumer.poll(timeout_ms=timeout_ms, max_records=10_000).values():
+        for messages in consumer.poll(timeout_ms=timeout_ms, max_records=max_records).values():
             for m in messages:
                 try:
-                    events.append(decode(m.value, ClassEvent, max_bytes=64 * 1024 * 1024))
+                    event = decode(m.value, ClassEvent, max_bytes=64 * 1024 * 1024)
                 except DecodeError as exc:
                     raise ChangelogError(
                         f"{self._topic!r} offset {m.offset} is not a class event ({exc}); "
@@ -85,10 +103,20 @@ class ClassTail:
                         self.learner_offsets = {
                             str(k): int(v) for k, v in json.loads(value).items()
                         }
-        return events
+                yield event
 
     def catch_up(self, stall_timeout_s: float = 30.0) -> list[ClassEvent]:
-        """Every event up to the current end of the changelog.
+        """The latest event of every class, reading the changelog to its current end.
+
+        The changelog is reduced as it is read (batches of ``CATCH_UP_BATCH``
+        records), keeping per class the event with the highest
+        ``state.updated_version`` (of equal ones, the later): memory grows with
+        the classes, not with the events (tansu never compacts the topic, Kafka
+        not its active segment). Applying them gives the store that applying
+        every event in order gives, since a store ignores an event older than
+        its class's state; and an event's ``store_version`` is its state's
+        ``updated_version`` (the store emits them so), so the highest one is
+        among them. ``learner_offsets`` is the last event's, as after a poll.
 
         Raises:
             ChangelogError: no progress for ``stall_timeout_s`` before the end.
@@ -97,17 +125,19 @@ class ClassTail:
 
         consumer = self._open()
         tp = TopicPartition(self._topic, 0)
-        events: list[ClassEvent] = []
+        latest: dict[str, ClassEvent] = {}
         deadline = time.monotonic() + stall_timeout_s
         while time.monotonic() < deadline:
-            got = self.poll(timeout_ms=200)
-            if got:
-                events.extend(got)
+            read = 0
+            for event in self._read(200, max_records=CATCH_UP_BATCH):
+                read += 1
+                keep_latest(latest, event)
+            if read:
                 deadline = time.monotonic() + stall_timeout_s  # progress: keep going
                 continue
             high = consumer.highwater(tp)
             if high is not None and consumer.position(tp) >= high:
-                return events
+                return list(latest.values())
         raise ChangelogError(
             f"could not read {self._topic!r} to its end: no progress in {stall_timeout_s:.0f}s"
         )

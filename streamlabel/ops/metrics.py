@@ -193,6 +193,25 @@ def driver_families(actor: str, s: Mapping[str, Any]) -> Iterator[Metric]:
                    actor, s.get("scale_events", 0))  # fmt: skip
     yield _counter("streamlabel_deployment_broker_resets", "Broker resets detected.", actor,
                    s.get("broker_resets", 0))  # fmt: skip
+    yield _by(
+        CounterMetricFamily,
+        "streamlabel_actor_hung",
+        "Actors killed (then restarted) because their loop made no step for metrics.stall_s.",
+        actor,
+        "slot",
+        s.get("hung", {}),
+    )
+    yield _by(
+        GaugeMetricFamily,
+        "streamlabel_slot_exhausted",
+        "1 while a supervised actor is down with its restart budget spent "
+        "(supervisor.max_restarts per supervisor.restart_window_s); tried again a window later.",
+        actor,
+        "slot",
+        s.get("exhausted", {}),
+    )
+    yield _gauge("streamlabel_degraded", "1 while a supervised actor is exhausted (the rest "
+                 "keeps running).", actor, s.get("degraded", 0))  # fmt: skip
 
 
 class _StatsCollector(Collector):

@@ -3,6 +3,10 @@
 * :class:`~streamlabel.runtime.supervisor.Runtime` — the supervisor: starts the
   broker (when none is configured), Ray and the actors, restarts them, stops
   them gracefully;
+* :mod:`~streamlabel.runtime.supervision` — the supervisor's rounds: restarts,
+  hung actors, relaunches that never block the other slots;
+* :mod:`~streamlabel.runtime.restarts` — the restart policy: a budget per
+  window, with backoff;
 * :mod:`~streamlabel.runtime.slots` — one supervised actor and its explicit
   state (:class:`~streamlabel.runtime.slots.SlotState`);
 * :mod:`~streamlabel.runtime.startup` — the checks before any actor starts;

@@ -137,7 +137,7 @@ class Observation:
             with contextlib.suppress(Exception):
                 workers.append(ray.get(slot.handle.stats.remote(), timeout=timeout_s))
         learner: dict[str, Any] = {}
-        if self.learner is not None:
+        if self.learner is not None and self.learner.state is SlotState.RUNNING:
             with contextlib.suppress(Exception):
                 learner = ray.get(self.learner.handle.stats.remote(), timeout=timeout_s)
         return self._meter.reading(
@@ -148,12 +148,19 @@ class Observation:
         )
 
     def supervisor_stats(self, progress: Progress) -> dict[str, Any]:
-        """What the supervisor's ``/metrics`` shows of the deployment."""
+        """What the supervisor's ``/metrics`` shows of the deployment: besides the
+        counts, each slot's restarts, hung actors killed and whether it is exhausted
+        (``degraded`` while one is)."""
+        slots = self._slots()
+        exhausted = {slot.name: int(slot.state is SlotState.EXHAUSTED) for slot in slots}
         return {
             "workers": sum(slot.has_actor for slot in self.workers),
             "lag": progress.lag,
-            "restarts": {slot.name: slot.restarts for slot in self._slots()},
+            "restarts": {slot.name: slot.restarts for slot in slots},
             "broker_resets": self.broker_resets,
+            "hung": {slot.name: slot.hung for slot in slots},
+            "exhausted": exhausted,
+            "degraded": int(any(exhausted.values())),
         }
 
     def wait_until_learned(self, feedback: int, timeout_s: float = 300.0) -> int:

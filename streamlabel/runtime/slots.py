@@ -8,11 +8,13 @@ which check each move against :data:`TRANSITIONS`:
 * NEW → STARTING: its first actor is created and asked ``ready()``;
 * STARTING → RUNNING: the actor is ready, its loop starts;
 * STARTING → FAILED: a relaunched actor could not start (or not in time);
-* RUNNING → FAILED: its loop died, or returned without being stopped;
+* RUNNING → FAILED: its loop died, hung, or returned without being stopped;
+* RUNNING → EXHAUSTED: the same, with its restart budget spent
+  (:mod:`~streamlabel.runtime.restarts`);
 * RUNNING → DRAINED: its loop stopped for a drain (not a failure);
-* FAILED, DRAINED → STARTING: started again at ``retry_at`` (a drained one once
-  the node it left is gone);
-* FAILED, DRAINED → FAILED: a relaunch failed before its actor was created;
+* FAILED, DRAINED, EXHAUSTED → STARTING: started again at ``retry_at`` (a
+  drained one once the node it left is gone; an exhausted one a window later);
+* FAILED, DRAINED, EXHAUSTED → FAILED: a relaunch failed before its actor was created;
 * any → STOPPED: stopped by the supervisor, or given up.
 """
 
@@ -22,12 +24,13 @@ import contextlib
 import enum
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from streamlabel.errors import BrokerError, StreamlabelError
+from streamlabel.runtime.restarts import RestartBudget
 
 __all__ = [
     "RELAUNCH_BACKOFF_S",
@@ -37,6 +40,7 @@ __all__ = [
     "SlotState",
     "await_ready",
     "loop_end",
+    "poll_liveness",
     "poll_ready",
     "stop_slot",
 ]
@@ -61,6 +65,9 @@ class SlotState(enum.Enum):
     DRAINED = "drained"
     """No actor: stopped by a drain (not a failure); started again at ``retry_at``
     once the node it left is gone."""
+    EXHAUSTED = "exhausted"
+    """No actor: it failed with its restart budget spent; reported, and started
+    again at ``retry_at`` (a window later) while the rest keeps running."""
     STOPPED = "stopped"
     """Stopped by the supervisor, or given up: never started again."""
 
@@ -69,9 +76,10 @@ _S = SlotState
 TRANSITIONS: dict[SlotState, frozenset[SlotState]] = {
     _S.NEW: frozenset({_S.STARTING, _S.STOPPED}),
     _S.STARTING: frozenset({_S.RUNNING, _S.FAILED, _S.STOPPED}),
-    _S.RUNNING: frozenset({_S.DRAINED, _S.FAILED, _S.STOPPED}),
+    _S.RUNNING: frozenset({_S.DRAINED, _S.FAILED, _S.EXHAUSTED, _S.STOPPED}),
     _S.FAILED: frozenset({_S.STARTING, _S.FAILED, _S.STOPPED}),
     _S.DRAINED: frozenset({_S.STARTING, _S.FAILED, _S.STOPPED}),
+    _S.EXHAUSTED: frozenset({_S.STARTING, _S.FAILED, _S.STOPPED}),
     _S.STOPPED: frozenset({_S.STOPPED}),
 }
 """The moves :class:`Slot` allows, from each state."""
@@ -88,11 +96,16 @@ class Slot:
         ready_ref: its pending ``ready()`` (STARTING).
         run_ref: its loop's ``run()`` (RUNNING).
         restarts: failures restarted so far (a drain is not one).
+        budget: its restarts within the window (:mod:`~streamlabel.runtime.restarts`).
+        start_failures: failed starts since it last ran (each waits longer).
+        hung: actors killed because their loop stopped stepping.
         started_at: when the current actor was created (monotonic seconds).
-        retry_at: when to start it again (FAILED, DRAINED).
+        retry_at: when to start it again (FAILED, DRAINED, EXHAUSTED).
         left_node: the node a drained actor left, until that node is gone or the
             wait is over.
         drained_at: when it was drained.
+        live_ref: its pending liveness question (RUNNING, :func:`poll_liveness`).
+        live_asked_at: when it was last asked.
     """
 
     name: str
@@ -101,10 +114,15 @@ class Slot:
     ready_ref: Any = None
     run_ref: Any = None
     restarts: int = 0
+    budget: RestartBudget = field(default_factory=RestartBudget)
+    start_failures: int = 0
+    hung: int = 0
     started_at: float = 0.0
     retry_at: float = 0.0
     left_node: str = ""
     drained_at: float = 0.0
+    live_ref: Any = None
+    live_asked_at: float = 0.0
 
     @property
     def has_actor(self) -> bool:
@@ -114,13 +132,14 @@ class Slot:
     @property
     def awaits_restart(self) -> bool:
         """True while the slot has no actor and is to be started again."""
-        return self.state in (SlotState.FAILED, SlotState.DRAINED)
+        return self.state in (SlotState.FAILED, SlotState.DRAINED, SlotState.EXHAUSTED)
 
     def starting(self, handle: Any, ready_ref: Any, now: float) -> None:
         """Its new actor was created and asked ``ready()``."""
         self._enter(SlotState.STARTING)
         self.handle, self.ready_ref, self.run_ref = handle, ready_ref, None
-        self.started_at = now
+        self.started_at = self.live_asked_at = now
+        self.live_ref = None
 
     def running(self, run_ref: Any) -> None:
         """Its actor is ready and its loop was started."""
@@ -130,13 +149,19 @@ class Slot:
     def failed(self, retry_at: float) -> None:
         """Its actor died or could not start (the caller killed it)."""
         self._enter(SlotState.FAILED)
-        self.handle = self.ready_ref = self.run_ref = None
+        self.handle = self.ready_ref = self.run_ref = self.live_ref = None
+        self.retry_at = retry_at
+
+    def exhausted(self, retry_at: float) -> None:
+        """Its actor died with the restart budget spent (the caller killed it)."""
+        self._enter(SlotState.EXHAUSTED)
+        self.handle = self.ready_ref = self.run_ref = self.live_ref = None
         self.retry_at = retry_at
 
     def drained(self, node_id: str, now: float, retry_at: float) -> None:
         """Its loop stopped for a drain of ``node_id`` (the caller killed the actor)."""
         self._enter(SlotState.DRAINED)
-        self.handle = self.ready_ref = self.run_ref = None
+        self.handle = self.ready_ref = self.run_ref = self.live_ref = None
         self.left_node = node_id
         self.drained_at = now
         self.retry_at = retry_at
@@ -144,7 +169,7 @@ class Slot:
     def stopped(self) -> None:
         """Stopped for good; ``handle`` keeps the actor for the caller to kill."""
         self._enter(SlotState.STOPPED)
-        self.ready_ref = self.run_ref = None
+        self.ready_ref = self.run_ref = self.live_ref = None
 
     def left_node_alive(self, now: float, wait_s: float) -> bool:
         """True while a drained actor's old node is alive and ``wait_s`` is not over."""
@@ -196,9 +221,15 @@ def await_ready(slots: list[Slot], timeout_s: float) -> None:
         slot.running(slot.handle.run.remote())
 
 
-def poll_ready(starting: list[Slot], now: float, limit_s: float) -> Iterator[tuple[Slot, str]]:
+def poll_ready(
+    starting: list[Slot],
+    now: float,
+    limit_s: float,
+    setting: str = "supervisor.worker_start_timeout_s",
+) -> Iterator[tuple[Slot, str]]:
     """Yields each starting slot whose ``ready()`` returned or that is late (started
-    more than ``limit_s`` before ``now``), with why it failed ("" when ready)."""
+    more than ``limit_s``, the value of ``setting``, before ``now``), with why it
+    failed ("" when ready). Never waits."""
     import ray
 
     done, _ = ray.wait([s.ready_ref for s in starting], num_returns=len(starting), timeout=0)
@@ -208,13 +239,50 @@ def poll_ready(starting: list[Slot], now: float, limit_s: float) -> Iterator[tup
         late = now - slot.started_at > limit_s
         if id(ref) not in done_ids and not late:
             continue
-        error = f"not ready after {limit_s:g}s (supervisor.worker_start_timeout_s)" if late else ""
+        error = f"not ready after {limit_s:g}s ({setting})" if late else ""
         if not error:
             try:
                 ray.get(ref)
             except Exception as exc:
                 error = str(exc)[-300:]
         yield slot, error
+
+
+def poll_liveness(
+    running: list[Slot], now: float, every_s: float, stall_s: float
+) -> Iterator[tuple[Slot, str]]:
+    """Asks each running actor whether its loop still steps, and yields the hung ones
+    with why. Never waits: a question is asked every ``every_s`` and its answer read
+    at a later call.
+
+    Hung: the actor answered that its loop made no step for ``stall_s`` (its own
+    ``/healthz`` bound, ``metrics.stall_s``), or it left a question unanswered that
+    long. An actor that died is not reported here: its ``run_ref`` says how.
+    """
+    import ray
+
+    asked = [s for s in running if s.live_ref is not None]
+    answered: list[Any] = []
+    if asked:
+        answered, _ = ray.wait([s.live_ref for s in asked], num_returns=len(asked), timeout=0)
+    for slot in running:
+        ref = slot.live_ref
+        if ref is None:
+            if now - slot.live_asked_at >= every_s:
+                slot.live_ref, slot.live_asked_at = slot.handle.live.remote(), now
+            continue
+        if not any(ref == done for done in answered):
+            waited = now - slot.live_asked_at
+            if waited > stall_s:
+                yield slot, f"no answer to a liveness check for {waited:.0f}s (metrics.stall_s)"
+            continue
+        slot.live_ref = None
+        try:
+            alive, reason = ray.get(ref)
+        except Exception:  # the actor died: its loop's end is read from run_ref
+            continue
+        if not alive:
+            yield slot, str(reason)
 
 
 @dataclass(frozen=True)

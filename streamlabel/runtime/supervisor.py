@@ -1,12 +1,22 @@
 """The supervisor: starts the broker (if needed), Ray, the learner and the workers.
 
-It restarts an actor whose loop died (up to ``supervisor.max_restarts`` times
-each; a restarted worker resumes from its group's committed offsets, a
-restarted learner from its snapshot), gathers progress, scales the worker
-group, and stops everything gracefully: workers first (finish the batch,
-flush, commit, close), then the learner (publish, snapshot, commit), then
-Ray and the embedded broker if it started them. Each actor lives in a
-:class:`~streamlabel.runtime.slots.Slot` whose state says where it is.
+It restarts an actor whose loop died or hung (a restarted worker resumes from
+its group's committed offsets, a restarted learner from its snapshot) within
+a restart budget per window (:mod:`~streamlabel.runtime.restarts`), gathers
+progress, scales the worker group, and stops everything gracefully: workers
+first (finish the batch, flush, commit, close), then the learner (publish,
+snapshot, commit), then Ray and the embedded broker if it started them. Each
+actor lives in a :class:`~streamlabel.runtime.slots.Slot` whose state says
+where it is. :meth:`Runtime.check` never waits on an actor: a relaunched one
+starts in the background while the others are supervised.
+
+A slot that exhausts its budget is reported (an ``actor_restarts_exhausted``
+error log, ``streamlabel_slot_exhausted`` and ``streamlabel_degraded`` on the
+driver's ``/metrics``, :meth:`Runtime.health`) and tried again a window later;
+the rest keeps running. That holds for the learner too: without it nothing
+learns (feedback and unknowns wait on their topics, no class is discovered,
+no drift alert is raised), but the stream workers keep labelling against
+their replica of the store, which is the service the deployment exists for.
 """
 
 from __future__ import annotations
@@ -21,23 +31,17 @@ from typing import Any
 
 import structlog
 
-from streamlabel.errors import BrokerError, StreamlabelError
+from streamlabel.errors import BrokerError
 from streamlabel.kafka.broker import EmbeddedBroker
-from streamlabel.kafka.broker_watch import BrokerWatch
+from streamlabel.kafka.broker_watch import BrokerWatch, reset_scope
 from streamlabel.kafka.topics import Topics, ensure_topics
 from streamlabel.runtime.placement import create_embedder, create_learner, create_worker
 from streamlabel.runtime.progress import Observation, ProgressMeter
 from streamlabel.runtime.ray_env import init_ray
-from streamlabel.runtime.slots import (
-    RELAUNCH_BACKOFF_S,
-    Slot,
-    SlotState,
-    await_ready,
-    loop_end,
-    poll_ready,
-    stop_slot,
-)
+from streamlabel.runtime.restarts import RestartPolicy
+from streamlabel.runtime.slots import Slot, await_ready, stop_slot
 from streamlabel.runtime.startup import check_model, check_resources, wait_for_topics
+from streamlabel.runtime.supervision import Supervision
 from streamlabel.settings.runtime import RuntimeSettings
 from streamlabel.workers.embedding import RemoteEmbedder
 from streamlabel.workers.learner import Learner
@@ -56,7 +60,7 @@ class ActorClasses:
     learner: type[Learner] = Learner
 
 
-class Runtime(Observation):
+class Runtime(Observation, Supervision):
     """The supervisor of the whole deployment, as a context manager.
 
     Args:
@@ -83,6 +87,8 @@ class Runtime(Observation):
         self._watch: BrokerWatch | None = None
         self._watched_at = 0.0
         self.broker_resets = 0
+        self.learner_resets = 0  # the resets the learner acts on: its broker generation
+        self._policy = RestartPolicy.of(settings.supervisor)
 
     # ------------------------------------------------------------------ start
     def start(self, timeout_s: float = 300.0) -> Runtime:
@@ -141,7 +147,7 @@ class Runtime(Observation):
     def _create_learner(self, slot: Slot) -> None:
         """Creates the learner's actor and asks it ``ready()`` (the slot is STARTING)."""
         handle = create_learner(
-            self.actors.learner, self.settings, self._embedder, self.broker_resets
+            self.actors.learner, self.settings, self._embedder, self.learner_resets
         )
         slot.starting(handle, handle.ready.remote(), time.monotonic())
 
@@ -153,17 +159,18 @@ class Runtime(Observation):
         )
         slot.starting(handle, handle.ready.remote(), time.monotonic())
 
-    def _launch_learner(self, slot: Slot, timeout_s: float) -> None:
+    def _begin_learner(self, slot: Slot) -> None:
+        """Creates the learner's actor without waiting for it (:meth:`_check_starting`
+        starts its loop and hands it to the workers)."""
         self._create_learner(slot)
-        await_ready([slot], timeout_s)
 
     def _launch_worker(self, slot: Slot, timeout_s: float) -> None:
         self._create_worker(slot)
         await_ready([slot], timeout_s)
 
     def _begin_worker(self, slot: Slot) -> None:
-        """Creates a worker's actor without waiting for it (:meth:`_check_pending`
-        starts its loop): the supervisor keeps supervising while a pod is added."""
+        """Creates a worker's actor without waiting for it (:meth:`check` starts its
+        loop once it is ready): the supervisor keeps supervising while a pod is added."""
         self._create_worker(slot)
 
     def _new_worker_slot(self) -> Slot:
@@ -210,121 +217,19 @@ class Runtime(Observation):
         """Workers running or starting."""
         return len(self.workers) + len(self.pending)
 
-    def _check_pending(self) -> list[str]:
-        """Starts the loops of workers that became ready in the background (new ones and
-        relaunched ones); gives up on those that failed or took too long."""
-        import ray
-
-        starting = [s for s in (*self.pending, *self.workers) if s.state is SlotState.STARTING]
-        if not starting:
-            return []
-        started = []
-        now = time.monotonic()
-        limit = self.settings.supervisor.worker_start_timeout_s
-        for slot, error in poll_ready(starting, now, limit):
-            if error:
-                log.warning("worker_start_failed", actor=slot.name, error=error)
-                with contextlib.suppress(Exception):
-                    ray.kill(slot.handle)
-                if slot in self.pending:
-                    self.pending.remove(slot)  # the autoscaler asks again if still needed
-                    slot.stopped()
-                else:  # a relaunch: try again later
-                    slot.failed(retry_at=now + RELAUNCH_BACKOFF_S)
-                continue
-            slot.running(slot.handle.run.remote())
-            if slot in self.pending:
-                self.pending.remove(slot)
-                self.workers.append(slot)
-            started.append(slot.name)
-            log.info("worker_running", actor=slot.name,
-                     seconds=round(now - slot.started_at, 1))  # fmt: skip
-        return started
-
-    # -------------------------------------------------------------- supervise
-    def check(self) -> list[str]:
-        """Restarts actors whose loop ended unexpectedly; returns their names.
-
-        Raises:
-            StreamlabelError: an actor died more than ``supervisor.max_restarts`` times.
-        """
-        import ray
-
-        self.check_broker()
-        self._check_pending()
-        restarted = []
-        now = time.monotonic()
-        wait_s = self.settings.supervisor.drained_node_wait_s
-        for slot in self._slots():  # after a drain or a failed relaunch
-            due = slot.awaits_restart and now >= slot.retry_at
-            if due and not slot.left_node_alive(time.monotonic(), wait_s) and self._relaunch(slot):
-                restarted.append(slot.name)
-        refs = {id(s.run_ref): s for s in self._slots() if s.state is SlotState.RUNNING}
-        if not refs:
-            return restarted
-        done, _ = ray.wait([s.run_ref for s in refs.values()], num_returns=len(refs), timeout=0)
-        for ref in done:
-            slot = next(s for s in refs.values() if s.run_ref == ref)
-            end = loop_end(ref)
-            if end.drained:
-                self._drained(slot, end.node_id)
-                continue
-            if slot.restarts >= self.settings.supervisor.max_restarts:
-                raise StreamlabelError(f"{slot.name} failed {slot.restarts + 1} times: {end.error}")
-            slot.restarts += 1
-            log.warning("actor_restart", actor=slot.name, restarts=slot.restarts, error=end.error)
-            with contextlib.suppress(Exception):
-                ray.kill(slot.handle)
-            slot.failed(retry_at=now)  # due at once
-            if self._relaunch(slot):
-                restarted.append(slot.name)
-        return restarted
-
-    def _drained(self, slot: Slot, node_id: str = "") -> None:
-        """An actor stopped by ``POST /drain`` (its pod is going away): not a failure.
-
-        It is started again once the node it left is gone (or after
-        ``supervisor.drained_node_wait_s``): the terminating pod is often the only
-        one with room, and an actor placed there would die with it.
-        """
-        import ray
-
-        log.info("actor_drained", actor=slot.name, node_id=node_id[:12])
-        with contextlib.suppress(Exception):
-            ray.kill(slot.handle)
-        now = time.monotonic()
-        slot.drained(node_id, now, retry_at=now + RELAUNCH_BACKOFF_S)
-
-    def _relaunch(self, slot: Slot) -> bool:
-        """Starts a dead actor again; a failure to start is retried at the next check.
-
-        Returns:
-            True when the actor is running again (a worker: starting in the background).
-        """
-        try:
-            if slot is self.learner:
-                self._launch_learner(slot, 300.0)
-                for w in self.workers:
-                    if w.has_actor:  # a worker down now gets it when relaunched
-                        w.handle.set_learner.remote(slot.handle)
-            else:
-                self._begin_worker(slot)  # its loop starts at a later check, once ready
-        except StreamlabelError as exc:  # e.g. BrokerError: Kafka is not back yet
-            slot.failed(retry_at=time.monotonic() + RELAUNCH_BACKOFF_S)
-            log.warning("actor_relaunch_failed", actor=slot.name, error=str(exc)[-300:])
-            return False
-        return True
-
+    # ----------------------------------------------------------------- broker
     def check_broker(self, *, force: bool = False) -> list[str]:
-        """Detects a broker that lost its topics and recovers from it (at most every
-        ``supervisor.broker_check_s`` unless ``force``); returns the topics it found
-        recreated or missing.
+        """Detects topics that were recreated or lost and recovers from it (at most every
+        ``supervisor.broker_check_s`` unless ``force``); returns those topics.
 
-        Recovery: create the topics again, then tell every actor. Workers re-read
-        the changelog and resume at a committed offset that still exists (else at
-        the beginning); the learner reads its inputs from the beginning,
-        re-publishes every class from its own state and raises a
-        ``broker_reset`` alert. What only the old broker held is gone.
+        Recovery: create the topics again, then tell only the actors that read one of
+        them (:func:`~streamlabel.kafka.broker_watch.reset_scope`). Workers, when
+        ``items`` or ``classes`` is new, re-read the changelog and resume at a
+        committed offset that still exists (else at the beginning); the learner,
+        when ``feedback``, ``unknowns`` or ``classes`` is new, reads those inputs
+        from their beginning, re-publishes every class when ``classes`` is new and
+        raises a ``broker_reset`` alert. A new output topic (``labels``,
+        ``alerts``, ``dlq``) replays nothing. What only the old topics held is gone.
         """
         now = time.monotonic()
         if self._watch is None or (
@@ -343,13 +248,17 @@ class Runtime(Observation):
             return []  # next check tries again
         self._watch.baseline()
         self.broker_resets += 1
-        if self.learner is not None and self.learner.has_actor:
-            with contextlib.suppress(Exception):
-                self.learner.handle.broker_reset.remote(self.broker_resets)
-        for slot in self.workers:
-            if slot.has_actor:
+        scope = reset_scope(self.topics, changed)
+        if scope.learner:
+            self.learner_resets += 1  # a learner started from now on knows of it
+            if self.learner is not None and self.learner.has_actor:
                 with contextlib.suppress(Exception):
-                    slot.handle.broker_reset.remote()
+                    self.learner.handle.broker_reset.remote(self.learner_resets, scope.learner)
+        if scope.workers:
+            for slot in (*self.workers, *self.pending):
+                if slot.has_actor:
+                    with contextlib.suppress(Exception):
+                        slot.handle.broker_reset.remote()
         return changed
 
     # ------------------------------------------------------------------- stop

@@ -20,7 +20,7 @@ from streamlabel.schemas.records import (
     SourceRef,
     UnknownRecord,
 )
-from streamlabel.schemas.vectors import Matrix, Vector, to_array
+from streamlabel.schemas.vectors import Matrix, Rows, Vector, to_array
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -38,6 +38,7 @@ __all__ = [
     "LabelRecord",
     "Matrix",
     "Record",
+    "Rows",
     "ScoredClass",
     "Severity",
     "SourceRef",

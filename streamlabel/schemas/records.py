@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from streamlabel.schemas.vectors import Matrix, Vector
+from streamlabel.schemas.vectors import EMPTY_ROWS, Matrix, Vector
 
 UNKNOWN = "unknown"
 """The label of an item that fits no class well enough (open-set rejection)."""
@@ -163,8 +163,10 @@ class ClassState(Record):
     description: str | None = Field(default=None, description="Free text (zero-shot classes).")
     count: int = Field(ge=0, description="Examples absorbed into the mean.")
     mean: Vector | None = Field(default=None, description="Count-weighted mean of the examples.")
-    sub_prototypes: Matrix = Field(default=(), description="Up to P modes of the class.")
-    exemplars: Matrix = Field(default=(), description="Bounded reservoir of example vectors.")
+    sub_prototypes: Matrix = Field(default=EMPTY_ROWS, description="Up to P modes of the class.")
+    exemplars: Matrix = Field(
+        default=EMPTY_ROWS, description="Bounded reservoir of example vectors."
+    )
     exemplar_texts: tuple[str, ...] = Field(default=(), description="Texts of some exemplars.")
     keywords: tuple[str, ...] = Field(default=(), description="Top keywords (discovered classes).")
     aliases: tuple[str, ...] = Field(default=(), description="Other names that map here.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from streamlabel.core.autoscale import AutoscalePolicy
 from streamlabel.settings.loader import Section
@@ -29,7 +29,41 @@ class SupervisorSettings(Section):
         description="local: each worker loads the model; actor: one shared embedder actor "
         "(owns the GPU); auto: actor when the Ray cluster has a GPU, local otherwise.",
     )
-    max_restarts: int = Field(default=5, ge=0, description="Restarts per actor before giving up.")
+    max_restarts: int = Field(
+        default=5,
+        ge=0,
+        description="Restarts of one actor within supervisor.restart_window_s; one more "
+        "failure and its slot is exhausted (reported, tried again a window later) while the "
+        "rest of the deployment keeps running.",
+    )
+    restart_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="The sliding window of supervisor.max_restarts: an actor that stayed up "
+        "this long has its whole budget (and an immediate first restart) back.",
+    )
+    restart_backoff_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="The first restart within a window is immediate; the next waits this "
+        "long, doubling with each further one up to supervisor.restart_backoff_max_s.",
+    )
+    restart_backoff_max_s: float = Field(
+        default=120.0, ge=0, description="The longest wait between two restarts of one actor."
+    )
+    liveness_check_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often the supervisor asks each running actor whether its loop "
+        "still steps; one that made no step (or did not answer) for metrics.stall_s is "
+        "killed and restarted.",
+    )
+    learner_start_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A restarted learner that is not ready after this long is given up "
+        "and started again (the other actors are supervised meanwhile).",
+    )
     broker_check_s: float = Field(
         default=2.0,
         gt=0,
@@ -54,6 +88,15 @@ class SupervisorSettings(Section):
         description="After a drain, how long a worker waits for the node it left to go "
         "away before it is started again anyway (a pod's termination grace period).",
     )
+
+    @model_validator(mode="after")
+    def _backoff_bounded(self) -> SupervisorSettings:
+        if self.restart_backoff_max_s < self.restart_backoff_s:
+            raise ValueError(
+                f"supervisor.restart_backoff_max_s ({self.restart_backoff_max_s:g}) is below "
+                f"supervisor.restart_backoff_s ({self.restart_backoff_s:g})"
+            )
+        return self
 
 
 class ScalingSettings(Section):

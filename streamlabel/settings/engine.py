@@ -129,6 +129,14 @@ class StoreSettings(Section):
         default=_STORE.metric_pseudo_labels,
         description="Discovered classes' examples join the labelled ones in fitting the metric.",
     )
+    max_classes: int | None = Field(
+        default=_STORE.max_classes,
+        ge=1,
+        description="Most classes the store holds, retired ones included (None = no cap). "
+        "Feedback that would create one more is dead-lettered (reason 'rejected') and "
+        "discovery skips its new classes. The default, 10,000, is about 1.2 GB of RAM per "
+        "replica and 1 GB per snapshot at 384 dimensions and 64 exemplars a class.",
+    )
 
     def to_config(self, seed: int) -> StoreConfig:
         """The core's config."""
@@ -149,6 +157,7 @@ class StoreSettings(Section):
             nprobe=self.nprobe,
             metric_pseudo_labels=self.metric_pseudo_labels,
             seed=seed,
+            max_classes=self.max_classes,
         )
 
 

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from streamlabel.errors import PublishError
+from streamlabel.kafka.changelog import keep_latest
 from streamlabel.kafka.io import OutRecord, out_records
 from streamlabel.kafka.protocols import (
     ChangelogReader,
@@ -251,7 +252,8 @@ class FakePublisher:
 
 
 class FakeChangelog:
-    """The ``classes`` reader: ``events`` are read by ``catch_up``, ``pending`` by ``poll``."""
+    """The ``classes`` reader: ``events`` are read by ``catch_up`` (the latest of each
+    class, like the real one), ``pending`` by ``poll``."""
 
     def __init__(
         self,
@@ -270,7 +272,10 @@ class FakeChangelog:
         return got
 
     def catch_up(self, stall_timeout_s: float = 30.0) -> list[ClassEvent]:
-        return list(self.events)
+        latest: dict[str, ClassEvent] = {}
+        for event in self.events:
+            keep_latest(latest, event)
+        return list(latest.values())
 
     def reset(self) -> None:
         self.resets += 1

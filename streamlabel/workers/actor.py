@@ -86,8 +86,8 @@ class ActorLoop(Served, Generic[StatsT]):
         """
         self.serve()
         self._open()
+        self.health.started()  # before ``running``: ``live`` reads both
         self._stats.running = True
-        self.health.started()
         self._started()
         try:
             while not self._stop.is_set():
@@ -104,6 +104,14 @@ class ActorLoop(Served, Generic[StatsT]):
     def stop(self) -> None:
         """Asks the loop to finish what is in flight, commit and close."""
         self._stop.set()
+
+    def live(self) -> tuple[bool, str]:
+        """``(alive, reason)`` as ``/healthz`` says, for the supervisor's liveness
+        check: False once the running loop made no step for ``metrics.stall_s``
+        (alive while it is not running: starting, or ended)."""
+        if not self._stats.running:
+            return True, "not running"
+        return self.health.live()
 
     def close(self) -> None:
         """Closes the clients of a loop that was made ready but is not running

@@ -26,6 +26,7 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from threadpoolctl import threadpool_limits
@@ -41,13 +42,12 @@ from streamlabel.ops.metrics import learner_families
 from streamlabel.pipeline.batch import decode_unknowns
 from streamlabel.pipeline.curator import Curator
 from streamlabel.pipeline.output import EngineOutput, Observed
-from streamlabel.pipeline.records import broker_reset_alert
 from streamlabel.settings.runtime import RuntimeSettings
 from streamlabel.workers.actor import ActorLoop
 from streamlabel.workers.checkpoint import Checkpoint, snapshot_path
 from streamlabel.workers.discovery_runner import BackgroundDiscovery
 from streamlabel.workers.embedding import load_embedder
-from streamlabel.workers.recovery import recover
+from streamlabel.workers.recovery import recover, reseed
 from streamlabel.workers.stats import ClassView, LearnerStats, by_status
 
 __all__ = ["Learner", "LearnerStats"]
@@ -96,6 +96,8 @@ class Learner(ActorLoop[LearnerStats]):
         self._discovery = BackgroundDiscovery(self._log)
         self._snapshot_wanted = threading.Event()
         self._generation = broker_generation  # broker resets the supervisor has seen
+        self._reset_lock = threading.Lock()
+        self._reset_topics: set[str] = set()  # recreated, not yet recovered from
         self._view = ClassView()
         self._positions: dict[str, int] = {}
         r = settings.learner
@@ -136,15 +138,25 @@ class Learner(ActorLoop[LearnerStats]):
             time.sleep(0.05)
         return self._stats.snapshots
 
-    def broker_reset(self, generation: int) -> None:
-        """The broker lost its data (the supervisor's ``generation``-th reset): at the
-        next step, consume ``feedback`` and ``unknowns`` from their beginning,
-        re-publish every class (the replicas re-seed from it) and raise a
-        ``broker_reset`` alert. A generation already handled is ignored, so the
-        inputs are never read twice."""
-        if generation <= self._generation:
-            return
-        self._generation = generation
+    def broker_reset(self, generation: int, topics: Sequence[str] | None = None) -> None:
+        """Topics were recreated (the supervisor's ``generation``-th such reset that
+        concerns the learner): at the next step, consume each recreated input
+        (``feedback``, ``unknowns``) from its beginning, re-publish every class if
+        ``classes`` is new (the replicas re-seed from it), and raise a
+        ``broker_reset`` alert. ``topics`` None: all of them (the broker lost
+        everything). A generation already handled is ignored, so an input is never
+        read twice."""
+        with self._reset_lock:
+            if generation <= self._generation:
+                return
+            self._generation = generation
+        self._request_reset(topics)
+
+    def _request_reset(self, topics: Sequence[str] | None) -> None:
+        t = self.topics
+        with self._reset_lock:
+            everything = (t.feedback, t.unknowns, t.classes)
+            self._reset_topics.update(everything if topics is None else topics)
         self._reset_requested.set()
 
     def idle(self) -> bool:
@@ -177,7 +189,9 @@ class Learner(ActorLoop[LearnerStats]):
         out = EngineOutput()
         if self._reset_requested.is_set():
             self._reset_requested.clear()
-            self._reseed(curator, consumer, out)
+            with self._reset_lock:
+                recreated, self._reset_topics = self._reset_topics, set()
+            self._reseed(curator, consumer, out, recreated)
         polled = consumer.poll(timeout_ms=self.settings.worker.poll_timeout_ms, max_records=2000)
         self._stats.lag = sum(lag(consumer).values())
         if self._catching_up and self._catch_up.reached(
@@ -286,26 +300,18 @@ class Learner(ActorLoop[LearnerStats]):
             records, retry_s=self.settings.worker.publish_retry_s, on_failure=failed
         )
 
-    def _reseed(self, curator: Curator, consumer: Consumer, out: EngineOutput) -> None:
-        """After the broker lost its data: start the inputs over, re-publish every class.
-
-        The store, the unknown buffer and the discovery candidates are this
-        learner's own (memory, backed by its snapshot); only the topics are new.
-        """
-        self._positions.clear()
-        assignment = consumer.assignment()
-        if assignment:
-            consumer.seek_to_beginning(*assignment)
-        republished = curator.reassert_all(cause="broker_reset").class_events
-        out.class_events.extend(republished)
-        out.alerts.append(
-            broker_reset_alert(
-                classes=len(republished), store_version=curator.version,
-                at_item=self._stats.observed, now=time.time(),
-            )
-        )  # fmt: skip
+    def _reseed(
+        self, curator: Curator, consumer: Consumer, out: EngineOutput, recreated: set[str]
+    ) -> None:
+        """After topics were recreated: see :func:`~streamlabel.workers.recovery.reseed`."""
+        done = reseed(curator, consumer, self._positions, self.topics, recreated,
+                      at_item=self._stats.observed)  # fmt: skip
+        if done is None:
+            return
+        out.extend(done)
         self._stats.broker_resets += 1
-        self._log.error("broker_reset", classes=len(republished), store_version=curator.version)
+        self._log.error("broker_reset", topics=sorted(recreated), store_version=curator.version,
+                        classes=len(done.class_events))  # fmt: skip
 
     def _drain_observations(self, curator: Curator, out: EngineOutput) -> None:
         while True:
@@ -384,7 +390,7 @@ class Learner(ActorLoop[LearnerStats]):
         threadpool_limits(limits=1, user_api="blas")
         s = self.settings
         embedder = self._embedder or load_embedder(s.model, threads=s.worker.torch_threads or 1)
-        curator = Curator(s, embedder)
+        curator = Curator(s, embedder, incarnation=f"{time.time_ns():x}")  # alert ids per run
         self.checkpoint.lock()
         tail = self._changelog or ClassTail(s, self.topics, self._log)
         try:
@@ -397,8 +403,8 @@ class Learner(ActorLoop[LearnerStats]):
         self._stats.restored_from = rec.restored_from
         self._stats.snapshots_skipped = len(rec.skipped)
         self._catching_up = rec.catching_up
-        if rec.reset_needed:
-            self._reset_requested.set()
+        if rec.reset_needed:  # which topics is not known: all of them
+            self._request_reset(None)
         outbox, fixes = rec.outbox, rec.fixes
         seek = SeekToPositions(self._positions)
         consumer = self._consumer or make_consumer(

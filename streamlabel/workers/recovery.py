@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamlabel.kafka.io import OutRecord
+from streamlabel.kafka.protocols import Consumer
+from streamlabel.kafka.topics import Topics
 from streamlabel.pipeline.curator import Curator
 from streamlabel.pipeline.output import EngineOutput
-from streamlabel.pipeline.records import snapshot_fallback_alert
+from streamlabel.pipeline.records import broker_reset_alert, snapshot_fallback_alert
 from streamlabel.schemas import ClassEvent
 from streamlabel.workers.checkpoint import Checkpoint
 
-__all__ = ["Recovery", "recover"]
+__all__ = ["Recovery", "recover", "reseed"]
 
 
 @dataclass
@@ -54,7 +56,7 @@ def recover(
     """Restores ``curator`` from ``checkpoint``, else from the changelog ``events``.
 
     Args:
-        events: the ``classes`` changelog, read to its end.
+        events: the latest event of each class on the ``classes`` changelog (``catch_up``).
         learner_offsets: the input offsets carried by the changelog's last event.
         generation: the broker resets the supervisor has seen.
     """
@@ -90,3 +92,45 @@ def recover(
             )
         )  # fmt: skip
     return rec
+
+
+def reseed(
+    curator: Curator,
+    consumer: Consumer,
+    positions: dict[str, int],
+    topics: Topics,
+    recreated: set[str],
+    *,
+    at_item: int,
+) -> EngineOutput | None:
+    """After topics were recreated: start the new inputs over, re-publish every class
+    to a new ``classes``; nothing else is replayed.
+
+    The store, the unknown buffer and the discovery candidates are the learner's
+    own (memory, backed by its snapshot); only the topics are new. ``positions``
+    is changed in place (the rebalance listener holds it).
+
+    Returns:
+        the class events and the ``broker_reset`` alert to publish; None when no
+        topic the learner reads or writes state to was recreated.
+    """
+    t = topics
+    recreated = recreated & {t.feedback, t.unknowns, t.classes}  # not outputs: no replay
+    if not recreated:
+        return None
+    inputs = recreated & {t.feedback, t.unknowns}
+    for key in [k for k in positions if k.rsplit(":", 1)[0] in inputs]:
+        del positions[key]
+    rewind = sorted((tp for tp in consumer.assignment() if tp.topic in inputs), key=str)
+    if rewind:
+        consumer.seek_to_beginning(*rewind)
+    out = EngineOutput()
+    if t.classes in recreated:
+        out.extend(curator.reassert_all(cause="broker_reset"))
+    out.alerts.append(
+        broker_reset_alert(
+            classes=len(out.class_events), store_version=curator.version,
+            at_item=at_item, now=time.time(),
+        )
+    )  # fmt: skip
+    return out

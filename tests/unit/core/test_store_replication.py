@@ -10,6 +10,7 @@ import functools
 import json
 import random
 
+import msgpack
 import numpy as np
 import pytest
 
@@ -149,10 +150,10 @@ def test_apply_of_a_state_with_the_wrong_dimension_raises() -> None:
 
 # ---------------------------------------------------------------- snapshot
 def test_snapshot_restore_gives_the_same_store() -> None:
-    """A snapshot that went through JSON restores the same states, version and classification."""
+    """A snapshot that went through msgpack restores the same states, version and classification."""
     blobs = Blobs()
     original, _ = _history(blobs)
-    snapshot = json.loads(json.dumps(original.snapshot()))
+    snapshot = msgpack.unpackb(msgpack.packb(original.snapshot(), use_bin_type=True), raw=False)
     restored = PrototypeStore.restore(
         snapshot, StoreConfig(exemplar_capacity=16), clock=ManualClock()
     )
@@ -161,6 +162,33 @@ def test_snapshot_restore_gives_the_same_store() -> None:
     assert restored.version == original.version
     assert restored.dim == original.dim
     _assert_same_classification(restored.classify(probe), original.classify(probe))
+
+
+def test_a_snapshot_with_vectors_as_float_lists_still_restores_the_same_store() -> None:
+    """Snapshots written before vectors were float32 bytes (the JSON form) restore the same."""
+    blobs = Blobs()
+    original, _ = _history(blobs)
+    snapshot = {
+        **original.snapshot(),
+        "classes": [s.model_dump(mode="json") for s in original.states().values()],
+    }
+    restored = PrototypeStore.restore(
+        json.loads(json.dumps(snapshot)), StoreConfig(exemplar_capacity=16), clock=ManualClock()
+    )
+    probe = np.concatenate([blobs.around(c, 8) for c in range(6)])
+    assert restored.states() == original.states()
+    assert restored.version == original.version
+    _assert_same_classification(restored.classify(probe), original.classify(probe))
+
+
+def test_a_snapshot_holds_vectors_as_float32_bytes() -> None:
+    """A class's exemplars cost 4 bytes a value in a snapshot, not 9 (msgpack float64)."""
+    original, _ = _history(Blobs())
+    state = original.snapshot()["classes"][0]
+    assert state["exemplars"]
+    assert all(isinstance(r, bytes) for r in state["exemplars"])
+    assert all(len(r) == 4 * DIM for r in state["exemplars"])
+    assert isinstance(state["mean"], bytes)
 
 
 @functools.cache

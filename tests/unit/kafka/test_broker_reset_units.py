@@ -1,13 +1,13 @@
-"""Broker-reset pieces without a broker: the topic-id watch, and a producer that
-cannot be built counting as a failed delivery (the learner's reset generations:
-``tests/unit/workers/test_learner_checkpoint.py``)."""
+"""Broker-reset pieces without a broker: the topic-id watch, who recovers from which
+recreated topic, and a producer that cannot be built counting as a failed delivery
+(the learner's reset generations: ``tests/unit/workers/test_learner_checkpoint.py``)."""
 
 from __future__ import annotations
 
 import pytest
 
 from streamlabel.errors import PublishError
-from streamlabel.kafka.broker_watch import BrokerWatch
+from streamlabel.kafka.broker_watch import BrokerWatch, ResetScope, reset_scope
 from streamlabel.kafka.topics import Topics
 from streamlabel.settings.kafka import KafkaSettings
 from streamlabel.testing.kafka import FakeAdmin
@@ -32,6 +32,18 @@ def test_recreated_and_missing_topics_are_reported() -> None:
     admin.ids[TOPICS.items] = "ffffffff-0000-7000-8000-000000000009"  # recreated
     del admin.ids[TOPICS.classes]  # gone
     assert watch.changed() == sorted([TOPICS.items, TOPICS.classes])
+
+
+def test_only_a_recreated_input_or_changelog_is_recovered_from() -> None:
+    t = TOPICS
+    assert reset_scope(t, [t.dlq]) == ResetScope()  # a purged dlq: nothing replayed
+    assert reset_scope(t, [t.labels, t.alerts]) == ResetScope()
+    assert reset_scope(t, [t.feedback]) == ResetScope(learner=(t.feedback,))
+    assert reset_scope(t, [t.unknowns, t.dlq]) == ResetScope(learner=(t.unknowns,))
+    assert reset_scope(t, [t.items]) == ResetScope(workers=True)
+    assert reset_scope(t, [t.classes]) == ResetScope(learner=(t.classes,), workers=True)
+    whole = reset_scope(t, t.all())  # a broker that restarted empty
+    assert whole == ResetScope(learner=(t.feedback, t.unknowns, t.classes), workers=True)
 
 
 def test_a_failed_baseline_never_makes_healthy_topics_look_recreated() -> None:

@@ -239,6 +239,24 @@ def test_driver_families() -> None:
     }
 
 
+def test_driver_families_report_hung_and_exhausted_slots() -> None:
+    state = {
+        "hung": {"learner": 0, "worker-0": 2},
+        "exhausted": {"learner": 0, "worker-0": 1},
+        "degraded": 1,
+    }
+    got = scrape(ActorMetrics("driver", lambda: state, driver_families))
+    assert series(got, "streamlabel_actor_hung_total") == {
+        (("actor", "driver"), ("slot", "learner")): 0,
+        (("actor", "driver"), ("slot", "worker-0")): 2,
+    }
+    assert series(got, "streamlabel_slot_exhausted") == {
+        (("actor", "driver"), ("slot", "learner")): 0,
+        (("actor", "driver"), ("slot", "worker-0")): 1,
+    }
+    assert value(got, "streamlabel_degraded", actor="driver") == 1
+
+
 def test_the_driver_before_its_first_reading_exports_zeros() -> None:
     got = scrape(ActorMetrics("driver", dict, driver_families))
     assert value(got, "streamlabel_workers", actor="driver") == 0

@@ -7,7 +7,10 @@ calls on its actor with ``ray.wait/get/kill/nodes`` replaced by fakes.
   all and raises the actor's own error type naming it;
 * ``poll_ready`` yields ready and late slots, ``loop_end`` tells a drain from a
   failure, ``stop_slot`` stops, waits, kills;
-* a drained slot waits while the node it left is alive, at most ``wait_s``.
+* a drained slot waits while the node it left is alive, at most ``wait_s``;
+* an exhausted slot has no actor and awaits its retry;
+* ``poll_liveness`` asks each running actor every ``every_s`` without waiting, and
+  yields those that answered stalled or left a question unanswered ``stall_s``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from streamlabel.runtime.slots import (
     SlotState,
     await_ready,
     loop_end,
+    poll_liveness,
     poll_ready,
     stop_slot,
 )
@@ -238,3 +242,46 @@ def test_a_drained_slot_waits_while_its_node_is_alive_at_most_wait_s(fake_ray: F
     fake_ray.alive = {"node-b": False}
     assert not slot.left_node_alive(now=61.0, wait_s=600.0)
     assert slot.left_node == ""
+
+
+def test_an_exhausted_slot_has_no_actor_and_awaits_its_retry() -> None:
+    slot = running("worker-0")
+    slot.live_ref = "worker-0.live"
+    slot.exhausted(retry_at=700.0)
+    assert (slot.state, slot.handle, slot.run_ref, slot.live_ref, slot.retry_at) == (
+        SlotState.EXHAUSTED, None, None, None, 700.0,
+    )  # fmt: skip
+    assert (slot.has_actor, slot.awaits_restart) == (False, True)
+    slot.starting(FakeHandle("worker-0"), "ready", 700.0)
+    assert slot.state is SlotState.STARTING
+    with pytest.raises(StreamlabelError, match="no move from STARTING to EXHAUSTED"):
+        slot.exhausted(retry_at=800.0)  # a failed start is not a spent restart
+
+
+def test_poll_liveness_asks_without_waiting_and_yields_the_hung(fake_ray: FakeRay) -> None:
+    stalled, fine, silent = running("worker-0"), running("worker-1"), running("worker-2")
+    slots = [stalled, fine, silent]
+    assert list(poll_liveness(slots, now=100.0, every_s=10.0, stall_s=60.0)) == []
+    assert [s.live_ref for s in slots] == ["worker-0.live", "worker-1.live", "worker-2.live"]
+    fake_ray.results = {
+        "worker-0.live": (False, "no step for 70s (metrics.stall_s=60)"),
+        "worker-1.live": (True, "ok"),
+    }
+    got = list(poll_liveness(slots, now=101.0, every_s=10.0, stall_s=60.0))
+    assert got == [(stalled, "no step for 70s (metrics.stall_s=60)")]
+    assert (fine.live_ref, silent.live_ref) == (None, "worker-2.live")
+    assert list(poll_liveness(slots, now=105.0, every_s=10.0, stall_s=60.0)) == []
+    assert fine.handle.calls.count("live") == 1  # asked again only every_s later
+    late = list(poll_liveness(slots, now=161.0, every_s=10.0, stall_s=60.0))
+    assert [(s.name, why) for s, why in late] == [
+        ("worker-2", "no answer to a liveness check for 61s (metrics.stall_s)"),
+    ]
+    assert stalled.handle.calls.count("live") == 2  # asked again: read at the next call
+
+
+def test_poll_liveness_leaves_an_actor_that_died_to_its_loop_end(fake_ray: FakeRay) -> None:
+    slot = running("worker-0")
+    list(poll_liveness([slot], now=100.0, every_s=10.0, stall_s=60.0))
+    fake_ray.results = {"worker-0.live": RuntimeError("actor died")}
+    assert list(poll_liveness([slot], now=101.0, every_s=10.0, stall_s=60.0)) == []
+    assert slot.live_ref is None

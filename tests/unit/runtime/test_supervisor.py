@@ -11,6 +11,20 @@ and the supervisor's clock by a manual one:
 * a relaunched worker starts in the background and is given up when it is not
   ready in time;
 * ``supervisor_stats`` reports workers, lag, restarts and broker resets.
+
+The restart policy (budget per window, backoff, exhaustion), hung actors and
+relaunches that never block ``check``, and which actors a recreated topic
+concerns:
+
+* the budget comes back once the restarts leave the window; the wait between
+  restarts doubles, and a slot that stayed up for a window restarts at once;
+* a slot past its budget is exhausted: reported (stats, health, log), the other
+  slots keep running, and it is tried again a window later (the learner too);
+* an actor whose loop stopped stepping, or that does not answer, is killed and
+  restarted through the budget;
+* a slow learner or worker relaunch does not stop ``check`` from supervising
+  the other slots;
+* a recreated output topic tells nobody; a recreated input tells its reader only.
 """
 
 from __future__ import annotations
@@ -20,14 +34,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
-from streamlabel.errors import StreamlabelError
-from streamlabel.runtime import supervisor
+from streamlabel.kafka.broker_watch import BrokerWatch
+from streamlabel.runtime import supervision, supervisor
 from streamlabel.runtime.progress import Progress
 from streamlabel.runtime.slots import RELAUNCH_BACKOFF_S, Slot, SlotState
 from streamlabel.runtime.supervisor import Runtime
 from streamlabel.settings.runtime import load_runtime_settings
 from streamlabel.testing import ManualClock
+from streamlabel.testing.kafka import FakeAdmin
 
 
 @pytest.fixture(autouse=True)
@@ -73,15 +89,25 @@ class FakeRay:
         self.results: dict[int, tuple[Any, Any]] = {}
         self.killed: list[Any] = []
         self.alive: dict[str, bool] = {}
+        # what an actor answers to ``live()`` (by default: its loop steps), or
+        # SILENT: it never answers
+        self.liveness: dict[str, Any] = {}
 
     def finish(self, ref: Any, result: Any) -> None:
         self.results[id(ref)] = (ref, result)
 
+    def _done(self, ref: Any) -> bool:
+        if id(ref) in self.results:
+            return True
+        name = getattr(ref, "name", "")
+        return name.endswith(".live") and self.liveness.get(name[:-5]) is not SILENT
+
     def wait(self, refs: list[Any], num_returns: int = 1, timeout: float | None = None) -> Any:
-        done = [r for r in refs if id(r) in self.results]
-        return done, [r for r in refs if id(r) not in self.results]
+        return [r for r in refs if self._done(r)], [r for r in refs if not self._done(r)]
 
     def get(self, ref: Any, timeout: float | None = None) -> Any:
+        if id(ref) not in self.results and ref.name.endswith(".live"):
+            return self.liveness.get(ref.name[:-5], (True, "ok"))
         _, result = self.results[id(ref)]
         if isinstance(result, BaseException):
             raise result
@@ -92,6 +118,9 @@ class FakeRay:
 
     def nodes(self) -> list[dict[str, Any]]:
         return [{"NodeID": n, "Alive": alive} for n, alive in self.alive.items()]
+
+
+SILENT = object()
 
 
 @pytest.fixture
@@ -107,7 +136,8 @@ def fake_ray(monkeypatch: pytest.MonkeyPatch) -> FakeRay:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
     c = ManualClock(5000.0)
-    monkeypatch.setattr(supervisor, "time", SimpleNamespace(monotonic=c, sleep=lambda s: None))
+    for module in (supervisor, supervision):
+        monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=c, sleep=lambda s: None))
     return c
 
 
@@ -118,11 +148,11 @@ def launched(slot: Slot, timeout_s: float) -> None:
     slot.running(handle.run.remote())
 
 
-def make_runtime(max_restarts: int = 5, workers: int = 1) -> Runtime:
-    rt = Runtime(load_runtime_settings(supervisor={"max_restarts": max_restarts}))
+def make_runtime(max_restarts: int = 5, workers: int = 1, **supervisor: Any) -> Runtime:
+    rt = Runtime(load_runtime_settings(supervisor={"max_restarts": max_restarts, **supervisor}))
     rt._launch_worker = launched  # type: ignore[method-assign]
     rt._begin_worker = lambda slot: launched(slot, 0)  # type: ignore[method-assign]
-    rt._launch_learner = launched  # type: ignore[method-assign]
+    rt._begin_learner = lambda slot: launched(slot, 0)  # type: ignore[method-assign]
     rt.learner = Slot("learner")
     launched(rt.learner, 0)
     for _ in range(workers):
@@ -184,8 +214,8 @@ def test_drains_do_not_use_up_max_restarts(fake_ray: FakeRay, clock: ManualClock
         assert rt.check() == ["worker-0"]
     assert slot.restarts == 0
     fake_ray.finish(slot.run_ref, RuntimeError("actor died"))
-    with pytest.raises(StreamlabelError, match="worker-0 failed 1 times"):
-        rt.check()
+    assert rt.check() == []  # the first failure is past a budget of 0: set aside
+    assert slot.state is SlotState.EXHAUSTED
 
 
 def test_a_drained_learner_is_restarted_and_handed_to_the_workers(
@@ -226,12 +256,16 @@ def test_a_learner_and_a_worker_drained_together_both_come_back(
 def test_supervisor_stats_report_the_deployment() -> None:
     rt = make_runtime(workers=2)
     rt.workers[1].restarts = 2
+    rt.workers[1].hung = 1
     rt.broker_resets = 1
     assert rt.supervisor_stats(rt_progress()) == {
         "workers": 2,
         "lag": 77,
         "restarts": {"learner": 0, "worker-0": 0, "worker-1": 2},
         "broker_resets": 1,
+        "hung": {"learner": 0, "worker-0": 0, "worker-1": 1},
+        "exhausted": {"learner": 0, "worker-0": 0, "worker-1": 0},
+        "degraded": 0,
     }
 
 
@@ -314,3 +348,234 @@ def test_a_worker_that_never_gets_ready_is_given_up_and_tried_again(
     clock.advance(RELAUNCH_BACKOFF_S)
     rt.check()
     assert len(begun) == 2
+
+
+# ----------------------------------------------------------- restart policy
+def fail(fake_ray: FakeRay, slot: Slot) -> None:
+    """The slot's loop dies."""
+    fake_ray.finish(slot.run_ref, RuntimeError("boom"))
+
+
+def test_the_restart_budget_comes_back_once_the_restarts_leave_the_window(
+    fake_ray: FakeRay, clock: ManualClock
+) -> None:
+    rt = make_runtime(max_restarts=2, restart_window_s=100.0, restart_backoff_s=1.0)
+    slot = rt.workers[0]
+    fail(fake_ray, slot)
+    assert rt.check() == ["worker-0"]  # the first restart in the window: at once
+    fail(fake_ray, slot)
+    rt.check()
+    clock.advance(1.0)
+    assert rt.check() == ["worker-0"]
+    clock.advance(100.0)  # up for a whole window: its budget is back
+    for _ in range(2):
+        fail(fake_ray, slot)
+        rt.check()
+        clock.advance(1.0)
+        rt.check()
+        assert slot.state is SlotState.RUNNING
+    assert slot.restarts == 4
+    fail(fake_ray, slot)  # a third failure within the window: past the budget
+    rt.check()
+    assert slot.state is SlotState.EXHAUSTED
+    assert slot.restarts == 4
+
+
+def test_the_wait_between_restarts_doubles_then_resets_after_a_healthy_window(
+    fake_ray: FakeRay, clock: ManualClock
+) -> None:
+    rt = make_runtime(
+        max_restarts=10, restart_window_s=1000.0, restart_backoff_s=2.0, restart_backoff_max_s=5.0
+    )
+    slot = rt.workers[0]
+    waits = []
+    for _ in range(5):
+        fail(fake_ray, slot)
+        rt.check()
+        waits.append(0.0 if slot.state is SlotState.RUNNING else slot.retry_at - clock())
+        clock.advance(waits[-1])
+        rt.check()
+        assert slot.state is SlotState.RUNNING
+    assert waits == [0.0, 2.0, 4.0, 5.0, 5.0]
+    clock.advance(1000.0)
+    fail(fake_ray, slot)
+    assert rt.check() == ["worker-0"]  # at once again
+
+
+def test_an_exhausted_slot_is_reported_while_the_others_keep_running(
+    fake_ray: FakeRay, clock: ManualClock
+) -> None:
+    rt = make_runtime(max_restarts=1, workers=2, restart_window_s=60.0)
+    broken, other = rt.workers
+    fail(fake_ray, broken)
+    rt.check()
+    fail(fake_ray, broken)
+    with capture_logs() as logs:
+        assert rt.check() == []  # no error raised: the deployment stays up
+    assert broken.state is SlotState.EXHAUSTED
+    assert (other.state, rt.learner and rt.learner.state) == (SlotState.RUNNING,) * 2
+    assert [e["log_level"] for e in logs if e["event"] == "actor_restarts_exhausted"] == ["error"]
+    stats = rt.supervisor_stats(rt_progress())
+    assert (stats["exhausted"], stats["degraded"]) == ({"learner": 0, "worker-0": 1,
+                                                       "worker-1": 0}, 1)  # fmt: skip
+    assert rt.health()["degraded"] is True
+    assert rt.health()["exhausted"] == ["worker-0"]
+    fail(fake_ray, other)  # the others are still supervised
+    assert rt.check() == ["worker-1"]
+    clock.advance(59.0)
+    assert rt.check() == []
+    clock.advance(1.0)  # a window later: tried again, with its budget back
+    assert rt.check() == ["worker-0"]
+    assert broken.state is SlotState.RUNNING
+    assert rt.health() == {
+        "degraded": False,
+        "exhausted": [],
+        "slots": {"learner": "running", "worker-0": "running", "worker-1": "running"},
+    }
+
+
+def test_an_exhausted_learner_leaves_the_workers_labelling_and_returns_a_window_later(
+    fake_ray: FakeRay, clock: ManualClock
+) -> None:
+    rt = make_runtime(max_restarts=0, workers=2, restart_window_s=30.0)
+    learner = rt.learner
+    assert learner is not None
+    fail(fake_ray, learner)
+    rt.check()
+    assert learner.state is SlotState.EXHAUSTED
+    assert all(w.state is SlotState.RUNNING for w in rt.workers)
+    assert rt.progress().learner == {}  # an exhausted learner is not asked for stats
+    clock.advance(30.0)
+    assert rt.check() == ["learner"]
+    for w in rt.workers:
+        assert ("set_learner", (learner.handle,)) in w.handle.calls
+
+
+# -------------------------------------------------------------- hung actors
+def test_an_actor_whose_loop_stopped_stepping_is_killed_and_restarted(
+    fake_ray: FakeRay, clock: ManualClock
+) -> None:
+    rt = make_runtime(workers=2)
+    slot = rt.workers[0]
+    hung = slot.handle
+    fake_ray.liveness["worker-0"] = (False, "no step for 130s (metrics.stall_s=120)")
+    assert rt.check() == []  # asked...
+    assert rt.check() == ["worker-0"]  # ...answered: killed and restarted
+    assert hung in fake_ray.killed
+    assert slot.handle is not hung
+    assert (slot.state, slot.hung, slot.restarts) == (SlotState.RUNNING, 1, 1)
+    assert rt.workers[1].hung == 0
+    assert rt.supervisor_stats(rt_progress())["hung"]["worker-0"] == 1
+
+
+def test_an_actor_that_does_not_answer_for_stall_s_is_hung(
+    fake_ray: FakeRay, clock: ManualClock
+) -> None:
+    rt = make_runtime()
+    learner = rt.learner
+    assert learner is not None
+    fake_ray.liveness["learner"] = SILENT
+    stall_s = rt.settings.metrics.stall_s
+    assert rt.check() == []
+    clock.advance(stall_s)
+    assert rt.check() == []  # not answering for stall_s is not yet hung
+    clock.advance(1.0)
+    assert rt.check() == ["learner"]
+    assert learner.hung == 1
+
+
+def test_a_running_actor_is_asked_every_liveness_check_s(
+    fake_ray: FakeRay, clock: ManualClock
+) -> None:
+    rt = make_runtime()
+    worker = rt.workers[0]
+    every = rt.settings.supervisor.liveness_check_s
+    rt.check()
+    rt.check()
+    rt.check()
+    assert [c for c, _ in worker.handle.calls].count("live") == 1
+    clock.advance(every)
+    rt.check()
+    assert [c for c, _ in worker.handle.calls].count("live") == 2
+
+
+# ------------------------------------------------------ relaunches never block
+def test_a_slow_learner_relaunch_does_not_block_supervising_the_workers(
+    fake_ray: FakeRay, clock: ManualClock
+) -> None:
+    rt = make_runtime(workers=2)
+    learner = rt.learner
+    assert learner is not None
+
+    def begin(s: Slot) -> None:
+        s.starting(FakeHandle(s.name), object(), clock())  # ready() does not return
+
+    rt._begin_learner = begin  # type: ignore[method-assign]
+    fail(fake_ray, learner)
+    assert rt.check() == ["learner"]  # relaunched, not waited for
+    assert learner.state is SlotState.STARTING
+    fail(fake_ray, rt.workers[0])
+    assert rt.check() == ["worker-0"]  # supervised meanwhile
+    fake_ray.finish(learner.ready_ref, True)
+    rt.check()
+    assert learner.state is SlotState.RUNNING
+    for w in rt.workers:
+        assert ("set_learner", (learner.handle,)) in w.handle.calls
+
+
+def test_a_learner_that_never_gets_ready_is_given_up_and_tried_again(
+    fake_ray: FakeRay, clock: ManualClock
+) -> None:
+    rt = make_runtime()
+    learner = rt.learner
+    assert learner is not None
+    begun: list[object] = []
+
+    def begin(s: Slot) -> None:
+        s.starting(FakeHandle(s.name), object(), clock())
+        begun.append(s.handle)
+
+    rt._begin_learner = begin  # type: ignore[method-assign]
+    fail(fake_ray, learner)
+    rt.check()
+    clock.advance(rt.settings.supervisor.learner_start_timeout_s + 1)
+    rt.check()
+    assert begun[0] in fake_ray.killed
+    assert learner.state is SlotState.FAILED
+    assert learner.restarts == 1  # a failed start is not a restart
+    clock.advance(RELAUNCH_BACKOFF_S)
+    rt.check()
+    assert len(begun) == 2
+
+
+# ------------------------------------------------------------ recreated topics
+def test_a_recreated_topic_tells_only_the_actors_that_read_it(
+    fake_ray: FakeRay, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = make_runtime()
+    topics = rt.topics
+    admin = FakeAdmin({n: f"{k:08x}-0000-7000-8000-000000000001"
+                       for k, n in enumerate(topics.all())})  # fmt: skip
+    rt._watch = BrokerWatch(rt.settings.kafka, topics, make=lambda settings: admin)
+    rt._watch.baseline()
+    monkeypatch.setattr(supervisor, "ensure_topics", lambda *args, **kwargs: [])
+    assert rt.learner is not None
+    learner, worker = rt.learner.handle, rt.workers[0].handle
+
+    def recreate(*names: str) -> list[str]:
+        for n in names:  # a new topic id
+            admin.ids[n] = admin.ids[n][:-12] + f"{int(admin.ids[n][-12:]) + 1:012d}"
+        return rt.check_broker(force=True)
+
+    def resets(handle: FakeHandle) -> list[tuple[Any, ...]]:
+        return [args for method, args in handle.calls if method == "broker_reset"]
+
+    assert recreate(topics.dlq) == [topics.dlq]  # purged: nobody replays anything
+    assert (resets(learner), resets(worker), rt.broker_resets) == ([], [], 1)
+    assert recreate(topics.feedback) == [topics.feedback]
+    assert resets(learner) == [(1, (topics.feedback,))]
+    assert resets(worker) == []
+    recreate(*topics.all())  # the whole broker lost its data
+    assert resets(learner)[-1] == (2, (topics.feedback, topics.unknowns, topics.classes))
+    assert resets(worker) == [()]
+    assert (rt.broker_resets, rt.learner_resets) == (3, 2)
