@@ -108,8 +108,8 @@ def absorb(
     """The state of a class after it is taught ``vectors`` (with their ``texts``).
 
     The mean stays the count-weighted mean of every example, the reservoir keeps
-    a uniform sample of at most ``exemplar_capacity`` of them, and the
-    sub-prototypes are refitted on the reservoir.
+    a uniform sample of at most ``exemplar_capacity`` of them (their texts cut to
+    ``exemplar_text_chars``), and the sub-prototypes are refitted on the reservoir.
     """
     n = len(vectors)
     total = state.count + n
@@ -127,7 +127,7 @@ def absorb(
         arrays.exemplar_texts,
         state.count,
         vectors,
-        texts,
+        [t[: config.exemplar_text_chars] for t in texts],
         config.exemplar_capacity,
         rng,
     )

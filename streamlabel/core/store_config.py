@@ -12,6 +12,9 @@ class StoreConfig:
     Attributes:
         max_sub_prototypes: extra prototypes per class for multi-modal classes (0 = mean only).
         exemplar_capacity: examples kept per class (reservoir).
+        exemplar_text_chars: characters kept of each exemplar's text (for names and
+            examples): bounds a class event (64 exemplars of 500 characters and 384
+            dimensions: about 230 KB) under Kafka's 1 MB record limit.
         threshold_quantile: quantile of member similarities used as open-set threshold.
         threshold_offset: subtracted from every calibrated threshold (more lenient when > 0).
         default_threshold: threshold when no class can be calibrated.
@@ -39,6 +42,7 @@ class StoreConfig:
 
     max_sub_prototypes: int = 0
     exemplar_capacity: int = 64
+    exemplar_text_chars: int = 500
     threshold_quantile: float = 0.1
     threshold_offset: float = 0.0
     default_threshold: float = 0.3

@@ -53,6 +53,13 @@ class StoreSettings(Section):
         le=4096,
         description="Examples kept per class (a reservoir sample).",
     )
+    exemplar_text_chars: int = Field(
+        default=_STORE.exemplar_text_chars,
+        ge=16,
+        le=20_000,
+        description="Characters kept of each exemplar's text (class names, examples); "
+        "bounds the size of a class event.",
+    )
     threshold_quantile: float = Field(
         default=_STORE.threshold_quantile,
         gt=0.0,
@@ -143,6 +150,7 @@ class StoreSettings(Section):
         return StoreConfig(
             max_sub_prototypes=self.max_sub_prototypes,
             exemplar_capacity=self.exemplar_capacity,
+            exemplar_text_chars=self.exemplar_text_chars,
             threshold_quantile=self.threshold_quantile,
             threshold_offset=self.threshold_offset,
             default_threshold=self.default_threshold,

@@ -70,6 +70,18 @@ def test_exemplar_reservoir_stays_bounded_by_capacity() -> None:
         assert state.count == seen
 
 
+def test_long_exemplar_texts_are_cut_so_a_class_event_stays_bounded() -> None:
+    """Two 600 KB feedback texts used to make a 1.1 MB class event (over Kafka's 1 MB)."""
+    from streamlabel.schemas import encode
+
+    blobs = Blobs(dim=384)
+    store = _store(StoreConfig(exemplar_text_chars=500), dim=384)
+    event = store.learn("huge", blobs.around(0, 2), ["word " * 120_000, "term " * 120_000])
+    assert [len(t) for t in event.state.exemplar_texts] == [500, 500]
+    assert event.state.exemplar_texts[0] == ("word " * 100)
+    assert len(encode(event)) < 50_000
+
+
 def test_exemplar_texts_stay_aligned_with_their_vectors() -> None:
     """Each kept exemplar carries the text it was taught with."""
     store = _store(StoreConfig(exemplar_capacity=5))
