@@ -63,6 +63,8 @@ class ClassTail:
         self._consumer: Consumer | None = None
         self._log = log
         self.resets = 0
+        self.skipped = 0
+        """Records that were not class events (skipped and logged)."""
         self.learner_offsets: dict[str, int] | None = None
         """The learner's consumed offsets carried by the last event (``learner.offsets``)."""
 
@@ -80,8 +82,9 @@ class ClassTail:
     def poll(self, timeout_ms: int = 0) -> list[ClassEvent]:
         """New class events (possibly none).
 
-        Raises:
-            ChangelogError: a record is not a class event.
+        A record that is not a class event (a tombstone, garbage) is skipped,
+        logged and counted in :attr:`skipped`: one bad record must not stop every
+        replica; the learner re-asserts its classes on its own.
         """
         return list(self._read(timeout_ms, max_records=10_000))
 
@@ -94,16 +97,24 @@ class ClassTail:
                 try:
                     event = decode(m.value, ClassEvent, max_bytes=64 * 1024 * 1024)
                 except DecodeError as exc:
-                    raise ChangelogError(
-                        f"{self._topic!r} offset {m.offset} is not a class event ({exc}); "
-                        "replicas cannot apply it"
-                    ) from exc
+                    self.skipped += 1
+                    self._log.error("changelog_record_skipped", topic=self._topic,
+                                    offset=m.offset, reason=exc.reason, error=str(exc))  # fmt: skip
+                    continue
                 for name, value in m.headers or []:
                     if name == LEARNER_OFFSETS_HEADER:
-                        self.learner_offsets = {
-                            str(k): int(v) for k, v in json.loads(value).items()
-                        }
+                        self._read_offsets(value, m.offset)
                 yield event
+
+    def _read_offsets(self, value: bytes, offset: int) -> None:
+        """Takes the learner's input offsets from a header (a malformed one is skipped)."""
+        try:
+            offsets = {str(k): int(v) for k, v in json.loads(value).items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            self._log.error("changelog_header_skipped", topic=self._topic, offset=offset,
+                            header=LEARNER_OFFSETS_HEADER, error=str(exc))  # fmt: skip
+            return
+        self.learner_offsets = offsets
 
     def catch_up(self, stall_timeout_s: float = 30.0) -> list[ClassEvent]:
         """The latest event of every class, reading the changelog to its current end.

@@ -44,7 +44,7 @@ from streamlabel.pipeline.cache import CachedItem, ItemCache
 from streamlabel.pipeline.discovery_job import DiscoveryJob
 from streamlabel.pipeline.drift import DriftWatch
 from streamlabel.pipeline.inputs import RawRecord
-from streamlabel.pipeline.labeler import new_store
+from streamlabel.pipeline.labeler import apply_events, new_store
 from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.pipeline.relabel import Reviser
 from streamlabel.schemas import UNKNOWN, ClassEvent, ClassState, Feedback, UnknownRecord
@@ -356,8 +356,9 @@ class Curator:
 
     # ------------------------------------------------------------- recovery
     def replay(self, events: Iterable[ClassEvent]) -> int:
-        """Rebuilds the store from changelog events (no snapshot); returns how many changed it."""
-        return sum(self.store.apply(e) for e in events)
+        """Rebuilds the store from changelog events (no snapshot); returns how many changed
+        it (an event the store refuses is skipped and logged)."""
+        return apply_events(self.store, events)
 
     def advance_version(self, version: int) -> None:
         """Moves the store's version past ``version`` (the highest the changelog holds)."""
@@ -388,8 +389,8 @@ class Curator:
                 out.class_events.append(self.store.reassert(class_id))
         for class_id, event in latest.items():
             if class_id not in states and event.state.status != "retired":
-                self.store.apply(event)
-                out.class_events.append(self.store.retire(class_id))
+                if apply_events(self.store, [event]):  # else refused (and logged)
+                    out.class_events.append(self.store.retire(class_id))
         return out
 
     # ------------------------------------------------------------- snapshot

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+import structlog
 
 from streamlabel.core.embedder import Embedder
 from streamlabel.core.store import Classification, PrototypeStore
@@ -39,7 +40,22 @@ from streamlabel.pipeline.records import Stamp, label_record
 from streamlabel.schemas import ClassEvent, Item, UnknownRecord
 from streamlabel.settings.engine import EngineSettings, load_settings
 
-__all__ = ["Labeler", "load_settings", "new_store"]
+__all__ = ["Labeler", "apply_events", "load_settings", "new_store"]
+
+log = structlog.get_logger(__name__)
+
+
+def apply_events(store: PrototypeStore, events: Iterable[ClassEvent]) -> int:
+    """Applies changelog events to ``store``, skipping (and logging) those it refuses;
+    returns how many changed it."""
+    changed = 0
+    for event in events:
+        try:
+            changed += store.apply(event)
+        except StoreError as exc:
+            log.error("class_event_skipped", class_id=event.class_id,
+                      store_version=event.store_version, error=str(exc))  # fmt: skip
+    return changed
 
 
 def new_store(settings: EngineSettings, dim: int, clock: Callable[[], float]) -> PrototypeStore:
@@ -119,8 +135,12 @@ class Labeler:
         return out
 
     def apply(self, events: Iterable[ClassEvent]) -> int:
-        """Applies class events from the changelog; returns how many changed the store."""
-        return sum(self.store.apply(e) for e in events)
+        """Applies class events from the changelog; returns how many changed the store.
+
+        An event the store refuses (another dimension, a state it cannot hold) is
+        skipped and logged: one bad record must not stop every replica.
+        """
+        return apply_events(self.store, events)
 
     def _emit(
         self,

@@ -134,3 +134,43 @@ def test_the_fake_changelog_catches_up_like_the_reader() -> None:
     events = [_event(_state("a", 1)), _event(_state("a", 3)), _event(_state("b", 2))]
     got = FakeChangelog(events).catch_up()
     assert [(e.class_id, e.state.updated_version) for e in got] == [("a", 3), ("b", 2)]
+
+
+def test_a_bad_record_on_the_changelog_is_skipped_not_fatal() -> None:
+    """A tombstone, garbage, or a malformed learner.offsets header used to stop every replica."""
+    good = [_event(_state("a", 1)), _event(_state("b", 2)), _event(_state("a", 3))]
+    records = [
+        consumed(TOPICS.classes, 0, 0, encode(good[0])),
+        consumed(TOPICS.classes, 0, 1, None, key=b"a"),  # a tombstone
+        consumed(TOPICS.classes, 0, 2, b"\xc1 garbage"),
+        consumed(TOPICS.classes, 0, 3, encode(good[1]),
+                 headers=[(LEARNER_OFFSETS_HEADER, b"{not json")]),
+        consumed(TOPICS.classes, 0, 4, encode(good[2]),
+                 headers=[(LEARNER_OFFSETS_HEADER, b'{"t.feedback:0": 7}')]),
+    ]  # fmt: skip
+    tail = _tail(ChangelogConsumer(len(records), lambda o: records[o]))
+    got = tail.catch_up(stall_timeout_s=5)
+    assert [(e.class_id, e.state.updated_version) for e in got] == [("a", 3), ("b", 2)]
+    assert tail.skipped == 2
+    assert tail.learner_offsets == {"t.feedback:0": 7}
+
+
+def test_a_replica_skips_an_event_its_store_refuses() -> None:
+    """An event of another dimension is logged and skipped; the events after it apply."""
+    from streamlabel.pipeline import load_settings
+    from streamlabel.pipeline.labeler import Labeler
+    from streamlabel.testing import HashEmbedder
+
+    labeler = Labeler(load_settings(), HashEmbedder(dim=DIM))
+    wrong = ClassEvent(kind="created", class_id="w", state=_wide_state(), store_version=1)
+    assert labeler.apply([wrong, _event(_state("a", 2))]) == 1
+    assert labeler.store.active_ids() == ["a"]
+
+
+def _wide_state() -> ClassState:
+    x = np.ones((4, DIM * 2), np.float32)
+    return ClassState.model_validate({
+        "class_id": "w", "name": "w", "status": "known", "origin": "feedback", "count": 4,
+        "mean": x.mean(axis=0), "exemplars": x, "created_version": 1, "updated_version": 1,
+        "created_at": 0.0, "updated_at": 1.0,
+    })  # fmt: skip
