@@ -50,7 +50,9 @@ class ChaosConfig:
 
 def chaos_settings(workers: int, state_dir: str | None = None) -> RuntimeSettings:
     """Settings that make faults quick to observe (and restarts quick: the production
-    budget of restarts per actor, within a 10 s window, with backoffs of 1-4 s)."""
+    budget of restarts per actor, within a 60 s window, with backoffs of 1-4 s; a
+    restart takes several seconds, the model's load, so a shorter window could
+    never be spent by ``crash_loop``)."""
     return load_runtime_settings(
         None,
         kafka={
@@ -62,7 +64,7 @@ def chaos_settings(workers: int, state_dir: str | None = None) -> RuntimeSetting
         ray={"num_cpus": 4},
         supervisor={
             "workers": workers,
-            "restart_window_s": 10.0,
+            "restart_window_s": 60.0,
             "restart_backoff_s": 1.0,
             "restart_backoff_max_s": 4.0,
             "broker_check_s": 1.0,

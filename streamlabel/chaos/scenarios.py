@@ -26,6 +26,7 @@ from streamlabel.chaos.faults import MODEL_FAIL_MARKER, MODEL_NAN_MARKER, WORKER
 from streamlabel.chaos.harness import Harness
 from streamlabel.chaos.learner_scenarios import corrupt_snapshot, learner_poison, two_learners
 from streamlabel.chaos.ledger import Ledger, Verdict, check
+from streamlabel.chaos.outage_scenarios import crash_loop, topic_recreate, unpublishable
 from streamlabel.errors import StreamlabelError
 from streamlabel.kafka.client import TopicReader, produce_feedback
 from streamlabel.runtime.replay import replay
@@ -405,6 +406,9 @@ SCENARIOS: dict[str, Scenario] = {
     "learner_poison": learner_poison,
     "corrupt_snapshot": corrupt_snapshot,
     "two_learners": two_learners,
+    "unpublishable": unpublishable,
+    "crash_loop": crash_loop,
+    "topic_recreate": topic_recreate,
     "stall": stall,
     "deterministic_replay": deterministic_replay,
     "broker_restart": broker_restart,

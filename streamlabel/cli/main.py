@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument(
         "--scenarios", type=_names, default=None,
         help="comma-separated subset of: worker_kill, rebalance_churn, learner_crash, poison, "
-        "learner_poison, corrupt_snapshot, two_learners, stall, deterministic_replay, settings, "
-        "broker_restart (default: all)",
+        "learner_poison, unpublishable, corrupt_snapshot, two_learners, crash_loop, stall, "
+        "deterministic_replay, settings, topic_recreate, broker_restart (default: all)",
     )  # fmt: skip
     chaos.add_argument("--cycles", type=int, default=10, help="kill/churn cycles per fault point")
     chaos.add_argument("--items", type=int, default=400, help="items produced per cycle")

@@ -57,7 +57,7 @@ def test_chaos_settings_use_the_production_restart_budget_over_a_short_window() 
     s = chaos_settings(3)
     production = load_runtime_settings().supervisor
     assert s.supervisor.max_restarts == production.max_restarts  # the policy is exercised
-    assert s.supervisor.restart_window_s <= 10.0 < production.restart_window_s
+    assert s.supervisor.restart_window_s <= 60.0 < production.restart_window_s
     assert s.supervisor.restart_backoff_max_s <= 5.0
     assert s.learner.state_dir is None
     assert s.supervisor.workers == 3
