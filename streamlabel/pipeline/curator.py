@@ -388,9 +388,9 @@ class Curator:
             if seen is None or seen.state != state:
                 out.class_events.append(self.store.reassert(class_id))
         for class_id, event in latest.items():
-            if class_id not in states and event.state.status != "retired":
-                if apply_events(self.store, [event]):  # else refused (and logged)
-                    out.class_events.append(self.store.retire(class_id))
+            missing = class_id not in states and event.state.status != "retired"
+            if missing and apply_events(self.store, [event]):  # else refused (and logged)
+                out.class_events.append(self.store.retire(class_id))
         return out
 
     # ------------------------------------------------------------- snapshot
