@@ -20,13 +20,32 @@ from streamlabel.kafka.topics import Topics
 from streamlabel.schemas import ClassEvent, decode
 from streamlabel.settings.runtime import RuntimeSettings
 
-__all__ = ["CATCH_UP_BATCH", "LEARNER_OFFSETS_HEADER", "ClassTail", "keep_latest"]
+__all__ = [
+    "CATCH_UP_BATCH",
+    "LEARNER_EPOCH_HEADER",
+    "LEARNER_OFFSETS_HEADER",
+    "ClassTail",
+    "keep_latest",
+]
 
 LEARNER_OFFSETS_HEADER = "learner.offsets"
 """Header of class events: the learner's consumed offsets when it published them."""
 
+LEARNER_EPOCH_HEADER = "learner.epoch"
+"""Header of class events: the writer epoch of the learner that published them. Each
+learner takes one more than the highest on the changelog when it starts; a reader
+ignores events of an epoch lower than one it has seen (a stale learner, fenced)."""
+
 CATCH_UP_BATCH = 500
 """Records per poll while catching up (a full class event is ~100 KB on the wire)."""
+
+
+def _epoch(value: bytes | None) -> int:
+    """A writer epoch header's value (0 for none or a malformed one)."""
+    try:
+        return int(value) if value else 0
+    except ValueError:
+        return 0
 
 
 def keep_latest(latest: dict[str, ClassEvent], event: ClassEvent) -> None:
@@ -44,9 +63,9 @@ class ClassTail:
     """Tails the ``classes`` changelog into an Engine's store (a read replica).
 
     Uses its own consumer without a group (every replica reads everything),
-    built on first use unless one is given. A record that does not decode stops
-    the replica (:class:`ChangelogError`): skipping it would let the replica
-    diverge silently.
+    built on first use unless one is given. A record that does not decode is
+    skipped, logged and counted (:attr:`skipped`); an event of a writer epoch
+    below the highest seen is skipped and counted (:attr:`fenced`).
     """
 
     def __init__(
@@ -65,6 +84,10 @@ class ClassTail:
         self.resets = 0
         self.skipped = 0
         """Records that were not class events (skipped and logged)."""
+        self.fenced = 0
+        """Events of a stale learner (an epoch below :attr:`epoch`), skipped."""
+        self.epoch = 0
+        """The highest writer epoch seen on the changelog (0: none)."""
         self.learner_offsets: dict[str, int] | None = None
         """The learner's consumed offsets carried by the last event (``learner.offsets``)."""
 
@@ -101,9 +124,16 @@ class ClassTail:
                     self._log.error("changelog_record_skipped", topic=self._topic,
                                     offset=m.offset, reason=exc.reason, error=str(exc))  # fmt: skip
                     continue
-                for name, value in m.headers or []:
-                    if name == LEARNER_OFFSETS_HEADER:
-                        self._read_offsets(value, m.offset)
+                headers = dict(m.headers or [])
+                epoch = _epoch(headers.get(LEARNER_EPOCH_HEADER))
+                if epoch < self.epoch:
+                    self.fenced += 1
+                    self._log.warning("changelog_event_fenced", offset=m.offset, epoch=epoch,
+                                      current=self.epoch, class_id=event.class_id)  # fmt: skip
+                    continue
+                self.epoch = epoch
+                if LEARNER_OFFSETS_HEADER in headers:
+                    self._read_offsets(headers[LEARNER_OFFSETS_HEADER], m.offset)
                 yield event
 
     def _read_offsets(self, value: bytes, offset: int) -> None:
@@ -157,6 +187,7 @@ class ClassTail:
         """Reads the changelog again from its beginning (after the broker lost it)."""
         from kafka.structs import TopicPartition
 
+        self.epoch = 0  # a new changelog: its writers start over
         if self._consumer is not None:
             self._consumer.seek_to_beginning(TopicPartition(self._topic, 0))
 
@@ -174,6 +205,7 @@ class ClassTail:
             self._log.warning("changelog_reset", topic=self._topic, position=consumer.position(tp),
                               high_watermark=high)  # fmt: skip
             consumer.seek_to_beginning(tp)
+            self.epoch = 0  # a new changelog: its writers start over
             self.resets += 1
 
     def close(self) -> None:

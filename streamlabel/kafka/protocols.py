@@ -138,6 +138,10 @@ class ChangelogReader(Protocol):
     def learner_offsets(self) -> dict[str, int] | None:
         """The learner's consumed offsets carried by the last event read."""
 
+    @property
+    def epoch(self) -> int:
+        """The highest writer epoch seen (``learner.epoch`` header; 0: none)."""
+
     def poll(self, timeout_ms: int = 0) -> list[ClassEvent]: ...
 
     def catch_up(self, stall_timeout_s: float = 30.0) -> list[ClassEvent]:

@@ -260,10 +260,12 @@ class FakeChangelog:
         events: Iterable[ClassEvent] = (),
         *,
         learner_offsets: dict[str, int] | None = None,
+        epoch: int = 0,
     ) -> None:
         self.events = list(events)
         self.pending: list[ClassEvent] = []
         self.learner_offsets = learner_offsets
+        self.epoch = epoch
         self.resets = 0
         self.closed = 0
 

@@ -174,3 +174,22 @@ def _wide_state() -> ClassState:
         "mean": x.mean(axis=0), "exemplars": x, "created_version": 1, "updated_version": 1,
         "created_at": 0.0, "updated_at": 1.0,
     })  # fmt: skip
+
+
+def test_events_of_a_stale_learner_are_fenced_by_the_writer_epoch() -> None:
+    """Two learners at once: once a newer learner's epoch is seen, the older one's
+    events are ignored by every reader."""
+    from streamlabel.kafka.changelog import LEARNER_EPOCH_HEADER
+
+    def rec(offset: int, version: int, epoch: int | None) -> Any:
+        headers = [] if epoch is None else [(LEARNER_EPOCH_HEADER, str(epoch).encode())]
+        return consumed(TOPICS.classes, 0, offset, encode(_event(_state("a", version))),
+                        headers=headers)  # fmt: skip
+
+    records = [rec(0, 1, None), rec(1, 2, 1), rec(2, 3, 2), rec(3, 9, 1), rec(4, 4, 2)]
+    tail = _tail(ChangelogConsumer(len(records), lambda o: records[o]))
+    got = tail.poll(timeout_ms=0)
+    assert [e.state.updated_version for e in got] == [1, 2, 3, 4]  # version 9 came from epoch 1
+    assert (tail.epoch, tail.fenced) == (2, 1)
+    tail.reset()  # a recreated changelog: its writers start over
+    assert tail.epoch == 0
