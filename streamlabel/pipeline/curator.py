@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import structlog
 
 from streamlabel.core.buffer import UnknownBuffer
-from streamlabel.core.discovery import Discoverer, DiscoveryReport, adopt
+from streamlabel.core.discovery import Discoverer
 from streamlabel.core.embedder import Embedder, l2_normalize
 from streamlabel.core.store import PrototypeStore
-from streamlabel.errors import EmbeddingError, SnapshotError, StoreError
+from streamlabel.errors import DecodeError, EmbeddingError, SnapshotError, StoreError
 from streamlabel.pipeline.batch import (
     MODEL_FAILED,
     dead_feedback,
@@ -41,11 +40,12 @@ from streamlabel.pipeline.batch import (
     wrong_dim,
 )
 from streamlabel.pipeline.cache import CachedItem, ItemCache
-from streamlabel.pipeline.discovery_job import DiscoveryJob
+from streamlabel.pipeline.discovery_job import DiscoveryJob, adopt_report
 from streamlabel.pipeline.drift import DriftWatch
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.labeler import apply_events, new_store
 from streamlabel.pipeline.output import EngineOutput, Observed
+from streamlabel.pipeline.pending import PendingFeedback
 from streamlabel.pipeline.relabel import Reviser
 from streamlabel.schemas import UNKNOWN, ClassEvent, ClassState, Feedback, UnknownRecord
 from streamlabel.settings.engine import EngineSettings, load_settings
@@ -53,8 +53,6 @@ from streamlabel.settings.engine import EngineSettings, load_settings
 __all__ = ["STATE_FORMAT", "Curator", "DiscoveryJob", "load_settings"]
 
 STATE_FORMAT = 1
-
-log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,6 +100,8 @@ class Curator:
         self.discoverer = Discoverer(disc.to_config(settings.seed))
         self.drift = DriftWatch(enabled=settings.drift.enabled, seed=settings.seed, clock=clock,
                                 incarnation=incarnation)  # fmt: skip
+        self.pending = PendingFeedback(settings.limits.max_pending_feedback,
+                                       wait_s=settings.limits.feedback_wait_s)  # fmt: skip
         self._unknowns_since_run = 0
 
     # ------------------------------------------------------------- reading
@@ -119,7 +119,8 @@ class Curator:
 
     # ------------------------------------------------------------- the stream
     def take(self, out: EngineOutput) -> EngineOutput:
-        """Takes in a batch labelled by a labeler in this process: its unknowns, its drift.
+        """Takes in a batch labelled by a labeler in this process: its unknowns, its drift,
+        the feedback waiting for its items.
 
         The labeler shares this curator's item cache, so unlike :meth:`absorb`
         the unknowns are buffered as they are.
@@ -130,13 +131,15 @@ class Curator:
             )
         if out.observed is not None:
             out.alerts.extend(self.drift.watch(out.observed, self.store.version))
-        return out
+            out.extend(self._resolve(out.observed.item_ids))
+        return out.extend(self.settle_feedback())
 
     def observe(self, observed: Observed) -> EngineOutput:
         """Takes in items labelled elsewhere (by a stream worker): cache and drift.
 
-        The item cache then resolves feedback by id and the relabelling of recent
-        items after a discovery; the drift detectors watch the whole stream.
+        The item cache then resolves feedback by id (feedback that was waiting
+        for these items is applied now) and the relabelling of recent items
+        after a discovery; the drift detectors watch the rows marked for them.
         """
         for i, item_id in enumerate(observed.item_ids):
             if self.cache.revised_past(item_id, observed.revisions[i]):
@@ -148,7 +151,8 @@ class Curator:
                 observed.labels[i],
                 observed.revisions[i],
             )
-        return EngineOutput(alerts=self.drift.watch(observed, self.store.version))
+        out = EngineOutput(alerts=self.drift.watch(observed, self.store.version))
+        return out.extend(self._resolve(observed.item_ids))
 
     def absorb(self, unknowns: Sequence[UnknownRecord]) -> EngineOutput:
         """Buffers unknown items reported by stream workers for discovery.
@@ -175,7 +179,7 @@ class Curator:
             self.cache.remember(u.item_id, vectors[i], u.text, UNKNOWN, u.revision)
         if rows and self.settings.discovery.enabled:
             self._buffer([unknowns[i] for i in rows], vectors[rows])
-        return out
+        return out.extend(self._resolve(unknowns[i].item_id for i in rows))
 
     def _buffer(self, unknowns: Sequence[UnknownRecord], vectors: np.ndarray) -> None:
         self.buffer.add(
@@ -190,9 +194,10 @@ class Curator:
 
         Examples are grouped by label; each label yields one class event (a new
         label creates its class at once). Feedback naming a seen or buffered
-        item relabels it (a revision with reason ``feedback``).
+        item relabels it (a revision with reason ``feedback``); feedback naming
+        an item not seen yet waits for it (see :meth:`settle_feedback`).
         """
-        out = EngineOutput()
+        out = self.settle_feedback()
         by_label: dict[str, list[_Example]] = {}
         to_embed: list[tuple[Feedback, RawRecord | None]] = []
         for entry in feedback:
@@ -213,6 +218,10 @@ class Curator:
                     dead_feedback(out, raw, fb, "embedding", MODEL_FAILED)
                     continue
                 by_label.setdefault(fb.label, []).append(_Example(vec, fb.text or "", fb, raw))
+        return self._teach(by_label, out)
+
+    def _teach(self, by_label: dict[str, list[_Example]], out: EngineOutput) -> EngineOutput:
+        """Teaches the store each label's examples; revises the items they name."""
         assigned: dict[str, str] = {}
         for label, examples in by_label.items():
             try:
@@ -232,19 +241,40 @@ class Curator:
 
     def _example(self, fb: Feedback, raw: RawRecord | None, out: EngineOutput) -> _Example | None:
         """The example of a feedback record that carries its vector or names an item
-        (None: it was dead-lettered)."""
+        (None: it was dead-lettered, or it waits for its item)."""
         if fb.vector is not None:
             vec = np.asarray(fb.vector, np.float32)
             if vec.shape != (self.embedder.dim,):
                 dead_feedback(out, raw, fb, "bad_vector", "feedback vector has the wrong dimension")
                 return None
             return _Example(l2_normalize(vec), fb.text or "", fb, raw)
-        if fb.item_id is not None:
+        if fb.item_id is not None and fb.item_id not in self.pending:  # else after those
             cached = self.cache.get(fb.item_id) or self._recall(fb.item_id)
             if cached is not None:
                 return _Example(cached.vector, cached.text or "", fb, raw)
-        dead_feedback(out, raw, fb, "unresolvable", f"item {fb.item_id!r} is not in the cache")
+        self.pending.hold(fb, raw, now=self._clock(), out=out)  # or dead-letters it
         return None
+
+    def settle_feedback(self) -> EngineOutput:
+        """Dead-letters (``unresolvable``) the feedback that waited ``limits.feedback_wait_s``
+        for an item that never came."""
+        out = EngineOutput()
+        self.pending.expire(self._clock(), out)
+        return out
+
+    def _resolve(self, item_ids: Iterable[str]) -> EngineOutput:
+        """Applies the feedback that waited for any of these (now cached) items."""
+        out = EngineOutput()
+        by_label: dict[str, list[_Example]] = {}
+        for w in self.pending.take(item_ids):
+            cached = self.cache.get(w.item_id) or self._recall(w.item_id)
+            if cached is None:  # not kept after all (a cache of capacity 0)
+                dead_feedback(out, w.raw, w.feedback, "unresolvable",
+                              f"item {w.item_id!r} is not in the cache")  # fmt: skip
+                continue
+            example = _Example(cached.vector, cached.text or "", w.feedback, w.raw)
+            by_label.setdefault(w.feedback.label, []).append(example)
+        return self._teach(by_label, out) if by_label else out
 
     def _recall(self, item_id: str) -> CachedItem | None:
         """An unknown still buffered but evicted from the item cache, put back in the cache."""
@@ -264,7 +294,8 @@ class Curator:
     def discover(self) -> EngineOutput:
         """One discovery run, here and now: new classes and extended ones, then relabel."""
         self._unknowns_since_run = 0
-        return self._adopt(self.discoverer.run(self.buffer, self.store))
+        report = self.discoverer.run(self.buffer, self.store)
+        return adopt_report(report, self.store, self.buffer, self._reviser())
 
     def begin_discovery(self) -> DiscoveryJob:
         """Freezes copies of the buffer and store for a (background) discovery run."""
@@ -303,36 +334,7 @@ class Curator:
         if job.report is None:
             raise ValueError("the discovery job has not run")
         self.discoverer = job.discoverer
-        return self._adopt(job.report)
-
-    def _adopt(self, report: DiscoveryReport) -> EngineOutput:
-        out = EngineOutput(discoveries=[report])
-        log.debug(
-            "discovery_run", run=report.run, clusters=report.clusters,
-            accepted=len(report.findings), rejected=report.rejected, buffered=len(self.buffer),
-        )  # fmt: skip
-        assigned: dict[str, str] = {}
-        adopted: set[str] = set()
-        for finding in report.findings:
-            try:  # the store may have changed since the run's copy was taken
-                out.class_events.append(adopt(self.store, finding))
-            except StoreError as exc:
-                log.warning("discovery_finding_rejected", class_id=finding.class_id, error=str(exc))
-                continue
-            adopted.add(finding.class_id)
-            assigned.update(dict.fromkeys(finding.item_ids, finding.class_id))
-        settled: set[str] = set()
-        for item_id, class_id in report.settled.items():
-            target = self.store.resolve(class_id)  # it may have changed since the run
-            if target is not None and item_id not in assigned:
-                assigned[item_id] = target
-                settled.add(item_id)
-        reviser = self._reviser()
-        if assigned:
-            out.labels.extend(reviser.buffered(self.buffer, assigned, settled))
-        if adopted:
-            out.labels.extend(reviser.recent(adopted))
-        return out
+        return adopt_report(job.report, self.store, self.buffer, self._reviser())
 
     # ------------------------------------------------------------- by a person
     def register_zero_shot(self, name: str, description: str) -> EngineOutput:
@@ -395,7 +397,8 @@ class Curator:
 
     # ------------------------------------------------------------- snapshot
     def state(self) -> dict[str, Any]:
-        """Plain data (msgpack-able) for a snapshot: store, unknown buffer, discovery.
+        """Plain data (msgpack-able) for a snapshot: store, unknown buffer, discovery, the
+        feedback waiting for its items.
 
         Drift detectors and the item cache are not included: detectors warm up
         again after a restore, and the cache refills from the stream.
@@ -406,6 +409,7 @@ class Curator:
             "buffer": self.buffer.state(),
             "discoverer": self.discoverer.state(),
             "unknowns_since_run": self._unknowns_since_run,
+            "pending": self.pending.state(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -434,9 +438,12 @@ class Curator:
             buffer.load(state["buffer"])
             discoverer = Discoverer(self.discoverer.config)
             discoverer.load(state["discoverer"])
+            pending = PendingFeedback(self.pending.capacity, wait_s=self.pending.wait_s)
+            pending.load(state.get("pending", []))
         except SnapshotError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, DecodeError) as exc:
             raise SnapshotError(f"invalid engine state: {exc}") from exc
         self.store, self.buffer, self.discoverer = store, buffer, discoverer
+        self.pending = pending
         self._unknowns_since_run = int(state.get("unknowns_since_run", 0))

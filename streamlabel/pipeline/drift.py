@@ -38,9 +38,11 @@ class DriftWatch:
         self.detectors: list[DriftDetector] = default_detectors(seed=seed) if enabled else []
 
     def watch(self, observed: Observed, store_version: int) -> list[DriftAlert]:
-        """Updates every detector with ``observed``; the alerts they raise."""
-        if not self.detectors or not len(observed):
+        """Updates every detector with the rows of ``observed`` marked for drift; the
+        alerts they raise."""
+        if not self.detectors or not observed.drift_rows:
             return []
+        observed = observed.for_drift()
         obs = DriftObservation(
             vectors=np.asarray(observed.vectors, np.float32),
             labels=np.array(observed.labels, dtype=object),

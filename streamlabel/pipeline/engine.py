@@ -140,6 +140,10 @@ class Engine:
         """See :meth:`Curator.learn`."""
         return self.curator.learn(feedback)
 
+    def settle_feedback(self) -> EngineOutput:
+        """See :meth:`Curator.settle_feedback`."""
+        return self.curator.settle_feedback()
+
     def apply(self, events: Iterable[ClassEvent]) -> int:
         """Applies class events from the changelog; returns how many changed the store."""
         return self.labeler.apply(events)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -14,8 +14,9 @@ from streamlabel.schemas import ClassEvent, DeadLetter, DriftAlert, LabelRecord,
 class Observed:
     """The items a batch labelled, with their embeddings (for drift and the item cache).
 
-    A stream worker sends this to the learner, whose detectors watch the whole
-    stream and whose cache lets feedback name any recent item by id.
+    A stream worker sends this to the learner: every row goes to its item
+    cache (so feedback can name any recent item by id), the rows marked in
+    ``drift`` to its drift detectors.
 
     Attributes:
         item_ids: ids, one per row.
@@ -25,6 +26,7 @@ class Observed:
         revisions: label revision per row.
         scores: similarity to the nearest class per row.
         is_unknown: True where the label is ``unknown``.
+        drift: True where the drift detectors should see the row; None: every row.
     """
 
     item_ids: list[str]
@@ -34,6 +36,7 @@ class Observed:
     revisions: list[int]
     scores: np.ndarray
     is_unknown: np.ndarray
+    drift: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -42,7 +45,10 @@ class Observed:
         """A random subset of about ``fraction`` of the rows (all when ``fraction >= 1``)."""
         if fraction >= 1.0 or not len(self):
             return self
-        keep = np.flatnonzero(rng.random(len(self)) < fraction)
+        return self.rows(np.flatnonzero(rng.random(len(self)) < fraction))
+
+    def rows(self, keep: np.ndarray) -> Observed:
+        """The rows at the indices ``keep``, in that order."""
         return Observed(
             item_ids=[self.item_ids[i] for i in keep],
             vectors=self.vectors[keep],
@@ -51,7 +57,27 @@ class Observed:
             revisions=[self.revisions[i] for i in keep],
             scores=self.scores[keep],
             is_unknown=self.is_unknown[keep],
+            drift=None if self.drift is None else self.drift[keep],
         )
+
+    def mark_drift(self, fraction: float, rng: np.random.Generator) -> Observed:
+        """Every row, about ``fraction`` of them marked for the drift detectors."""
+        if fraction >= 1.0:
+            return replace(self, drift=None)
+        return replace(self, drift=rng.random(len(self)) < fraction)
+
+    def without_drift(self) -> Observed:
+        """Every row, none for the drift detectors (e.g. sent a second time)."""
+        return replace(self, drift=np.zeros(len(self), bool))
+
+    def for_drift(self) -> Observed:
+        """The rows the drift detectors should see."""
+        return self if self.drift is None else self.rows(np.flatnonzero(self.drift))
+
+    @property
+    def drift_rows(self) -> int:
+        """How many rows are for the drift detectors."""
+        return len(self) if self.drift is None else int(np.count_nonzero(self.drift))
 
 
 @dataclass

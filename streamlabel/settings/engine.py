@@ -305,7 +305,26 @@ class LimitSettings(Section):
     )
     max_text_chars: int = Field(default=20_000, ge=1, description="Longer texts are dead-lettered.")
     max_item_cache: int = Field(
-        default=20_000, ge=0, description="Recent items kept for feedback by id."
+        default=20_000,
+        ge=0,
+        description="Recent items kept for feedback by id: the learner's cache holds the "
+        "latest this many items the stream labelled (every worker's, every row).",
+    )
+    feedback_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long feedback naming an item by id waits for the item when the "
+        "learner has not seen it yet (its labelling is still on its way from a worker): it is "
+        "applied as soon as the item arrives, and dead-lettered ``unresolvable`` only after "
+        "this window. Feedback by id resolves for every item among the latest "
+        "limits.max_item_cache labelled before it, and for every item labelled up to this "
+        "long after it reached the learner. 0 dead-letters it at once.",
+    )
+    max_pending_feedback: int = Field(
+        default=10_000,
+        ge=0,
+        description="Feedback records waiting for their item (limits.feedback_wait_s) at most; "
+        "beyond it a new one is dead-lettered ``unresolvable`` at once.",
     )
 
 

@@ -49,13 +49,26 @@ class WorkerSettings(Section):
         default=None, ge=1, description="Threads per local embedder; None = cores / workers."
     )
     drift_sample: float = Field(
-        default=1.0, ge=0.0, le=1.0, description="Share of items sent to the learner's detectors."
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of items the learner's drift detectors see (the learner's item "
+        "cache gets every item).",
     )
     max_inflight_observations: int = Field(
         default=8,
         ge=1,
-        description="Observation batches a worker may have on their way to the learner "
-        "(more are dropped: drift detection is best effort).",
+        description="Observation batches a worker may have on their way to the learner; "
+        "more wait in the worker's backlog (worker.observation_backlog).",
+    )
+    observation_backlog: int = Field(
+        default=20_000,
+        ge=0,
+        description="Labelled items (rows) a worker keeps for the learner's item cache: "
+        "those the learner has not taken yet (it is slow, or restarting) and, up to this "
+        "bound, those it took, sent again to a restarted learner. Beyond it the oldest are "
+        "forgotten (counted in observations_dropped if never taken): a worker's backlog "
+        "covers a learner outage of about this many items. The stream never waits for it.",
     )
     publish_retry_s: float = Field(
         default=120.0,

@@ -1,9 +1,10 @@
 """The learner: the single writer of the prototype store.
 
 It consumes ``feedback`` (class-incremental updates) and ``unknowns`` (the
-discovery buffer), receives what the stream workers labelled (drift and the
-item cache, best effort over Ray), runs novel-class discovery in a background
-thread, and publishes class events to ``classes``, revised labels to
+discovery buffer), receives what the stream workers labelled over Ray (every
+row for the item cache, a sample for drift; see
+:mod:`~streamlabel.workers.observations`), runs novel-class discovery in a
+background thread, and publishes class events to ``classes``, revised labels to
 ``labels``, alerts to ``alerts`` and bad feedback to ``dlq``.
 
 Every step that produced records checkpoints first (state, offsets and the
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -47,12 +47,11 @@ from streamlabel.workers.actor import ActorLoop
 from streamlabel.workers.checkpoint import Checkpoint, snapshot_path
 from streamlabel.workers.discovery_runner import BackgroundDiscovery
 from streamlabel.workers.embedding import load_embedder
+from streamlabel.workers.observations import ObservationInbox
 from streamlabel.workers.recovery import recover, reseed
 from streamlabel.workers.stats import ClassView, LearnerStats, by_status
 
 __all__ = ["Learner", "LearnerStats"]
-
-OBSERVATION_QUEUE = 64  # batches; beyond it observations are dropped (best effort)
 
 
 class Learner(ActorLoop[LearnerStats]):
@@ -90,7 +89,7 @@ class Learner(ActorLoop[LearnerStats]):
         self._consumer: Consumer | None = consumer  # built by _open when None
         self._publisher: RecordPublisher | None = publisher
         self._changelog = changelog
-        self._observations: queue.Queue[Observed] = queue.Queue(OBSERVATION_QUEUE)
+        self._inbox = ObservationInbox(max_rows=max(settings.limits.max_item_cache, 1))
         self._init_loop(settings, LearnerStats(), role="learner", actor="learner",
                         families=learner_families)  # fmt: skip
         self._discovery = BackgroundDiscovery(self._log)
@@ -161,14 +160,14 @@ class Learner(ActorLoop[LearnerStats]):
 
     def idle(self) -> bool:
         """True when no discovery is running or requested and no observation is queued."""
-        return self._discovery.idle() and self._observations.empty()
+        return self._discovery.idle() and self._inbox.empty()
 
-    def observe(self, observed: Observed) -> None:
-        """Queues items a stream worker labelled (called by workers through Ray)."""
-        try:
-            self._observations.put_nowait(observed)
-        except queue.Full:
-            self._stats.observations_dropped += len(observed)
+    def observe(self, observed: Observed) -> bool:
+        """Queues items a stream worker labelled (called by workers through Ray); False:
+        refused, the loop is behind (the worker sends them again)."""
+        taken, drift_dropped = self._inbox.offer(observed)
+        self._stats.observations_dropped += drift_dropped
+        return taken
 
     def classes(self) -> list[dict[str, Any]]:
         """The current classes (id, name, status, origin, count, keywords, example texts).
@@ -206,6 +205,7 @@ class Learner(ActorLoop[LearnerStats]):
                 (feedback if tp.topic == self.topics.feedback else unknowns).append(m)
                 self._positions[f"{tp.topic}:{tp.partition}"] = m.offset + 1
         self._drain_observations(curator, out)  # feedback may name observed items...
+        out.extend(curator.settle_feedback())  # (or wait for them, for a while)
         if unknowns:  # ...or unknowns of this very poll
             raws = [to_raw(m) for m in unknowns]
             unknown = decode_unknowns(raws, self.settings.limits, curator.embedder.dim, out)
@@ -314,11 +314,7 @@ class Learner(ActorLoop[LearnerStats]):
                         classes=len(done.class_events))  # fmt: skip
 
     def _drain_observations(self, curator: Curator, out: EngineOutput) -> None:
-        while True:
-            try:
-                observed = self._observations.get_nowait()
-            except queue.Empty:
-                return
+        for observed in self._inbox.drain():
             self._stats.observed += len(observed)
             t0 = time.perf_counter()
             out.extend(curator.observe(observed))

@@ -1,53 +1,204 @@
-"""What a stream worker labelled, sent to the learner's drift detectors and item cache.
+"""What a stream worker labelled, on its way to the learner's item cache and drift detectors.
 
-Best effort over Ray: a bounded number of sends in flight; beyond it a batch
-is dropped and counted, so a slow learner never slows the stream.
+Every labelled row goes to the learner's item cache, so feedback can name any
+recent item by id; a ``worker.drift_sample`` share of them is marked for the
+drift detectors. The two have different guarantees:
+
+* **Cache rows are not dropped for backpressure.** A worker keeps its latest
+  ``worker.observation_backlog`` rows (:class:`ObservationSender`): those the
+  learner has not taken yet wait there and are sent again (at most
+  ``worker.max_inflight_observations`` calls in flight), and those it took
+  are sent again to a restarted learner, whose cache starts empty. Only rows
+  older than that bound are forgotten. The stream never waits for the learner.
+* **Drift rows are best effort.** The learner's :class:`ObservationInbox`
+  takes cache rows up to ``limits.max_item_cache`` rows waiting for its loop
+  (beyond it it refuses the call and the worker sends it again later) and
+  drift rows up to :data:`DRIFT_ROWS` (beyond it they go to the cache only).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from streamlabel.pipeline.output import Observed
 
-__all__ = ["ObservationSender"]
+__all__ = ["DRIFT_ROWS", "ObservationInbox", "ObservationSender", "Poll", "ray_poll"]
+
+DRIFT_ROWS = 16_384
+"""Rows for the drift detectors waiting for the learner's loop at most (about 64 batches
+of 256, the bound before the cache rows were split off); beyond it drift rows are dropped."""
+
+Poll = Callable[[list[Any]], list[tuple[Any, bool]]]
+"""Which of the given call references have returned, each with its result (True: the
+learner took the rows; False: it refused them, or the call failed)."""
+
+
+def ray_poll(refs: list[Any]) -> list[tuple[Any, bool]]:
+    """:data:`Poll` over Ray object references, without waiting."""
+    import ray
+
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+    done = []
+    for ref in ready:
+        try:
+            done.append((ref, bool(ray.get(ref))))
+        except Exception:  # the learner died or restarted: send it to the next one
+            done.append((ref, False))
+    return done
+
+
+@dataclass
+class _Entry:
+    observed: Observed
+    ref: Any = None  # the call carrying it while in flight
+    taken: bool = False  # the current learner took it
 
 
 class ObservationSender:
-    """Sends a sample of each labelled batch to the learner actor.
+    """Sends every labelled batch to the learner, keeping the latest rows for it.
 
     Args:
         learner: the learner's actor handle (None sends nothing).
-        max_inflight: sends not yet received before a batch is dropped.
-        sample: share of each batch's items sent.
+        max_inflight: calls sent and not yet returned at most; more batches wait.
+        sample: share of each batch's rows marked for the drift detectors.
         seed: seeds the sampling.
+        backlog: rows kept (waiting, in flight or taken) at most, the oldest forgotten first.
+        poll: which calls have returned (:func:`ray_poll`; a fake in tests).
     """
 
-    def __init__(self, learner: Any, *, max_inflight: int, sample: float, seed: int) -> None:
+    def __init__(
+        self,
+        learner: Any,
+        *,
+        max_inflight: int,
+        sample: float,
+        seed: int,
+        backlog: int,
+        poll: Poll = ray_poll,
+    ) -> None:
         self._learner = learner
         self._max_inflight = max_inflight
         self._sample = sample
         self._rng = np.random.default_rng(seed)
-        self._inflight: list[Any] = []
+        self._backlog = backlog
+        self._poll = poll
+        self._entries: deque[_Entry] = deque()
+        self._rows = 0
+
+    @property
+    def waiting(self) -> int:
+        """Rows the current learner has not taken yet (in flight included)."""
+        return sum(len(e.observed) for e in self._entries if not e.taken)
 
     def retarget(self, learner: Any) -> None:
-        """Sends to a (restarted) learner from now on."""
+        """Sends to a (restarted) learner from now on: every row kept, again.
+
+        Rows the old learner saw or may have seen go again for the cache only.
+        """
         self._learner = learner
-        self._inflight = []
+        for e in self._entries:
+            if e.taken or e.ref is not None:
+                e.observed = e.observed.without_drift()
+            e.ref, e.taken = None, False
 
     def send(self, observed: Observed | None) -> int:
-        """Sends a sample of ``observed``; returns how many items were dropped (0 when sent)."""
-        if self._learner is None or observed is None or not len(observed):
-            return 0
-        import ray
+        """Keeps ``observed`` for the learner and sends what is waiting, up to
+        ``max_inflight`` calls; never waits.
 
-        if self._inflight:
-            _, self._inflight = ray.wait(self._inflight, num_returns=len(self._inflight), timeout=0)
-        if len(self._inflight) >= self._max_inflight:
-            return len(observed)
-        sample = observed.sample(self._sample, self._rng)
-        if len(sample):
-            self._inflight.append(self._learner.observe.remote(sample))
-        return 0
+        Returns:
+            Rows forgotten before a learner took them (the backlog was full).
+        """
+        if observed is not None and len(observed):
+            self._entries.append(_Entry(observed.mark_drift(self._sample, self._rng)))
+            self._rows += len(observed)
+        dropped = self._trim()
+        if self._learner is None:
+            return dropped
+        self._collect()
+        inflight = sum(e.ref is not None for e in self._entries)
+        for e in self._entries:
+            if inflight >= self._max_inflight:
+                break
+            if not e.taken and e.ref is None:
+                e.ref = self._learner.observe.remote(e.observed)
+                inflight += 1
+        return dropped
+
+    def _collect(self) -> None:
+        """Notes which calls returned: taken, or refused (sent again later)."""
+        sent = [e for e in self._entries if e.ref is not None]
+        if not sent:
+            return
+        results = dict(self._poll([e.ref for e in sent]))
+        for e in sent:
+            if e.ref in results:
+                e.taken, e.ref = results[e.ref], None
+
+    def _trim(self) -> int:
+        dropped = 0
+        while self._rows > self._backlog and self._entries:
+            e = self._entries.popleft()
+            self._rows -= len(e.observed)
+            if not e.taken and e.ref is None:
+                dropped += len(e.observed)
+        return dropped
+
+
+class ObservationInbox:
+    """The learner's side: observations waiting for its loop (Ray threads offer,
+    the loop drains).
+
+    Args:
+        max_rows: rows waiting at most; a call beyond it is refused (the worker
+            sends it again), except into an empty inbox.
+        max_drift_rows: rows for the drift detectors waiting at most; beyond it a
+            batch goes to the cache only.
+
+    Example:
+        >>> inbox = ObservationInbox(max_rows=3, max_drift_rows=2)
+        >>> rows = Observed(["a", "b"], np.zeros((2, 4), np.float32), [None, None],
+        ...                 ["x", "x"], [0, 0], np.zeros(2), np.zeros(2, bool))
+        >>> inbox.offer(rows), inbox.offer(rows)
+        ((True, 0), (False, 0))
+        >>> [len(o) for o in inbox.drain()], inbox.empty()
+        ([2], True)
+    """
+
+    def __init__(self, *, max_rows: int, max_drift_rows: int = DRIFT_ROWS) -> None:
+        self.max_rows = max_rows
+        self.max_drift_rows = max_drift_rows
+        self._lock = threading.Lock()
+        self._waiting: list[Observed] = []
+        self._rows = 0
+        self._drift_rows = 0
+
+    def offer(self, observed: Observed) -> tuple[bool, int]:
+        """Queues ``observed``; returns whether it was taken and the drift rows dropped."""
+        with self._lock:
+            if self._rows and self._rows + len(observed) > self.max_rows:
+                return False, 0
+            dropped = 0
+            if self._drift_rows + observed.drift_rows > self.max_drift_rows:
+                dropped = observed.drift_rows
+                observed = observed.without_drift()
+            self._waiting.append(observed)
+            self._rows += len(observed)
+            self._drift_rows += observed.drift_rows
+            return True, dropped
+
+    def drain(self) -> list[Observed]:
+        """Everything waiting, oldest first (the inbox is then empty)."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+            self._rows = self._drift_rows = 0
+        return waiting
+
+    def empty(self) -> bool:
+        """True when nothing waits."""
+        return not self._waiting

@@ -110,7 +110,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
         r = settings.worker
         self._observations = ObservationSender(
             learner, max_inflight=r.max_inflight_observations, sample=r.drift_sample,
-            seed=abs(hash(worker_id)) % (2**32),
+            seed=abs(hash(worker_id)) % (2**32), backlog=r.observation_backlog,
         )  # fmt: skip
         stats = WorkerStats(worker_id=worker_id)
         stats.batch_size = self._sizer.size if self._sizer else settings.worker.batch_size

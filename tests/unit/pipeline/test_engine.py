@@ -119,11 +119,14 @@ def test_feedback_on_a_seen_item_relabels_it_as_a_revision(make_engine) -> None:
     assert "h1" not in engine.buffer.ids
 
 
-def test_feedback_for_an_unseen_item_id_is_dead_lettered(make_engine) -> None:
-    engine = make_engine()
+def test_feedback_for_an_unseen_item_id_without_a_window_is_dead_lettered_at_once(
+    make_engine,
+) -> None:
+    engine = make_engine(limits={"feedback_wait_s": 0})  # else it waits: test_pending_feedback
     out = engine.learn([Feedback(item_id="never-seen", label="python")])
     assert out.class_events == []
     assert out.dead_letters[0].reason == "unresolvable"
+    assert out.dead_letters[0].error == "item 'never-seen' is not in the cache"
 
 
 def test_held_back_topic_is_discovered_named_and_its_unknowns_revised(make_engine) -> None:

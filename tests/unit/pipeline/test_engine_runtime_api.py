@@ -66,7 +66,9 @@ def events_and_labels(out) -> tuple[list[tuple[str, str]], list[tuple[str, str, 
 def test_observe_fills_the_item_cache_so_feedback_names_a_worker_item_by_id(
     make_engine,
 ) -> None:
-    learner, worker = learner_and_worker(make_engine)
+    # No window: feedback for an item not seen yet is dead-lettered at once (it would
+    # otherwise wait for the item: test_pending_feedback).
+    learner, worker = learner_and_worker(make_engine, limits={"feedback_wait_s": 0})
     observed = worker.process([Item(id="w1", text="haskell monad functor ghc")]).observed
     assert observed is not None
     before = learner.learn([Feedback(item_id="w1", label="haskell")])
