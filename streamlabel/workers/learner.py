@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from streamlabel.core.embedder import Embedder
 from streamlabel.errors import PublishError, StreamlabelError
-from streamlabel.kafka.changelog import LEARNER_OFFSETS_HEADER, ClassTail
+from streamlabel.kafka.changelog import LEARNER_EPOCH_HEADER, LEARNER_OFFSETS_HEADER, ClassTail
 from streamlabel.kafka.io import OutRecord, Publisher, lag, make_consumer, to_raw
 from streamlabel.kafka.offsets import CatchUp, SeekToPositions, commit_positions
 from streamlabel.kafka.protocols import ChangelogReader, Clock, Consumer, RecordPublisher
@@ -108,6 +108,8 @@ class Learner(ActorLoop[LearnerStats]):
         )
         self.path = self.checkpoint.path
         self._catching_up = False  # restored from a snapshot, not yet read up to the end
+        self.epoch = 0
+        """This learner's writer epoch on the changelog (one above the highest it found)."""
         self._catch_up = CatchUp()
 
     # --------------------------------------------------------------- control
@@ -234,7 +236,10 @@ class Learner(ActorLoop[LearnerStats]):
     def _checkpoint(self, out: EngineOutput) -> None:
         """Snapshot (state + offsets + outbox) -> publish -> mark published -> commit."""
         publisher = self._require_publisher()
-        headers = [(LEARNER_OFFSETS_HEADER, json.dumps(self._positions).encode())]
+        headers = [
+            (LEARNER_OFFSETS_HEADER, json.dumps(self._positions).encode()),
+            (LEARNER_EPOCH_HEADER, str(self.epoch).encode()),
+        ]
         outbox = publisher.records(out, event_headers=headers)
         written = self._write_snapshot(outbox)
 
@@ -391,6 +396,7 @@ class Learner(ActorLoop[LearnerStats]):
         tail = self._changelog or ClassTail(s, self.topics, self._log)
         try:
             events = tail.catch_up()
+            self.epoch = tail.epoch + 1  # fences any older learner still writing
         finally:
             tail.close()
         rec = recover(curator, self.checkpoint, events, tail.learner_offsets, self._generation,

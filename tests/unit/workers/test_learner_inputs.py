@@ -78,3 +78,22 @@ def test_a_wrong_dimension_unknown_and_oversized_feedback_leave_the_learner_runn
     assert [e.class_id for e in events] == ["py"]
     assert learner.stats()["buffered"] == 1  # the good unknown
     assert learner.step() == 0  # still alive
+
+
+def test_a_learner_writes_one_epoch_above_the_changelogs(tmp_path: Path) -> None:
+    """Its class events carry learner.epoch = the highest on the changelog + 1: readers
+    then ignore a stale learner that still writes with the older epoch."""
+    settings = load_runtime_settings(
+        None, kafka={"topic_prefix": "t."}, learner={"state_dir": str(tmp_path)},
+        logging={"level": "warning"}, metrics={"enabled": False},
+    )  # fmt: skip
+    polls = [{FEEDBACK: [consumed(TOPICS.feedback, 0, 0, encode(Feedback(text="py", label="py")))]}]
+    publisher = FakePublisher(TOPICS)
+    learner = Learner(
+        settings, embedder=HashEmbedder(dim=32), consumer=FakeConsumer({FEEDBACK}, polls=polls),
+        publisher=publisher, changelog=FakeChangelog(epoch=4),
+    )  # fmt: skip
+    assert learner.ready()
+    learner.step()
+    (event,) = publisher.on("classes")
+    assert dict(event[3])["learner.epoch"] == b"5"
