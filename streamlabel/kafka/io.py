@@ -243,7 +243,7 @@ class Publisher:
                 topic, key=key, value=value, headers=record[3], partition=partition
             )
         except KafkaError as exc:
-            if exc.retriable is False:  # this record, for good: the others go on
+            if _permanent(exc):  # this record, for good: the others go on
                 self._divert(record, f"{type(exc).__name__}: {exc}")
                 return
             self._reset()
@@ -383,8 +383,27 @@ def _record_bytes(record: OutRecord) -> int:
 
 
 def _permanent(exc: BaseException | None) -> bool:
-    """True for a broker error that retrying cannot fix (too large, not authorized)."""
-    return exc is not None and getattr(exc, "retriable", None) is False
+    """True for a broker error about the record itself that retrying cannot fix (too
+    large, a topic it may not write). Anything else, a producer that failed for good
+    included (an idempotent producer after a broker restart), is the producer's: it is
+    replaced and the record retried."""
+    import kafka.errors as ke
+
+    record_errors = tuple(
+        getattr(ke, name) for name in _RECORD_ERRORS if isinstance(getattr(ke, name, None), type)
+    )
+    return isinstance(exc, record_errors)
+
+
+_RECORD_ERRORS = (
+    "MessageSizeTooLargeError",
+    "RecordListTooLargeError",
+    "InvalidRecordError",
+    "CorruptRecordError",
+    "TopicAuthorizationFailedError",
+    "InvalidTopicError",
+    "PolicyViolationError",
+)
 
 
 def next_offsets(messages: Iterable[ConsumerRecord]) -> dict[Any, int]:

@@ -449,3 +449,19 @@ def test_a_dead_letter_too_large_to_publish_goes_out_without_its_value() -> None
     assert sent["value"] == b""
     assert (headers["source.offset"], headers["error.reason"]) == ("9", "oversized")
     assert headers["value.omitted"].startswith("5000 bytes")
+
+
+def test_a_producer_that_failed_for_good_is_replaced_not_its_records_dead_lettered() -> None:
+    """After a broker restart an idempotent producer fails with a non-retriable error
+    that says nothing about the records: they are retried on a new producer."""
+    import kafka.errors
+
+    broken = kafka.errors.KafkaError("Unexpected error in InitProducerIdResponse: UnknownError")
+    fake = FakeProducer(outcomes=[FakeFuture(exception=broken)])
+    publisher = publisher_with(fake)
+    publisher.send_all([("t.labels", b"a", b"1", [])])
+    with pytest.raises(PublishError, match="InitProducerId"):
+        publisher.flush()
+    assert fake.on("t.dlq") == []
+    assert publisher.unpublishable == 0
+    assert publisher.recreated == 1
