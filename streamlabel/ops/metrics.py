@@ -86,7 +86,11 @@ _WORKER_COUNTERS: Final = (
         "prefetched or embedded; they are read again.",
     ),
     ("publish_retries", "publish_retries", "Failed deliveries retried."),
-    ("observations_dropped", "observations_dropped", "Drift observations dropped (backpressure)."),
+    (
+        "observations_dropped",
+        "observations_dropped",
+        "Labelled rows the worker's backlog forgot before the learner took them in.",
+    ),
     ("class_events_applied", "class_events_applied", "Class events applied to the replica."),
     ("partition_resets", "partition_resets", "Partitions rewound after a topic was recreated."),
     ("worker_broker_resets", "broker_resets", "Broker resets this worker recovered from."),
