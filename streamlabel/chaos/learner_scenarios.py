@@ -9,6 +9,8 @@
   ``snapshot_fallback`` alert, its classes intact, nothing lost.
 * ``two_learners``: a second learner on the same state directory is refused at
   start; the first keeps learning.
+* ``feedback_by_id``: feedback naming items by id, sent right after the items
+  at full speed (before the learner can have seen them): every one resolves.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from streamlabel.schemas import Feedback, UnknownRecord, encode
 from streamlabel.waiting import wait_until
 from streamlabel.workers.checkpoint import snapshot_path
 
-__all__ = ["corrupt_snapshot", "learner_poison", "two_learners"]
+__all__ = ["corrupt_snapshot", "feedback_by_id", "learner_poison", "two_learners"]
 
 
 def _class_count(h: Harness, name: str) -> int | None:
@@ -89,6 +91,10 @@ def learner_poison(h: Harness) -> Verdict:
     }  # fmt: skip
     n = h.config.items_per_cycle
     h.produce_texts(ledger, n // 2)
+    worker_restarts = sum(w.restarts for w in h.runtime.workers)
+    # garbage and a tombstone on the changelog: every replica skips them and goes on
+    h.produce(side, [(f"{side.prefix}classes-0", b"\xc1 garbage", True)], topic=topics.classes)
+    h.produce(side, [(f"{side.prefix}classes-1", b"", True)], topic=topics.classes)
     expected: set[tuple[str, int, int, str]] = set()
     for topic, records in bad.items():
         for k, (reason, value) in enumerate(records):
@@ -103,13 +109,15 @@ def learner_poison(h: Harness) -> Verdict:
     learned = _learned(h, "chaos-after-poison", len(after))
     h.runtime.settle()
     missing = sorted(expected - _dead_letters(h))
+    workers_restarted = sum(w.restarts for w in h.runtime.workers) - worker_restarts
     v = h.verdict(
-        "learner_poison", ledger, max_duplicates=0, bad_records=len(expected),
+        "learner_poison", ledger, max_duplicates=0, bad_records=len(expected) + 2,
+        worker_restarts=workers_restarted,
         not_dead_lettered=[list(m) for m in missing], learner_restarts=learner.restarts - restarts,
         learned_after_poison=learned, huge_class=_class_count(h, "chaos-huge"),
     )  # fmt: skip
     v.passed = (v.passed and not missing and learner.restarts == restarts and learned
-                and _class_count(h, "chaos-huge") is None)  # fmt: skip
+                and _class_count(h, "chaos-huge") is None and workers_restarted == 0)  # fmt: skip
     return v
 
 
@@ -176,6 +184,28 @@ def two_learners(h: Harness) -> Verdict:
         first_learned=learned,
     )  # fmt: skip
     v.passed = v.passed and "another learner holds" in refused and learned
+    return v
+
+
+def feedback_by_id(h: Harness) -> Verdict:
+    """Feedback by item id, sent right behind the items it names, at full speed."""
+    ledger = Ledger("fbid-")
+    label = "chaos-confirmed"
+    ids = h.produce_texts(ledger, h.config.items_per_cycle)
+    named = ids[:: max(1, len(ids) // 40)]
+    produce_feedback(h.kafka, [Feedback(item_id=i, label=label, source="chaos") for i in named])
+    h.wait_delivered(ledger)
+    learned = _learned(h, label, len(named))
+    h.runtime.settle()
+    unresolvable = sum(
+        1 for topic, _, _, reason in _dead_letters(h)
+        if topic == h.runtime.topics.feedback and reason == "unresolvable"
+    )  # fmt: skip
+    v = h.verdict(
+        "feedback_by_id", ledger, max_duplicates=0, feedback=len(named),
+        resolved=_class_count(h, label), unresolvable=unresolvable,
+    )  # fmt: skip
+    v.passed = v.passed and learned and unresolvable == 0
     return v
 
 

@@ -22,12 +22,13 @@ log = structlog.get_logger(__name__)
 
 ORDER = (
     "worker_kill", "rebalance_churn", "learner_crash", "poison", "learner_poison",
-    "unpublishable", "corrupt_snapshot", "two_learners", "crash_loop", "stall",
+    "feedback_by_id", "unpublishable", "corrupt_snapshot", "two_learners", "crash_loop", "stall",
     "deterministic_replay", "settings", "topic_recreate", "broker_restart",
 )  # fmt: skip
 """Every scenario, in the order they run (the broker restart wipes the broker: last)."""
 
-QUICK = ("worker_kill", "learner_crash", "poison", "learner_poison", "unpublishable",
+QUICK = ("worker_kill", "learner_crash", "poison", "learner_poison", "feedback_by_id",
+         "unpublishable",
          "corrupt_snapshot", "two_learners", "stall", "deterministic_replay", "settings",
          "topic_recreate", "broker_restart")  # fmt: skip
 """The subset ``make test`` runs (one cycle each; ``crash_loop`` and ``rebalance_churn``

@@ -24,7 +24,12 @@ import structlog
 
 from streamlabel.chaos.faults import MODEL_FAIL_MARKER, MODEL_NAN_MARKER, WORKER_POINTS
 from streamlabel.chaos.harness import Harness
-from streamlabel.chaos.learner_scenarios import corrupt_snapshot, learner_poison, two_learners
+from streamlabel.chaos.learner_scenarios import (
+    corrupt_snapshot,
+    feedback_by_id,
+    learner_poison,
+    two_learners,
+)
 from streamlabel.chaos.ledger import Ledger, Verdict, check
 from streamlabel.chaos.outage_scenarios import crash_loop, topic_recreate, unpublishable
 from streamlabel.errors import StreamlabelError
@@ -404,6 +409,7 @@ SCENARIOS: dict[str, Scenario] = {
     "learner_crash": learner_crash,
     "poison": poison,
     "learner_poison": learner_poison,
+    "feedback_by_id": feedback_by_id,
     "corrupt_snapshot": corrupt_snapshot,
     "two_learners": two_learners,
     "unpublishable": unpublishable,

@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument(
         "--scenarios", type=_names, default=None,
         help="comma-separated subset of: worker_kill, rebalance_churn, learner_crash, poison, "
-        "learner_poison, unpublishable, corrupt_snapshot, two_learners, crash_loop, stall, "
+        "learner_poison, feedback_by_id, unpublishable, corrupt_snapshot, two_learners, "
+        "crash_loop, stall, "
         "deterministic_replay, settings, topic_recreate, broker_restart (default: all)",
     )  # fmt: skip
     chaos.add_argument("--cycles", type=int, default=10, help="kill/churn cycles per fault point")
