@@ -39,7 +39,7 @@ from streamlabel.bench.runtime import bare_encode_rate
 from streamlabel.datasets import LabelledTexts
 from streamlabel.errors import StreamlabelError
 from streamlabel.kafka.client import TopicReader, produce_feedback, produce_items
-from streamlabel.kafka.io import Publisher
+from streamlabel.kafka.publisher import Publisher
 from streamlabel.kafka.topics import Topics
 from streamlabel.ops.metrics import STAGES
 from streamlabel.runtime.supervisor import Runtime

@@ -23,7 +23,7 @@ from streamlabel.chaos.harness import Harness
 from streamlabel.chaos.ledger import Ledger, Verdict
 from streamlabel.errors import StreamlabelError
 from streamlabel.kafka.client import TopicReader, produce_feedback
-from streamlabel.kafka.io import MAX_RECORD_BYTES
+from streamlabel.kafka.publisher import MAX_RECORD_BYTES
 from streamlabel.runtime.slots import SlotState
 from streamlabel.schemas import Feedback, Item, encode
 from streamlabel.waiting import wait_until

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamlabel.errors import BrokerError, DecodeError
-from streamlabel.kafka.io import Publisher, make_consumer
+from streamlabel.kafka.io import make_consumer
+from streamlabel.kafka.publisher import Publisher
 from streamlabel.kafka.topics import Topics
 from streamlabel.schemas import (
     ClassEvent,

@@ -4,7 +4,7 @@ The actors take their consumer, publisher, changelog reader and clock as
 constructor arguments, typed by these protocols (the real clients are built
 lazily when none is given). kafka-python's ``KafkaConsumer`` and
 ``KafkaProducer`` satisfy :class:`Consumer` and :class:`Producer`;
-:class:`~streamlabel.kafka.io.Publisher` satisfies :class:`RecordPublisher`;
+:class:`~streamlabel.kafka.publisher.Publisher` satisfies :class:`RecordPublisher`;
 :class:`~streamlabel.kafka.changelog.ClassTail` satisfies
 :class:`ChangelogReader`. The in-memory fakes of ``streamlabel.testing.kafka``
 implement the same protocols, so mypy keeps them honest.
@@ -109,7 +109,7 @@ class Producer(Protocol):
 
 
 class RecordPublisher(Protocol):
-    """Sends an Engine's output and checks every delivery (see ``kafka.io.Publisher``)."""
+    """Sends an Engine's output and checks every delivery (see ``kafka.publisher.Publisher``)."""
 
     def records(
         self, out: EngineOutput, *, event_headers: Sequence[tuple[str, bytes]] = ()

@@ -7,7 +7,7 @@ commits the test sets and reads, and which runs its listener's callbacks on
 :class:`FakePublisher` a publisher that encodes records like the real one and
 keeps them; :class:`FakeChangelog` the ``classes`` reader; :class:`FakeProducer`
 and :class:`FakeFuture` the producer under a real
-:class:`~streamlabel.kafka.io.Publisher`; :class:`FakeAdmin` the admin client
+:class:`~streamlabel.kafka.publisher.Publisher`; :class:`FakeAdmin` the admin client
 under a :class:`~streamlabel.kafka.broker_watch.BrokerWatch`.
 """
 

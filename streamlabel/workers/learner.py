@@ -34,9 +34,10 @@ from threadpoolctl import threadpool_limits
 from streamlabel.core.embedder import Embedder
 from streamlabel.errors import PublishError, StreamlabelError
 from streamlabel.kafka.changelog import LEARNER_EPOCH_HEADER, LEARNER_OFFSETS_HEADER, ClassTail
-from streamlabel.kafka.io import OutRecord, Publisher, lag, make_consumer, to_raw
+from streamlabel.kafka.io import OutRecord, lag, make_consumer, to_raw
 from streamlabel.kafka.offsets import CatchUp, SeekToPositions, commit_positions
 from streamlabel.kafka.protocols import ChangelogReader, Clock, Consumer, RecordPublisher
+from streamlabel.kafka.publisher import Publisher
 from streamlabel.kafka.topics import Topics
 from streamlabel.ops.metrics import learner_families
 from streamlabel.pipeline.batch import decode_unknowns

@@ -36,9 +36,10 @@ from threadpoolctl import threadpool_limits
 from streamlabel.core.embedder import Embedder
 from streamlabel.errors import PublishError
 from streamlabel.kafka.changelog import ClassTail
-from streamlabel.kafka.io import Publisher, lag, make_consumer, to_raw
+from streamlabel.kafka.io import lag, make_consumer, to_raw
 from streamlabel.kafka.offsets import OffsetTracker, offset_ranges
 from streamlabel.kafka.protocols import ChangelogReader, Clock, Consumer, RecordPublisher
+from streamlabel.kafka.publisher import Publisher
 from streamlabel.kafka.topics import Topics
 from streamlabel.ops.metrics import STAGES, worker_families
 from streamlabel.pipeline.batch import EmbeddedTexts, PreparedBatch

@@ -16,7 +16,7 @@ import pytest
 
 from streamlabel.datasets import read_tsv
 from streamlabel.kafka.client import LabelCollector, TopicReader, produce_feedback, produce_items
-from streamlabel.kafka.io import Publisher
+from streamlabel.kafka.publisher import Publisher
 from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import DriftAlert, Feedback, Item, encode
 from streamlabel.testing import wait_until

@@ -67,7 +67,7 @@ def test_topics_without_a_real_id_are_not_watched() -> None:
 
 
 def test_a_producer_that_cannot_be_built_is_a_failed_delivery() -> None:
-    from streamlabel.kafka.io import Publisher
+    from streamlabel.kafka.publisher import Publisher
 
     settings = KafkaSettings(bootstrap_servers="127.0.0.1:1", bootstrap_timeout_ms=1000)
     publisher = Publisher(settings, TOPICS)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from streamlabel.errors import PublishError
-from streamlabel.kafka.io import Publisher, _dlq_key, dead_letter_headers, to_raw
+from streamlabel.kafka.io import _dlq_key, dead_letter_headers, to_raw
+from streamlabel.kafka.publisher import Publisher
 from streamlabel.kafka.topics import TOPIC_KINDS, Topics
 from streamlabel.pipeline import Engine, RawRecord, load_settings
 from streamlabel.pipeline.output import EngineOutput
@@ -336,13 +337,13 @@ def test_class_events_carry_the_given_headers_and_other_records_do_not(
 def test_deliver_retries_on_a_fresh_producer_until_every_record_is_acknowledged(
     output: EngineOutput, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streamlabel.kafka import io as kafka_io
+    from streamlabel.kafka import publisher as kafka_publisher
 
     first = FakeProducer(outcomes=[FakeFuture(is_done=False)])  # the first batch is lost
     second = FakeProducer()
     producers = iter([first, second])
     sleeps: list[float] = []
-    monkeypatch.setattr(kafka_io.time, "sleep", sleeps.append)
+    monkeypatch.setattr(kafka_publisher.time, "sleep", sleeps.append)
     publisher = Publisher(
         KafkaSettings(bootstrap_servers="127.0.0.1:9"), Topics("t."), make=lambda s: next(producers)
     )
