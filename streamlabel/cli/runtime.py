@@ -114,6 +114,7 @@ def cmd_run(args: Any) -> int:
         while not shutdown.requested.wait(0.5):
             runtime.check()
             health.beat()
+            health.degraded = runtime.health()["exhausted"]
             now = time.monotonic()
             scale_due = scaler is not None and now - last_scale >= SCALE_EVERY_S
             progress_due = now - last_progress >= args.progress_every

@@ -86,6 +86,10 @@ class Health:
         self.ready = False
         self.draining = False
         self.drained = False
+        self.degraded: list[str] = []
+        """What runs short of its full strength (e.g. a supervisor's exhausted slots):
+        reported by ``/healthz`` and ``/readyz`` without failing them, since the
+        rest keeps working and a failed probe would restart everything."""
         self.on_drain: Callable[[], None] | None = None
 
     def beat(self) -> None:
@@ -121,6 +125,10 @@ class Health:
         if self.on_drain is not None:
             self.on_drain()
 
+    def note(self) -> str:
+        """`` (degraded: ...)`` while something runs short, else empty."""
+        return f" (degraded: {', '.join(self.degraded)})" if self.degraded else ""
+
     def status(self) -> dict[str, Any]:
         alive, reason = self.live()
         return {
@@ -129,6 +137,7 @@ class Health:
             "ready": self.ready,
             "draining": self.draining,
             "drained": self.drained,
+            "degraded": list(self.degraded),
         }
 
 
@@ -232,10 +241,11 @@ def _handler(
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 alive, reason = health.live()
-                self._send(200 if alive else 503, reason.encode() + b"\n")
+                self._send(200 if alive else 503, f"{reason}{health.note()}\n".encode())
             elif path == "/readyz":
                 ready = health.ready and not health.draining
-                self._send(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
+                what = "ready" if ready else "not ready"
+                self._send(200 if ready else 503, f"{what}{health.note()}\n".encode())
             elif path == "/drain":
                 self._json(200, health.status())
             else:

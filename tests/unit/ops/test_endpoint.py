@@ -321,6 +321,7 @@ def test_post_drain_calls_on_drain_once_and_reports_the_state(
         "ready": False,
         "draining": True,
         "drained": False,
+        "degraded": [],
     }
     assert http("POST", endpoint.url + "/drain", token)[0] == 202
     assert calls == [1]
@@ -492,3 +493,15 @@ def test_a_process_that_does_not_answer_is_not_taken_as_drained() -> None:
         drained, what = request_drain("127.0.0.1", port, timeout_s=1.5, poll_s=0.1)
         assert not drained, what
         assert time.monotonic() - t0 < 10
+
+
+def test_a_degraded_deployment_says_so_and_stays_alive_and_ready(
+    endpoint: Endpoint, health: Health
+) -> None:
+    """An exhausted slot is reported by the probes without failing them: a failed probe
+    would restart everything while the rest keeps working."""
+    health.started()
+    health.degraded = ["worker-1"]
+    assert http("GET", endpoint.url + "/healthz")[:3:2] == (200, b"ok (degraded: worker-1)\n")
+    assert http("GET", endpoint.url + "/readyz")[:3:2] == (200, b"ready (degraded: worker-1)\n")
+    assert json.loads(http("GET", endpoint.url + "/drain")[2])["degraded"] == ["worker-1"]
