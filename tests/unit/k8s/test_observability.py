@@ -41,7 +41,10 @@ def _exported() -> dict[str, set[str]]:
         "classes_by_status": {"known": 2}, "assigned": ["sl.items:0"],
     }  # fmt: skip
     learner = {"lag": 2, "classes_by_status": {"known": 2}, "alerts_by_kind": {"embedding": 1}}
-    driver = {"workers": 2, "lag": 5, "restarts": {"worker-0": 0}}
+    driver = {
+        "workers": 2, "lag": 5, "restarts": {"worker-0": 0}, "hung": {"worker-0": 0},
+        "exhausted": {"worker-0": 0},
+    }  # fmt: skip
     names: dict[str, set[str]] = {}
     for actor, families, stats in (
         ("worker-0", worker_families, worker),
