@@ -16,34 +16,14 @@ from streamlabel.errors import StoreError
 from streamlabel.schemas import ClassEvent
 from streamlabel.testing import ManualClock
 
-DIM = 32
-
-
-class Blobs:
-    """Orthonormal class centres and a seeded generator of vectors around them."""
-
-    def __init__(self, n_centres: int = 6, dim: int = DIM, spread: float = 0.6, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        q, _ = np.linalg.qr(rng.standard_normal((dim, n_centres)))
-        self.centres = q.T.astype(np.float32)
-        self.dim = dim
-        self.spread = spread
-        self.rng = rng
-
-    def around(self, c: int, n: int) -> np.ndarray:
-        noise = self.rng.standard_normal((n, self.dim)) * self.spread / np.sqrt(self.dim)
-        return l2_normalize(self.centres[c] + noise)
-
-
-def _store(config: StoreConfig | None = None, dim: int = DIM) -> PrototypeStore:
-    return PrototypeStore(dim, config, clock=ManualClock(1_000.0))
+from store_world import DIM, Blobs, make_store  # isort: skip  (tests/unit/core)
 
 
 # ---------------------------------------------------------------- the mean
 def test_later_examples_update_the_count_weighted_mean() -> None:
     """The class mean is the mean of all examples ever taught, whatever the batch sizes."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     first, second, third = blobs.around(0, 3), blobs.around(0, 5), blobs.around(0, 1)
     store.learn("python", first)
     store.learn("python", second)
@@ -59,7 +39,7 @@ def test_later_examples_update_the_count_weighted_mean() -> None:
 def test_exemplar_reservoir_stays_bounded_by_capacity() -> None:
     """However many examples arrive, a class keeps at most ``exemplar_capacity`` of them."""
     blobs = Blobs()
-    store = _store(StoreConfig(exemplar_capacity=10))
+    store = make_store(StoreConfig(exemplar_capacity=10))
     seen = 0
     for batch in [3, 4, 7, 20, 1, 15]:
         store.learn("a", blobs.around(0, batch), [f"t{seen + i}" for i in range(batch)])
@@ -75,7 +55,7 @@ def test_long_exemplar_texts_are_cut_so_a_class_event_stays_bounded() -> None:
     from streamlabel.schemas import encode
 
     blobs = Blobs(dim=384)
-    store = _store(StoreConfig(exemplar_text_chars=500), dim=384)
+    store = make_store(StoreConfig(exemplar_text_chars=500), dim=384)
     event = store.learn("huge", blobs.around(0, 2), ["word " * 120_000, "term " * 120_000])
     assert [len(t) for t in event.state.exemplar_texts] == [500, 500]
     assert event.state.exemplar_texts[0] == ("word " * 100)
@@ -84,7 +64,7 @@ def test_long_exemplar_texts_are_cut_so_a_class_event_stays_bounded() -> None:
 
 def test_exemplar_texts_stay_aligned_with_their_vectors() -> None:
     """Each kept exemplar carries the text it was taught with."""
-    store = _store(StoreConfig(exemplar_capacity=5))
+    store = make_store(StoreConfig(exemplar_capacity=5))
     vectors = l2_normalize(np.random.default_rng(1).standard_normal((30, DIM)))
     texts = [f"text {i}" for i in range(30)]
     for lo in range(0, 30, 6):
@@ -126,7 +106,7 @@ def test_the_seed_drives_the_random_choices() -> None:
 def test_packing_the_unpacked_arrays_gives_the_same_state() -> None:
     """A state's vectors unpacked into arrays and packed back are unchanged."""
     blobs = Blobs()
-    store = _store(StoreConfig(max_sub_prototypes=1, exemplar_capacity=6))
+    store = make_store(StoreConfig(max_sub_prototypes=1, exemplar_capacity=6))
     store.learn("a", blobs.around(0, 9), [f"t{i}" for i in range(9)])
     state = store.get("a")
     arrays = arrays_of(state, DIM)
@@ -137,6 +117,6 @@ def test_packing_the_unpacked_arrays_gives_the_same_state() -> None:
 
 def test_unpacking_a_state_of_another_dimension_raises() -> None:
     """Vectors that do not match the store's dimension are refused with the class named."""
-    state = _store().learn("a", Blobs().around(0, 2)).state
+    state = make_store().learn("a", Blobs().around(0, 2)).state
     with pytest.raises(StoreError, match="'a': mean has dimension 32, the store has 16"):
         arrays_of(state, 16)

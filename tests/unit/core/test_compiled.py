@@ -12,31 +12,10 @@ import pytest
 from streamlabel.core.class_arrays import arrays_of
 from streamlabel.core.compiled import compile_store
 from streamlabel.core.embedder import l2_normalize
-from streamlabel.core.store import Classification, PrototypeStore, StoreConfig
+from streamlabel.core.store import Classification, StoreConfig
 from streamlabel.schemas import UNKNOWN, ClassEvent
-from streamlabel.testing import ManualClock
 
-DIM = 32
-
-
-class Blobs:
-    """Orthonormal class centres and a seeded generator of vectors around them."""
-
-    def __init__(self, n_centres: int = 6, dim: int = DIM, spread: float = 0.6, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        q, _ = np.linalg.qr(rng.standard_normal((dim, n_centres)))
-        self.centres = q.T.astype(np.float32)
-        self.dim = dim
-        self.spread = spread
-        self.rng = rng
-
-    def around(self, c: int, n: int) -> np.ndarray:
-        noise = self.rng.standard_normal((n, self.dim)) * self.spread / np.sqrt(self.dim)
-        return l2_normalize(self.centres[c] + noise)
-
-
-def _store(config: StoreConfig | None = None, dim: int = DIM) -> PrototypeStore:
-    return PrototypeStore(dim, config, clock=ManualClock(1_000.0))
+from store_world import DIM, Blobs, make_store  # isort: skip  (tests/unit/core)
 
 
 def _labels(result: Classification) -> list[str]:
@@ -47,7 +26,7 @@ def _labels(result: Classification) -> list[str]:
 def test_classify_finds_the_right_class_of_clustered_data() -> None:
     """Held-out vectors around each class centre get that class and are accepted."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     for c in range(4):
         store.learn(f"c{c}", blobs.around(c, 30))
     truth = np.repeat(np.arange(4), 25)
@@ -63,7 +42,7 @@ def test_classify_finds_the_right_class_of_clustered_data() -> None:
 def test_a_far_away_vector_is_unknown() -> None:
     """A vector unlike every class is rejected: label ``unknown``, ``accepted`` False."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     for c in range(3):
         store.learn(f"c{c}", blobs.around(c, 30))
     far = l2_normalize(blobs.centres[5] + 0.1 * blobs.centres[4])[None, :]
@@ -75,14 +54,14 @@ def test_a_far_away_vector_is_unknown() -> None:
 
 def test_an_empty_store_calls_everything_unknown() -> None:
     """Before any class exists every item is unknown."""
-    result = _store().classify(Blobs().around(0, 3))
+    result = make_store().classify(Blobs().around(0, 3))
     assert _labels(result) == [UNKNOWN] * 3
     assert (result.best == -1).all()
 
 
 def test_classify_of_no_rows_returns_empty_arrays() -> None:
     """An empty batch is fine and gives empty results."""
-    store = _store()
+    store = make_store()
     store.learn("c0", Blobs().around(0, 3))
     result = store.classify(np.zeros((0, DIM), np.float32))
     assert result.best.shape == (0,)
@@ -93,7 +72,7 @@ def test_classify_of_no_rows_returns_empty_arrays() -> None:
 def test_classify_reports_top_k_candidates(top_k: int) -> None:
     """Any ``top_k`` the settings allow (≥ 1) works; missing candidates are padded with -1."""
     blobs = Blobs()
-    store = _store(StoreConfig(top_k=top_k))
+    store = make_store(StoreConfig(top_k=top_k))
     for c in range(3):
         store.learn(f"c{c}", blobs.around(c, 10))
     result = store.classify(blobs.around(1, 4))
@@ -137,7 +116,7 @@ def test_learned_metric_improves_nearest_prototype_accuracy() -> None:
     x_test, y_test = _nuisance_data(100, seed=1)
     accuracy = {}
     for name, min_examples in [("learned", 20), ("cosine", 10**9)]:
-        store = _store(StoreConfig(metric_min_examples=min_examples), dim=16)
+        store = make_store(StoreConfig(metric_min_examples=min_examples), dim=16)
         for c in range(4):
             store.learn(f"c{c}", x_train[y_train == c])
         assert store.metric.is_identity == (name == "cosine")
@@ -151,7 +130,7 @@ def test_learned_metric_improves_nearest_prototype_accuracy() -> None:
 def test_metric_is_learned_only_from_labelled_classes() -> None:
     """Discovered and zero-shot classes do not shape the metric (they carry no labels)."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     store.learn("a", blobs.around(0, 15))
     store.learn("b", blobs.around(1, 15))
     before = store.metric
@@ -165,8 +144,8 @@ def test_metric_is_learned_only_from_labelled_classes() -> None:
 def test_thresholds_are_calibrated_per_class_and_shifted_by_the_offset() -> None:
     """Each class gets a quantile threshold; ``threshold_offset`` lowers all; overrides win."""
     blobs = Blobs()
-    base = _store(StoreConfig(calibration_folds=1))
-    lenient = _store(StoreConfig(calibration_folds=1, threshold_offset=0.1))
+    base = make_store(StoreConfig(calibration_folds=1))
+    lenient = make_store(StoreConfig(calibration_folds=1, threshold_offset=0.1))
     a, b = blobs.around(0, 20), blobs.around(1, 20)
     for store in (base, lenient):
         store.learn("a", a)
@@ -184,7 +163,7 @@ def test_thresholds_are_calibrated_per_class_and_shifted_by_the_offset() -> None
 def test_compile_store_is_a_pure_function_of_the_class_states() -> None:
     """Compiling the states alone gives the view the store classifies with."""
     blobs = Blobs()
-    store = _store(StoreConfig(max_sub_prototypes=2))
+    store = make_store(StoreConfig(max_sub_prototypes=2))
     for c in range(3):
         store.learn(f"c{c}", blobs.around(c, 12))
     store.add_class("novel-1", "n", blobs.around(3, 20), status="provisional", origin="discovery")

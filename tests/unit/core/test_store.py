@@ -11,33 +11,12 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from streamlabel.core.embedder import l2_normalize
 from streamlabel.core.store import Classification, PrototypeStore, StoreConfig
 from streamlabel.errors import StoreError
 from streamlabel.schemas import UNKNOWN, ClassEvent
 from streamlabel.testing import ManualClock
 
-DIM = 32
-
-
-class Blobs:
-    """Orthonormal class centres and a seeded generator of vectors around them."""
-
-    def __init__(self, n_centres: int = 6, dim: int = DIM, spread: float = 0.6, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        q, _ = np.linalg.qr(rng.standard_normal((dim, n_centres)))
-        self.centres = q.T.astype(np.float32)
-        self.dim = dim
-        self.spread = spread
-        self.rng = rng
-
-    def around(self, c: int, n: int) -> np.ndarray:
-        noise = self.rng.standard_normal((n, self.dim)) * self.spread / np.sqrt(self.dim)
-        return l2_normalize(self.centres[c] + noise)
-
-
-def _store(config: StoreConfig | None = None, dim: int = DIM) -> PrototypeStore:
-    return PrototypeStore(dim, config, clock=ManualClock(1_000.0))
+from store_world import DIM, Blobs, make_store  # isort: skip  (tests/unit/core)
 
 
 def _labels(result: Classification) -> list[str]:
@@ -48,7 +27,7 @@ def _labels(result: Classification) -> list[str]:
 def test_a_new_label_creates_its_class_at_once() -> None:
     """The first example of an unseen label creates the class; it is predicted right away."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     x = blobs.around(0, 1)
     event = store.learn("python", x, ["how to sort a list"])
     assert event.kind == "created"
@@ -63,7 +42,7 @@ def test_a_new_label_creates_its_class_at_once() -> None:
 def test_version_increases_with_every_mutation() -> None:
     """Each event carries the next store version; a merge is two events."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     assert store.version == 0
     steps: list[Callable[[], ClassEvent | list[ClassEvent]]] = [
         lambda: store.learn("a", blobs.around(0, 2)),
@@ -90,7 +69,7 @@ def test_version_increases_with_every_mutation() -> None:
 def test_rename_keeps_the_old_name_as_an_alias() -> None:
     """After a rename both names resolve to the class, and teaching the old name extends it."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     store.learn("sql", blobs.around(0, 4))
     event = store.rename("sql", "databases")
     assert event.kind == "renamed"
@@ -106,7 +85,7 @@ def test_rename_keeps_the_old_name_as_an_alias() -> None:
 def test_resolve_finds_classes_by_name_and_alias() -> None:
     """A class created under an id is found by its later names and aliases, not by strangers."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     store.add_class(
         "novel-ab", "kafka-lag", blobs.around(0, 3), status="provisional", origin="discovery"
     )
@@ -120,7 +99,7 @@ def test_resolve_finds_classes_by_name_and_alias() -> None:
 def test_merge_retires_the_source_into_the_target() -> None:
     """The source is retired with ``merged_into``; its names resolve to the target."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     store.learn("golang", blobs.around(0, 5))
     store.learn("go", blobs.around(1, 7))
     updated, merged = store.merge("golang", "go")
@@ -146,7 +125,7 @@ def test_merge_recomputes_sub_prototypes_from_the_pooled_examples() -> None:
     that drops them leaves the target with only the mean between two modes.
     """
     blobs = Blobs()
-    store = _store(StoreConfig(max_sub_prototypes=2))
+    store = make_store(StoreConfig(max_sub_prototypes=2))
     store.learn("golang", blobs.around(0, 20))
     store.learn("go", blobs.around(1, 20))
     assert len(store.get("go").sub_prototypes) == 2
@@ -156,7 +135,7 @@ def test_merge_recomputes_sub_prototypes_from_the_pooled_examples() -> None:
 
 def test_merge_into_itself_or_an_unknown_class_raises() -> None:
     """Merging needs two distinct existing classes."""
-    store = _store()
+    store = make_store()
     store.learn("a", Blobs().around(0, 2))
     with pytest.raises(StoreError, match="itself"):
         store.merge("a", "a")
@@ -167,7 +146,7 @@ def test_merge_into_itself_or_an_unknown_class_raises() -> None:
 def test_retire_stops_prediction() -> None:
     """A retired class is never predicted again, but its state is kept."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     store.learn("a", blobs.around(0, 10))
     store.learn("b", blobs.around(1, 10))
     store.retire("a")
@@ -183,7 +162,7 @@ def test_retire_stops_prediction() -> None:
 def test_a_label_for_a_retired_class_revives_it() -> None:
     """Teaching a retired class's id brings it back as known, keeping its examples."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     store.learn("a", blobs.around(0, 4))
     store.retire("a")
     store.learn("a", blobs.around(0, 2))
@@ -200,7 +179,7 @@ def test_a_label_naming_a_retired_class_revives_it_instead_of_creating_a_twin() 
     with the same name and none of the old examples.
     """
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     store.add_class(
         "novel-1", "kafka-lag", blobs.around(0, 4), status="provisional", origin="discovery"
     )
@@ -215,7 +194,7 @@ def test_a_label_naming_a_retired_class_revives_it_instead_of_creating_a_twin() 
 def test_labelled_examples_make_a_provisional_class_known() -> None:
     """A discovered class confirmed by feedback is promoted to known."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     store.add_class(
         "novel-1", "kafka", blobs.around(0, 3), status="provisional", origin="discovery"
     )
@@ -227,7 +206,7 @@ def test_labelled_examples_make_a_provisional_class_known() -> None:
 def test_zero_shot_class_is_predicted_from_its_description() -> None:
     """A class known only by a description vector catches items near it."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     store.learn("a", blobs.around(0, 10))
     event = store.register_zero_shot("billing", blobs.centres[3], "invoices and refunds")
     assert event.state.origin == "zero_shot"
@@ -241,7 +220,7 @@ def test_zero_shot_class_is_predicted_from_its_description() -> None:
 def test_wrong_dimension_raises_store_error(bad_dim: int) -> None:
     """Vectors of another dimension are refused by every entry point."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     store.learn("a", blobs.around(0, 2))
     bad = np.ones((2, bad_dim), np.float32)
     with pytest.raises(StoreError, match="shape"):
@@ -258,7 +237,7 @@ def test_wrong_dimension_raises_store_error(bad_dim: int) -> None:
 
 def test_non_finite_vectors_raise_store_error() -> None:
     """NaN or infinite examples would poison the mean: they are refused."""
-    store = _store()
+    store = make_store()
     bad = np.ones((1, DIM), np.float32)
     bad[0, 3] = np.nan
     with pytest.raises(StoreError, match="NaN"):
@@ -269,7 +248,7 @@ def test_non_finite_vectors_raise_store_error() -> None:
 def test_invalid_class_ids_and_dims_raise_store_error() -> None:
     """Duplicate or reserved ids, empty classes, unknown ids and a zero dim are refused."""
     blobs = Blobs()
-    store = _store()
+    store = make_store()
     store.learn("a", blobs.around(0, 1))
     with pytest.raises(StoreError, match="already exists"):
         store.add_class("a", "a", blobs.around(0, 1), status="known", origin="feedback")

@@ -14,33 +14,12 @@ import msgpack
 import numpy as np
 import pytest
 
-from streamlabel.core.embedder import l2_normalize
 from streamlabel.core.store import Classification, PrototypeStore, StoreConfig
 from streamlabel.errors import SnapshotError, StoreError
 from streamlabel.schemas import ClassEvent
 from streamlabel.testing import ManualClock
 
-DIM = 32
-
-
-class Blobs:
-    """Orthonormal class centres and a seeded generator of vectors around them."""
-
-    def __init__(self, n_centres: int = 6, dim: int = DIM, spread: float = 0.6, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        q, _ = np.linalg.qr(rng.standard_normal((dim, n_centres)))
-        self.centres = q.T.astype(np.float32)
-        self.dim = dim
-        self.spread = spread
-        self.rng = rng
-
-    def around(self, c: int, n: int) -> np.ndarray:
-        noise = self.rng.standard_normal((n, self.dim)) * self.spread / np.sqrt(self.dim)
-        return l2_normalize(self.centres[c] + noise)
-
-
-def _store(config: StoreConfig | None = None, dim: int = DIM) -> PrototypeStore:
-    return PrototypeStore(dim, config, clock=ManualClock(1_000.0))
+from store_world import DIM, Blobs, make_store  # isort: skip  (tests/unit/core)
 
 
 def _assert_same_classification(a: Classification, b: Classification) -> None:
@@ -78,11 +57,11 @@ def _history(blobs: Blobs) -> tuple[PrototypeStore, list[ClassEvent]]:
 
 
 # --------------------------------------------------------------- changelog
-def test_replaying_every_event_rebuilds_the_same_store() -> None:
+def test_replaying_every_event_rebuilds_the_samemake_store() -> None:
     """A replica that applies the whole changelog classifies, versions and states alike."""
     blobs = Blobs()
     original, events = _history(blobs)
-    replica = _store(StoreConfig(exemplar_capacity=16))
+    replica = make_store(StoreConfig(exemplar_capacity=16))
     for event in events:
         assert replica.apply(event)
     probe = np.concatenate([blobs.around(c, 8) for c in range(6)])
@@ -93,7 +72,7 @@ def test_replaying_every_event_rebuilds_the_same_store() -> None:
 
 
 @pytest.mark.parametrize("shuffle", [False, True], ids=["offset-order", "any-order"])
-def test_replaying_only_the_last_event_per_class_rebuilds_the_same_store(shuffle: bool) -> None:
+def test_replaying_only_the_last_event_per_class_rebuilds_the_samemake_store(shuffle: bool) -> None:
     """What log compaction keeps (the last event per class id) is enough to rebuild the store."""
     blobs = Blobs()
     original, events = _history(blobs)
@@ -102,7 +81,7 @@ def test_replaying_only_the_last_event_per_class_rebuilds_the_same_store(shuffle
     if shuffle:
         random.Random(3).shuffle(compacted)
     assert len(compacted) < len(events)
-    replica = _store(StoreConfig(exemplar_capacity=16))
+    replica = make_store(StoreConfig(exemplar_capacity=16))
     for event in compacted:
         replica.apply(event)
     probe = np.concatenate([blobs.around(c, 8) for c in range(6)])
@@ -115,10 +94,10 @@ def test_replaying_only_the_last_event_per_class_rebuilds_the_same_store(shuffle
 def test_a_stale_event_after_a_newer_one_is_ignored() -> None:
     """Events arriving out of order cannot roll a class back."""
     blobs = Blobs()
-    source = _store()
+    source = make_store()
     old = source.learn("a", blobs.around(0, 3))
     new = source.learn("a", blobs.around(0, 3))
-    replica = _store()
+    replica = make_store()
     assert replica.apply(new)
     assert not replica.apply(old)
     assert replica.get("a") == new.state
@@ -128,9 +107,9 @@ def test_a_stale_event_after_a_newer_one_is_ignored() -> None:
 def test_applying_the_same_event_twice_changes_nothing() -> None:
     """Re-delivery (at-least-once) is harmless."""
     blobs = Blobs()
-    source = _store()
+    source = make_store()
     event = source.learn("a", blobs.around(0, 3))
-    replica = _store()
+    replica = make_store()
     assert replica.apply(event)
     states, version = replica.states(), replica.version
     assert not replica.apply(event)
@@ -141,7 +120,7 @@ def test_applying_the_same_event_twice_changes_nothing() -> None:
 def test_apply_of_a_state_with_the_wrong_dimension_raises() -> None:
     """A replica refuses events from a store of another dimension."""
     event = PrototypeStore(8, clock=ManualClock()).learn("a", np.eye(8, dtype=np.float32)[:2])
-    replica = _store()
+    replica = make_store()
     with pytest.raises(StoreError, match="dimension"):
         replica.apply(event)
     assert replica.states() == {}
@@ -149,7 +128,7 @@ def test_apply_of_a_state_with_the_wrong_dimension_raises() -> None:
 
 
 # ---------------------------------------------------------------- snapshot
-def test_snapshot_restore_gives_the_same_store() -> None:
+def test_snapshot_restore_gives_the_samemake_store() -> None:
     """A snapshot that went through msgpack restores the same states, version and classification."""
     blobs = Blobs()
     original, _ = _history(blobs)
@@ -164,7 +143,7 @@ def test_snapshot_restore_gives_the_same_store() -> None:
     _assert_same_classification(restored.classify(probe), original.classify(probe))
 
 
-def test_a_snapshot_with_vectors_as_float_lists_still_restores_the_same_store() -> None:
+def test_a_snapshot_with_vectors_as_float_lists_still_restores_the_samemake_store() -> None:
     """Snapshots written before vectors were float32 bytes (the JSON form) restore the same."""
     blobs = Blobs()
     original, _ = _history(blobs)
