@@ -43,7 +43,7 @@ from streamlabel.pipeline.cache import CachedItem, ItemCache
 from streamlabel.pipeline.discovery_job import DiscoveryJob, adopt_report
 from streamlabel.pipeline.drift import DriftWatch
 from streamlabel.pipeline.inputs import RawRecord
-from streamlabel.pipeline.labeler import apply_events, new_store
+from streamlabel.pipeline.labeler import apply_events, store_for
 from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.pipeline.pending import PendingFeedback
 from streamlabel.pipeline.relabel import Reviser
@@ -89,11 +89,7 @@ class Curator:
         self.settings = settings
         self.embedder = embedder
         self._clock = clock
-        self.store = store or new_store(settings, embedder.dim, clock)
-        if self.store.dim != embedder.dim:
-            raise StoreError(
-                f"store dimension {self.store.dim} != embedder dimension {embedder.dim}"
-            )
+        self.store = store_for(settings, embedder, clock, store)
         self.cache = cache if cache is not None else ItemCache(settings.limits.max_item_cache)
         disc = settings.discovery
         self.buffer = UnknownBuffer(disc.buffer_capacity, embedder.dim)

@@ -40,7 +40,7 @@ from streamlabel.pipeline.records import Stamp, label_record
 from streamlabel.schemas import ClassEvent, Item, UnknownRecord
 from streamlabel.settings.engine import EngineSettings, load_settings
 
-__all__ = ["Labeler", "apply_events", "load_settings", "new_store"]
+__all__ = ["Labeler", "apply_events", "load_settings", "new_store", "store_for"]
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +56,23 @@ def apply_events(store: PrototypeStore, events: Iterable[ClassEvent]) -> int:
             log.error("class_event_skipped", class_id=event.class_id,
                       store_version=event.store_version, error=str(exc))  # fmt: skip
     return changed
+
+
+def store_for(
+    settings: EngineSettings,
+    embedder: Embedder,
+    clock: Callable[[], float],
+    store: PrototypeStore | None = None,
+) -> PrototypeStore:
+    """``store``, or a new one, checked against the embedder's dimension.
+
+    Raises:
+        StoreError: the store's dimension is not the embedder's.
+    """
+    store = store or new_store(settings, embedder.dim, clock)
+    if store.dim != embedder.dim:
+        raise StoreError(f"store dimension {store.dim} != embedder dimension {embedder.dim}")
+    return store
 
 
 def new_store(settings: EngineSettings, dim: int, clock: Callable[[], float]) -> PrototypeStore:
@@ -92,11 +109,7 @@ class Labeler:
         self.settings = settings
         self.embedder = embedder
         self._clock = clock
-        self.store = store or new_store(settings, embedder.dim, clock)
-        if self.store.dim != embedder.dim:
-            raise StoreError(
-                f"store dimension {self.store.dim} != embedder dimension {embedder.dim}"
-            )
+        self.store = store_for(settings, embedder, clock, store)
         self.cache = cache if cache is not None else ItemCache(0)
 
     def process(self, batch: Sequence[RawRecord | Item]) -> EngineOutput:
