@@ -10,13 +10,9 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-import structlog
 from kafka.structs import TopicPartition
 
 from streamlabel.kafka.topics import Topics
@@ -29,17 +25,6 @@ from streamlabel.workers.learner import Learner
 TOPICS = Topics("t.")
 FEEDBACK = TopicPartition(TOPICS.feedback, 0)
 UNKNOWNS = TopicPartition(TOPICS.unknowns, 0)
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No STREAMLABEL_* variable leaks in; the learner's logging setup does not leak out."""
-    for name in list(os.environ):
-        if name.startswith("STREAMLABEL_"):
-            monkeypatch.delenv(name)
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 class Rig:

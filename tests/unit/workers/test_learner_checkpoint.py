@@ -16,13 +16,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
-import structlog
 from kafka.structs import TopicPartition
 
 from streamlabel.errors import SnapshotError, StreamlabelError
@@ -36,17 +34,6 @@ from streamlabel.workers.learner import Learner
 
 TOPICS = Topics("t.")
 FEEDBACK = TopicPartition(TOPICS.feedback, 0)
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No STREAMLABEL_* variable leaks in; the learner's logging setup does not leak out."""
-    for name in list(os.environ):
-        if name.startswith("STREAMLABEL_"):
-            monkeypatch.delenv(name)
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 def feedback(offset: int, text: str, label: str) -> Any:

@@ -8,14 +8,10 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-import structlog
 from kafka.structs import TopicPartition
 
 from streamlabel.kafka.topics import Topics
@@ -30,16 +26,6 @@ from streamlabel.workers.learner import Learner
 TOPICS = Topics("t.")
 FEEDBACK = TopicPartition(TOPICS.feedback, 0)
 DIM = 32
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("STREAMLABEL_"):
-            monkeypatch.delenv(name)
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 def by_id(offset: int, item_id: str, label: str) -> Any:

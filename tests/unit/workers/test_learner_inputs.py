@@ -7,13 +7,9 @@ into the exemplar reservoir and into an oversized class event.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
-import structlog
 from kafka.structs import TopicPartition
 
 from streamlabel.kafka.topics import Topics
@@ -26,16 +22,6 @@ from streamlabel.workers.learner import Learner
 TOPICS = Topics("t.")
 FEEDBACK = TopicPartition(TOPICS.feedback, 0)
 UNKNOWNS = TopicPartition(TOPICS.unknowns, 0)
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("STREAMLABEL_"):
-            monkeypatch.delenv(name)
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 def unknown(item_id: str, dim: int) -> bytes:

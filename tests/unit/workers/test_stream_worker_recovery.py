@@ -18,14 +18,12 @@ tested in ``tests/unit/kafka/test_offsets.py``).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 from kafka.structs import TopicPartition
 
 from streamlabel.kafka.topics import Topics
@@ -45,17 +43,6 @@ def msg(partition: int, offset: int, text: str = "python list dict") -> Any:
     """A consumed record of ``items``."""
     item_id = f"i-{partition}-{offset}"
     return consumed(ITEMS, partition, offset, encode(Item(id=item_id, text=text)), item_id.encode())
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No STREAMLABEL_* variable leaks in; the worker's logging setup does not leak out."""
-    for name in list(os.environ):
-        if name.startswith("STREAMLABEL_"):
-            monkeypatch.delenv(name)
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 class Rig:
