@@ -14,6 +14,7 @@ import pytest
 from streamlabel.datasets import read_tsv
 from streamlabel.kafka.client import LabelCollector, produce_feedback, produce_items
 from streamlabel.kafka.topics import ensure_topics
+from streamlabel.runtime.slots import SlotState
 from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import Feedback, Item
 from streamlabel.testing import wait_until
@@ -140,7 +141,11 @@ def test_the_learner_recovers_from_its_snapshot_and_replays_the_rest(small_runti
     ray.kill(rt.learner.handle, no_restart=True)
     produce_items(kafka, after)  # published while the learner is down
     assert collector.wait_for({i.id for i in after}, 120)
-    wait_until(lambda: rt.check() is not None and rt.learner.restarts == 1, 60, "the restart")
+    # a relaunch runs in the background: restarted, then running again (ready)
+    wait_until(
+        lambda: rt.check() is not None and rt.learner.restarts == 1
+        and rt.learner.state is SlotState.RUNNING, 120, "the restart",
+    )  # fmt: skip
     learner = rt.progress().learner
     assert learner["restored_from"] == "snapshot"
     assert learner["reconciled"] == 0  # the changelog already held the snapshot's classes
