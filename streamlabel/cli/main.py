@@ -142,13 +142,56 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the deployment (settings from a file and env vars)")
     run.add_argument("--workers", type=int, default=None, help="override supervisor.workers")
     run.add_argument("--progress-every", type=float, default=10.0, help="seconds between logs")
+    run.add_argument(
+        "--embedded-port", type=int, default=None,
+        help="the embedded broker's port (without kafka.bootstrap_servers); a free one if unset",
+    )  # fmt: skip
     _common(run)
 
-    produce = sub.add_parser("produce", help="send a TSV's rows as items (some as feedback)")
-    produce.add_argument("--tsv", required=True, help="TSV with header text<TAB>label")
-    produce.add_argument("--feedback-fraction", type=_fraction, default=0.0)
-    produce.add_argument("--limit", type=int, default=None, help="rows to send")
-    produce.add_argument("--seed", type=int, default=0)
+    broker = sub.add_parser(
+        "broker", help="run the embedded broker alone (prints 'bootstrap: HOST:PORT'; Ctrl-C stops)"
+    )
+    broker.add_argument("--port", type=int, default=None, help="a free port when not given")
+
+    produce = sub.add_parser(
+        "produce",
+        help="send a file's items to the items topic (some labelled ones as feedback)",
+        description=(
+            "Sends the items of a TSV, JSON Lines or plain text file to the items topic. "
+            "Labels are optional: with --feedback-fraction F, each labelled item is sent "
+            "as a feedback example instead with probability F (seeded); the rest are "
+            "items. Ids: STEM-I for a TSV's row I (from 0), the id field or else "
+            "STEM-LINE for JSON Lines, STEM-LINE for plain text (STEM: the file name "
+            "without its suffix)."
+        ),
+    )
+    source = produce.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "file", nargs="?", default=None, metavar="FILE",
+        help="TSV (header text or text<TAB>label; standard quoting: a quoted field may "
+        "hold tabs, newlines and doubled quotes), JSON Lines (one object a line), or "
+        "plain text (one item a line)",
+    )  # fmt: skip
+    source.add_argument("--tsv", default=None, help="a TSV file: the same as FILE --format tsv")
+    produce.add_argument(
+        "--format", choices=["tsv", "jsonl", "text"], default=None,
+        help="FILE's format; by default from its suffix (.tsv; .jsonl or .json; .txt)",
+    )  # fmt: skip
+    produce.add_argument("--id-field", default="id", help="JSON Lines: the key of the item id")
+    produce.add_argument("--text-field", default="text", help="JSON Lines: the key of the text")
+    produce.add_argument(
+        "--label-field", default="label", help="JSON Lines: the key of the label (optional)"
+    )
+    produce.add_argument(
+        "--vector-field", default="vector",
+        help="JSON Lines: the key of a pre-computed vector (an item needs a text or a vector)",
+    )  # fmt: skip
+    produce.add_argument(
+        "--feedback-fraction", type=_fraction, default=0.0,
+        help="share of the labelled items sent as feedback instead (default 0)",
+    )  # fmt: skip
+    produce.add_argument("--limit", type=int, default=None, help="items to send (the first N)")
+    produce.add_argument("--seed", type=int, default=0, help="seed of the feedback draw")
     _common(produce)
 
     tail = sub.add_parser("tail", help="print labels, alerts or class events as JSON lines")
@@ -219,6 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streamlabel.cli.demo import cmd_demo
 
             return cmd_demo(args)
+        if args.command == "broker":
+            from streamlabel.cli.broker import cmd_broker
+
+            return cmd_broker(args)
         from streamlabel.cli import runtime as commands
 
         handlers = {

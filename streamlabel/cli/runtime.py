@@ -14,19 +14,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import numpy as np
 import structlog
 
-from streamlabel.datasets import read_tsv
+from streamlabel.datasets import FileFormat, JsonFields, read_items, to_records
 from streamlabel.errors import SettingsError
 from streamlabel.kafka.client import TopicReader, produce_feedback, produce_items
 from streamlabel.kafka.topics import Topics
 from streamlabel.logging import configure_logging
-from streamlabel.schemas import ClassEvent, Feedback, Item, Record
+from streamlabel.schemas import ClassEvent, Record
 from streamlabel.settings.runtime import RuntimeSettings, load_runtime_settings
 
 __all__ = [
@@ -98,7 +96,7 @@ def cmd_run(args: Any) -> int:
     settings = settings_from_args(args)
     configure_logging(json_logs=settings.logging.json_lines, level=settings.logging.level)
     shutdown = _Shutdown()
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, embedded_port=args.embedded_port)
     state: dict[str, Any] = {}
     endpoint = Served()
     endpoint.init_endpoint(settings.metrics, "driver", "driver", lambda: state, driver_families,
@@ -107,6 +105,8 @@ def cmd_run(args: Any) -> int:
     health = endpoint.health
     try:
         runtime.start()
+        if runtime.broker is not None:  # a line of its own: scripts wait for it
+            print(f"bootstrap: {runtime.broker.bootstrap_servers}", flush=True)
         shutdown.install()
         health.started()
         scaler = LagScaler(runtime) if settings.scaling.enabled else None
@@ -147,24 +147,22 @@ def cmd_run(args: Any) -> int:
 
 
 def cmd_produce(args: Any) -> int:
-    """``streamlabel produce``: a TSV's rows as items, some of them as feedback."""
+    """``streamlabel produce``: a file's items, some labelled ones as feedback instead."""
     settings = settings_from_args(args)
     if settings.kafka.bootstrap_servers is None:
         raise SettingsError(
             "kafka.bootstrap_servers is not set: pass --bootstrap-servers or "
             "STREAMLABEL_KAFKA__BOOTSTRAP_SERVERS"
         )
-    data = read_tsv(args.tsv)
-    rng = np.random.default_rng(args.seed)
-    n = len(data) if args.limit is None else min(args.limit, len(data))
-    stem = Path(args.tsv).stem
-    items: list[Item] = []
-    feedback: list[Feedback] = []
-    for i in range(n):
-        if rng.random() < args.feedback_fraction:
-            feedback.append(Feedback(text=data.texts[i], label=data.labels[i], source="produce"))
-        else:
-            items.append(Item(id=f"{stem}-{i}", text=data.texts[i]))
+    path = args.file if args.file is not None else args.tsv
+    fields = JsonFields(args.id_field, args.text_field, args.label_field, args.vector_field)
+    fmt: FileFormat | None = args.format or ("tsv" if args.file is None else None)
+    rows = read_items(path, format=fmt, fields=fields)
+    if args.limit is not None:
+        rows = rows[: max(args.limit, 0)]
+    items, feedback = to_records(
+        path, rows, feedback_fraction=args.feedback_fraction, seed=args.seed
+    )
     produced_fb = produce_feedback(settings.kafka, feedback)
     produced = produce_items(settings.kafka, items)
     print(f"produced {produced} items and {produced_fb} feedback examples", file=sys.stderr)

@@ -67,11 +67,20 @@ class Runtime(Observation, Supervision):
         settings: validated runtime settings; without ``kafka.bootstrap_servers``
             an embedded broker is started.
         actors: the stream worker and learner classes to start.
+        embedded_port: the embedded broker's port (a free one when None).
     """
 
-    def __init__(self, settings: RuntimeSettings, actors: ActorClasses | None = None) -> None:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        actors: ActorClasses | None = None,
+        *,
+        embedded_port: int | None = None,
+    ) -> None:
         self.settings = settings
         self.actors = actors or ActorClasses()
+        self.embedded_port = embedded_port
+        """The embedded broker's port (None: a free one), without kafka.bootstrap_servers."""
         self.topics = Topics.of(settings.kafka)
         self.broker: EmbeddedBroker | None = None
         self._started_ray = False
@@ -109,7 +118,7 @@ class Runtime(Observation, Supervision):
         check_model(s)
         kafka = s.kafka
         if kafka.bootstrap_servers is None:
-            self.broker = EmbeddedBroker().start()
+            self.broker = EmbeddedBroker(port=self.embedded_port).start()
             kafka = kafka.model_copy(update={"bootstrap_servers": self.broker.bootstrap_servers})
         learner = s.learner
         if learner.state_dir is None:

@@ -114,6 +114,48 @@ def test_produce_parses_a_tsv_and_a_feedback_fraction() -> None:
     )
 
 
+def test_produce_takes_a_file_and_its_format_and_json_fields() -> None:
+    args = build_parser().parse_args(
+        ["produce", "items.data", "--format", "jsonl", "--id-field", "key",
+         "--text-field", "body", "--label-field", "tag", "--vector-field", "emb"]
+    )  # fmt: skip
+    assert (args.file, args.tsv, args.format) == ("items.data", None, "jsonl")
+    assert (args.id_field, args.text_field, args.label_field, args.vector_field) == (
+        "key",
+        "body",
+        "tag",
+        "emb",
+    )
+
+
+def test_produce_defaults_to_the_suffix_format_and_the_usual_json_keys() -> None:
+    args = build_parser().parse_args(["produce", "items.jsonl"])
+    assert (args.file, args.format, args.feedback_fraction, args.limit) == (
+        "items.jsonl",
+        None,
+        0.0,
+        None,
+    )
+    assert (args.id_field, args.text_field, args.label_field, args.vector_field) == (
+        "id",
+        "text",
+        "label",
+        "vector",
+    )
+
+
+def test_produce_takes_a_file_or_tsv_not_both(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["produce", "a.jsonl", "--tsv", "b.tsv"])
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_produce_rejects_an_unknown_format(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["produce", "a.csv", "--format", "csv"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("fraction", ["2", "-0.1", "1.01"])
 def test_produce_rejects_a_feedback_fraction_outside_zero_to_one(
     fraction: str, capsys: pytest.CaptureFixture[str]
@@ -174,6 +216,26 @@ def test_produce_without_bootstrap_servers_exits_2_naming_the_setting(
     err = capsys.readouterr().err
     assert err.startswith("streamlabel: error:")
     assert "kafka.bootstrap_servers" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "where"),
+    [
+        ("items.jsonl", '{"text": "fine"}\nnot json\n', "items.jsonl:2: not JSON"),
+        ("rows.tsv", 'text\tlabel\n"two\nlines"\tok\n"open\tok\n', "rows.tsv:4: "),
+        ("rows.data", "x\n", "cannot tell the format"),
+    ],
+)
+def test_produce_reads_the_whole_file_before_connecting_and_names_a_bad_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str, where: str
+) -> None:
+    """No broker listens on port 9: the error is the file's, found before any send."""
+    path = tmp_path / name
+    path.write_text(content)
+    assert main(["produce", str(path), "--bootstrap-servers", "127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("streamlabel: error:")
+    assert where in err
 
 
 def test_tail_without_bootstrap_servers_exits_2_naming_the_setting(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgpack
 import numpy as np
 import pytest
-from conftest import TOPICS, topic_texts
+from topic_world import TOPICS, topic_texts
 
 from streamlabel.pipeline import Engine, RawRecord
 from streamlabel.schemas import UNKNOWN, ClassEvent, Feedback, Item, SourceRef, encode
@@ -316,7 +316,7 @@ def test_residual_unknowns_settle_once_and_stay_buffered_with_their_label(make_e
     """Items no cluster took settle into their nearest class on a later run (reason
     ``settled``, one revision), stay in the buffer with that label for later runs to
     cluster, and are not revised again while nothing changes."""
-    from conftest import FILLER
+    from topic_world import FILLER
 
     engine = make_engine()
     teach(engine, ["python", "java", "sql"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import msgpack
 import numpy as np
 import pytest
-from conftest import topic_texts
+from topic_world import topic_texts
 
 from streamlabel.core.drift import DriftSignal
 from streamlabel.errors import SnapshotError

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-from conftest import topic_texts
+from topic_world import topic_texts
 
 from streamlabel.pipeline import Engine, RawRecord
 from streamlabel.pipeline.output import EngineOutput, Observed

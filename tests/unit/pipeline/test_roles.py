@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import topic_texts
+from topic_world import topic_texts
 
 from streamlabel.errors import StoreError
 from streamlabel.pipeline import Engine, load_settings
