@@ -20,7 +20,7 @@ class DecodeError(StreamlabelError):
     """A wire record could not be decoded.
 
     Attributes:
-        reason: a short machine-readable reason (``not_msgpack``, ``schema_version``,
+        reason: a short machine-readable reason (``not_msgpack``, ``not_json``,
             ``bad_envelope``, ``schema_version``, ``wrong_type``, ``invalid``, ``empty``,
             ``oversized``).
     """

@@ -161,6 +161,9 @@ def out_records(
     )
     recs.extend((t.alerts, a.kind.encode(), encode(a), []) for a in out.alerts)
     recs.extend((t.dlq, _dlq_key(d), d.value, dead_letter_headers(d)) for d in out.dead_letters)
+    recs.extend(
+        (t.command_results, r.command_id.encode(), encode(r), []) for r in out.command_results
+    )
     return recs
 
 

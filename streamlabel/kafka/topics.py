@@ -3,7 +3,9 @@
 See DESIGN.md §3. ``classes`` has one partition: it is the store's changelog and
 every replica must read it in the learner's order. ``classes`` and ``labels``
 ask for log compaction (brokers that do not compact, like tansu, just keep
-everything; nothing here relies on compaction for correctness).
+everything; nothing here relies on compaction for correctness). ``commands``
+(keyed by class id) is read by the learner only; it answers each command on
+``command_results``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ __all__ = ["TOPIC_KINDS", "Topics", "ensure_topics"]
 
 log = structlog.get_logger(__name__)
 
-TOPIC_KINDS: Final = ("items", "labels", "feedback", "unknowns", "classes", "alerts", "dlq")
-_SINGLE_PARTITION: Final = frozenset({"classes", "alerts"})
+TOPIC_KINDS: Final = (
+    "items", "labels", "feedback", "unknowns", "classes", "alerts", "dlq", "commands",
+    "command_results",
+)  # fmt: skip
+_SINGLE_PARTITION: Final = frozenset({"classes", "alerts", "command_results"})
 _COMPACTED: Final = frozenset({"classes", "labels"})
 
 
@@ -85,6 +90,18 @@ class Topics:
     @property
     def dlq(self) -> str:
         return self.name("dlq")
+
+    @property
+    def commands(self) -> str:
+        return self.name("commands")
+
+    @property
+    def command_results(self) -> str:
+        return self.name("command_results")
+
+    def learner_inputs(self) -> list[str]:
+        """The topics the learner consumes: ``feedback``, ``unknowns``, ``commands``."""
+        return [self.feedback, self.unknowns, self.commands]
 
     def all(self) -> list[str]:
         """Every topic name."""

@@ -19,6 +19,7 @@ from streamlabel.errors import DecodeError, EmbeddingError, ModelUnavailableErro
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.output import EngineOutput
 from streamlabel.schemas import DeadLetter, Feedback, Item, SourceRef, UnknownRecord, decode, encode
+from streamlabel.schemas.commands import Command
 from streamlabel.settings.engine import LimitSettings
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
     "wrong_dim",
 ]
 
-R = TypeVar("R", Item, Feedback, UnknownRecord)
+R = TypeVar("R", Item, Feedback, UnknownRecord, Command)
 
 MODEL_FAILED = "the model failed on this text (it raised, or returned a non-finite vector)"
 

@@ -40,6 +40,7 @@ from streamlabel.pipeline.batch import (
     wrong_dim,
 )
 from streamlabel.pipeline.cache import CachedItem, ItemCache
+from streamlabel.pipeline.command_log import CommandLog
 from streamlabel.pipeline.discovery_job import DiscoveryJob, adopt_report
 from streamlabel.pipeline.drift import DriftWatch
 from streamlabel.pipeline.inputs import RawRecord
@@ -99,6 +100,7 @@ class Curator:
         self.pending = PendingFeedback(settings.limits.max_pending_feedback,
                                        wait_s=settings.limits.feedback_wait_s)  # fmt: skip
         self._unknowns_since_run = 0
+        self.commands = CommandLog()  # results and audit of the commands applied
 
     # ------------------------------------------------------------- reading
     @property
@@ -394,7 +396,7 @@ class Curator:
     # ------------------------------------------------------------- snapshot
     def state(self) -> dict[str, Any]:
         """Plain data (msgpack-able) for a snapshot: store, unknown buffer, discovery, the
-        feedback waiting for its items.
+        feedback waiting for its items, the commands applied.
 
         Drift detectors and the item cache are not included: detectors warm up
         again after a restore, and the cache refills from the stream.
@@ -406,6 +408,7 @@ class Curator:
             "discoverer": self.discoverer.state(),
             "unknowns_since_run": self._unknowns_since_run,
             "pending": self.pending.state(),
+            "commands": self.commands.state(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -436,10 +439,11 @@ class Curator:
             discoverer.load(state["discoverer"])
             pending = PendingFeedback(self.pending.capacity, wait_s=self.pending.wait_s)
             pending.load(state.get("pending", []))
+            (commands := CommandLog(self.commands.capacity)).load(state.get("commands"))
         except SnapshotError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, DecodeError) as exc:
             raise SnapshotError(f"invalid engine state: {exc}") from exc
         self.store, self.buffer, self.discoverer = store, buffer, discoverer
-        self.pending = pending
+        self.pending, self.commands = pending, commands
         self._unknowns_since_run = int(state.get("unknowns_since_run", 0))

@@ -8,6 +8,7 @@ import numpy as np
 
 from streamlabel.core.discovery import DiscoveryReport
 from streamlabel.schemas import ClassEvent, DeadLetter, DriftAlert, LabelRecord, UnknownRecord
+from streamlabel.schemas.commands import CommandResult
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class EngineOutput:
         stage_s: seconds this batch spent per stage (``decode``, ``embed``,
             ``classify``; ``process`` only).
         discoveries: reports of the discovery runs adopted while producing this output.
+        command_results: the answers to the commands applied (or refused).
     """
 
     labels: list[LabelRecord] = field(default_factory=list)
@@ -104,6 +106,12 @@ class EngineOutput:
     observed: Observed | None = None
     stage_s: dict[str, float] = field(default_factory=dict)
     discoveries: list[DiscoveryReport] = field(default_factory=list)
+    command_results: list[CommandResult] = field(default_factory=list)
+
+    def has_records(self) -> bool:
+        """True when there is something to publish."""
+        parts = (self.labels, self.unknowns, self.class_events, self.alerts, self.dead_letters)
+        return any(parts) or bool(self.command_results)
 
     def extend(self, other: EngineOutput) -> EngineOutput:
         """Appends another output's records to this one; returns self."""
@@ -113,6 +121,7 @@ class EngineOutput:
         self.alerts.extend(other.alerts)
         self.dead_letters.extend(other.dead_letters)
         self.discoveries.extend(other.discoveries)
+        self.command_results.extend(other.command_results)
         return self
 
     def clear(self) -> None:
@@ -121,5 +130,6 @@ class EngineOutput:
             part.clear()
         self.dead_letters.clear()
         self.discoveries.clear()
+        self.command_results.clear()
         self.observed = None
         self.stage_s = {}

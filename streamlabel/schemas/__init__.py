@@ -1,6 +1,13 @@
-"""Wire records and their msgpack codec."""
+"""Wire records and their codec (msgpack or JSON)."""
 
-from streamlabel.schemas.codec import SCHEMA_VERSION, decode, encode
+from streamlabel.schemas.codec import (
+    OLDEST_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    Format,
+    decode,
+    encode,
+    wire_types,
+)
 from streamlabel.schemas.records import (
     UNKNOWN,
     ClassEvent,
@@ -23,6 +30,7 @@ from streamlabel.schemas.records import (
 from streamlabel.schemas.vectors import Matrix, Rows, Vector, to_array
 
 __all__ = [
+    "OLDEST_SCHEMA_VERSION",
     "SCHEMA_VERSION",
     "UNKNOWN",
     "ClassEvent",
@@ -34,6 +42,7 @@ __all__ = [
     "DriftAlert",
     "DriftKind",
     "Feedback",
+    "Format",
     "Item",
     "LabelRecord",
     "Matrix",
@@ -47,4 +56,5 @@ __all__ = [
     "decode",
     "encode",
     "to_array",
+    "wire_types",
 ]

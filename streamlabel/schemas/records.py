@@ -1,8 +1,9 @@
 """Wire records: every message streamlabel reads from or writes to Kafka.
 
 All records are frozen pydantic models with every field named and documented.
-They travel as msgpack through :mod:`streamlabel.schemas.codec`, which adds the
-schema version; vectors travel as float32 bytes (see :mod:`.vectors`).
+They travel as msgpack or JSON through :mod:`streamlabel.schemas.codec`, which
+adds the schema version; vectors travel as float32 bytes in msgpack and number
+arrays in JSON (see :mod:`.vectors`).
 """
 
 from __future__ import annotations
@@ -35,9 +36,14 @@ Severity = Literal["info", "warning", "critical"]
 
 
 class Record(BaseModel):
-    """Base of every wire record: frozen, strict about unknown fields."""
+    """Base of every wire record: frozen, strict about unknown fields.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    In JSON, byte fields are base64url strings (padded; standard base64 is read too).
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
+    )
 
 
 class SourceRef(Record):

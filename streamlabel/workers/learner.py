@@ -1,11 +1,12 @@
 """The learner: the single writer of the prototype store.
 
-It consumes ``feedback`` (class-incremental updates) and ``unknowns`` (the
-discovery buffer), receives what the stream workers labelled over Ray (every
-row for the item cache, a sample for drift; see
-:mod:`~streamlabel.workers.observations`), runs novel-class discovery in a
-background thread, and publishes class events to ``classes``, revised labels to
-``labels``, alerts to ``alerts`` and bad feedback to ``dlq``.
+It consumes ``feedback`` (class-incremental updates), ``unknowns`` (the
+discovery buffer) and ``commands`` (a person's changes, answered on
+``command_results``: :mod:`~streamlabel.pipeline.commands`), receives what the
+stream workers labelled over Ray (every row for the item cache, a sample for
+drift; see :mod:`~streamlabel.workers.observations`), runs novel-class discovery
+in a background thread, and publishes class events to ``classes``, revised
+labels to ``labels``, alerts to ``alerts`` and bad inputs to ``dlq``.
 
 Every step that produced records checkpoints first (state, offsets and the
 records, :mod:`~streamlabel.workers.checkpoint`), then publishes, marks the
@@ -41,6 +42,7 @@ from streamlabel.kafka.publisher import Publisher
 from streamlabel.kafka.topics import Topics
 from streamlabel.ops.metrics import learner_families
 from streamlabel.pipeline.batch import decode_unknowns
+from streamlabel.pipeline.commands import apply_commands, decode_commands
 from streamlabel.pipeline.curator import Curator
 from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.settings.runtime import RuntimeSettings
@@ -65,7 +67,7 @@ class Learner(ActorLoop[LearnerStats]):
         settings: validated runtime settings (``learner.state_dir`` holds snapshots).
         embedder: an embedder to use instead of loading the model.
         broker_generation: the broker resets the supervisor has seen.
-        consumer: the ``feedback``/``unknowns`` consumer (not yet subscribed);
+        consumer: the ``feedback``/``unknowns``/``commands`` consumer (not yet subscribed);
             built from ``kafka.*`` when None.
         publisher: what sends class events, revisions, alerts, dead letters;
             built from ``kafka.*`` when None.
@@ -186,7 +188,7 @@ class Learner(ActorLoop[LearnerStats]):
 
     # ------------------------------------------------------------------ loop
     def step(self) -> int:
-        """One poll of feedback/unknowns, plus observations and discovery; returns records."""
+        """One poll of the inputs, plus observations and discovery; returns records."""
         curator, consumer = self._require()
         out = EngineOutput()
         if self._reset_requested.is_set():
@@ -203,9 +205,11 @@ class Learner(ActorLoop[LearnerStats]):
             self._log.info("caught_up")
         feedback: list[Any] = []
         unknowns: list[Any] = []
+        commands: list[Any] = []
+        inputs = {self.topics.feedback: feedback, self.topics.commands: commands}
         for tp, messages in polled.items():
             for m in messages:
-                (feedback if tp.topic == self.topics.feedback else unknowns).append(m)
+                inputs.get(tp.topic, unknowns).append(m)
                 self._positions[f"{tp.topic}:{tp.partition}"] = m.offset + 1
         self._drain_observations(curator, out)  # feedback may name observed items...
         out.extend(curator.settle_feedback())  # (or wait for them, for a while)
@@ -219,12 +223,12 @@ class Learner(ActorLoop[LearnerStats]):
                 "feedback_applied",
                 lambda: {"counts": {c: st.count for c, st in curator.classes().items()}},
             )
+        if commands:  # applied once by id: the snapshot holds the ids with the offsets
+            found = decode_commands([to_raw(m) for m in commands], self.settings.limits, out)
+            out.extend(apply_commands(curator, found, now=time.time()))
         runs = self._discover(curator, out)
-        self.checkpoint.count(len(feedback) + len(unknowns))
-        has_output = bool(
-            out.labels or out.class_events or out.alerts or out.dead_letters or out.unknowns
-        )
-        if has_output or self.checkpoint.due() or self._snapshot_wanted.is_set():
+        self.checkpoint.count(len(feedback) + len(unknowns) + len(commands))
+        if out.has_records() or self.checkpoint.due() or self._snapshot_wanted.is_set():
             self._checkpoint(out)
             self._snapshot_wanted.clear()
         s = self._stats  # counted once published, so readers never see work in flight
@@ -232,7 +236,7 @@ class Learner(ActorLoop[LearnerStats]):
         s.unknowns += len(unknowns)
         s.discovery_runs += runs
         self._refresh_views(curator)
-        return len(feedback) + len(unknowns)
+        return len(feedback) + len(unknowns) + len(commands)
 
     def _checkpoint(self, out: EngineOutput) -> None:
         """Snapshot (state + offsets + outbox) -> publish -> mark published -> commit."""
@@ -261,6 +265,7 @@ class Learner(ActorLoop[LearnerStats]):
         s.revisions += len(out.labels)
         s.alerts += len(out.alerts)
         s.dead_letters += len(out.dead_letters)
+        s.commands += len(out.command_results)
         for alert in out.alerts:
             s.alerts_by_kind[alert.kind] = s.alerts_by_kind.get(alert.kind, 0) + 1
             self._log.warning("drift_alert", kind=alert.kind, detail=alert.detail)
@@ -324,13 +329,13 @@ class Learner(ActorLoop[LearnerStats]):
             self._stats.observed += len(observed)
             t0 = time.perf_counter()
             out.extend(curator.observe(observed))
-            self._add_stage("drift", time.perf_counter() - t0)
+            self._stats.add_stage("drift", time.perf_counter() - t0)
 
     def _discover(self, curator: Curator, out: EngineOutput, wait_s: float | None = None) -> int:
         """Collects a finished background run; starts the next when due. Returns runs collected."""
         run = self._discovery.collect(wait_s)
         if run is not None and run.job is not None:
-            self._add_stage("discovery", run.seconds)
+            self._stats.add_stage("discovery", run.seconds)
             self._stats.last_discovery = {"buffered": run.buffered, "seconds": run.seconds}
             if curator.keep_candidates(run.job):
                 # The new classes' ids are checkpointed before they exist: a crash
@@ -340,7 +345,7 @@ class Learner(ActorLoop[LearnerStats]):
                 out.clear()
             t0 = time.perf_counter()
             found = curator.finish_discovery(run.job)
-            self._add_stage("adopt", time.perf_counter() - t0)
+            self._stats.add_stage("adopt", time.perf_counter() - t0)
             self._stats.discovered += sum(e.cause == "discovery" for e in found.class_events)
             for event in found.class_events:
                 self._log.info(
@@ -357,11 +362,6 @@ class Learner(ActorLoop[LearnerStats]):
         if wait_s is None and not self._discovery.running and not self._catching_up and due:
             self._discovery.start(curator)
         return int(run is not None)
-
-    def _add_stage(self, stage: str, seconds: float) -> None:
-        stages = dict(self._stats.stage_s)  # replaced, not mutated: a scrape may be copying it
-        stages[stage] = stages.get(stage, 0.0) + seconds
-        self._stats.stage_s = stages
 
     def _refresh_views(self, curator: Curator) -> None:
         """Updates what other threads read (stats, class list) from the loop's thread."""
@@ -413,7 +413,7 @@ class Learner(ActorLoop[LearnerStats]):
         consumer = self._consumer or make_consumer(
             s.kafka, group_id=f"{s.kafka.group_id}.learner", max_poll_records=2000
         )
-        consumer.subscribe([self.topics.feedback, self.topics.unknowns], listener=seek)
+        consumer.subscribe(self.topics.learner_inputs(), listener=seek)
         seek.consumer = consumer
         self._consumer = consumer
         self._publisher = self._publisher or Publisher(s.kafka, self.topics)

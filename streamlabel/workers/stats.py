@@ -93,6 +93,8 @@ class LearnerStats:
     alerts: int = 0
     alerts_by_kind: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
+    commands: int = 0
+    """Commands answered (applied, rejected, or a repeated id answered again)."""
     discovery_runs: int = 0
     discovered: int = 0
     snapshots: int = 0
@@ -119,6 +121,12 @@ class LearnerStats:
     drained: bool = False
     metrics_url: str = ""
     node_id: str = ""
+
+    def add_stage(self, stage: str, seconds: float) -> None:
+        """Adds ``seconds`` to a stage's time."""
+        stages = dict(self.stage_s)  # replaced, not mutated: a scrape may be copying it
+        stages[stage] = stages.get(stage, 0.0) + seconds
+        self.stage_s = stages
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data."""

@@ -52,7 +52,7 @@ def test_the_default_prefix_is_sl() -> None:
 def test_all_lists_one_distinct_name_per_kind() -> None:
     names = Topics("x-").all()
     assert names == [f"x-{kind}" for kind in TOPIC_KINDS]
-    assert len(set(names)) == len(TOPIC_KINDS) == 7
+    assert len(set(names)) == len(TOPIC_KINDS) == 9
 
 
 def test_shared_inputs_keep_their_own_names_and_outputs_take_the_prefix() -> None:

@@ -264,7 +264,7 @@ def test_a_restored_learner_seeks_its_partitions_to_the_snapshots_offsets(
     first.learner.close()
     restarted = Rig(tmp_path)
     restarted.start()
-    assert restarted.consumer.subscribed == [TOPICS.feedback, TOPICS.unknowns]
+    assert restarted.consumer.subscribed == [TOPICS.feedback, TOPICS.unknowns, TOPICS.commands]
     restarted.consumer.rebalance(assigned={FEEDBACK})
     assert restarted.consumer.seeks == {FEEDBACK: 42}
 
