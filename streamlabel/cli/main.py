@@ -50,6 +50,14 @@ def _ratio(value: str) -> float:
     return x
 
 
+TAIL_TOPICS = (
+    "items", "labels", "feedback", "unknowns", "classes", "alerts", "dlq", "commands",
+    "command_results",
+)  # fmt: skip
+"""Every topic ``tail`` reads (``kafka.topics.TOPIC_KINDS``; kept here so that parsing
+the command line imports no Kafka client)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="streamlabel", description=DESCRIPTION)
@@ -194,10 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--seed", type=int, default=0, help="seed of the feedback draw")
     _common(produce)
 
-    tail = sub.add_parser("tail", help="print labels, alerts or class events as JSON lines")
-    tail.add_argument("topic", choices=["labels", "alerts", "classes"])
+    tail = sub.add_parser(
+        "tail", help="print a topic's records as they arrive (one line each; --json: JSON lines)"
+    )
+    tail.add_argument("topic", choices=TAIL_TOPICS)
+    tail.add_argument(
+        "--from-beginning", action="store_true",
+        help="read the topic from its beginning (default: only what arrives from now on)",
+    )  # fmt: skip
     tail.add_argument("--limit", type=int, default=None, help="stop after N records")
     tail.add_argument("--idle-exit", type=float, default=None, help="stop after S idle seconds")
+    tail.add_argument("--json", action="store_true", help="print each record as one JSON object")
     _common(tail)
 
     drain = sub.add_parser(

@@ -178,27 +178,66 @@ def _printable(record: Record) -> dict[str, Any]:
             "keywords": list(st.keywords), "store_version": record.store_version,
         }  # fmt: skip
     data: dict[str, Any] = record.model_dump(mode="json", exclude={"timings_ms"})
+    for name in ("vector", "exemplars"):
+        if isinstance(data.get(name), list):
+            data[name] = f"<{len(data[name])} values>"
     return data
 
 
+def _dead_letter(message: Any) -> dict[str, Any]:
+    """A record of the dead-letter topic: where it came from, why, and its bytes."""
+    h = {k: v.decode(errors="replace") for k, v in (message.headers or [])}
+    value = message.value or b""
+    return {
+        "source": {"topic": h.get("source.topic"), "partition": h.get("source.partition"),
+                   "offset": h.get("source.offset")},
+        "reason": h.get("error.reason"), "error": h.get("error.message"),
+        "value": value[:300].decode(errors="replace"), "bytes": len(value),
+    }  # fmt: skip
+
+
+def _line(kind: str, data: dict[str, Any]) -> str:
+    """One readable line of a record (``tail`` without ``--json``)."""
+    if kind == "labels":
+        name = data.get("class_name") or data["label"]
+        return (f"{data['item_id']}  {name}  score={data['score']:.3f}  "
+                f"rev={data['revision']}  store_version={data['store_version']}")  # fmt: skip
+    if kind == "classes":
+        return (f"{data['kind']}  {data['class_id']}  {data['name']!r}  {data['status']}  "
+                f"count={data['count']}  v{data['store_version']}")  # fmt: skip
+    if kind == "alerts":
+        return f"[{data['severity']}] {data['kind']}: {data['detail']}"
+    if kind == "dlq":
+        src = data["source"]
+        return (f"{src['topic']}:{src['partition']}@{src['offset']}  {data['reason']}: "
+                f"{data['error']}")  # fmt: skip
+    if kind == "command_results":
+        why = f" ({data['reason']})" if data.get("reason") else ""
+        return f"{data['command_id']}  {data['kind']}  {data['status']}{why}"
+    return json.dumps(data)
+
+
 def cmd_tail(args: Any, out: Callable[[str], None] = print) -> int:
-    """``streamlabel tail labels|alerts|classes``: prints records as JSON lines."""
+    """``streamlabel tail TOPIC``: prints a topic's records, one line each (or JSON lines)."""
     settings = settings_from_args(args)
     if settings.kafka.bootstrap_servers is None:
         raise SettingsError(
             "kafka.bootstrap_servers is not set: pass --bootstrap-servers or "
             "STREAMLABEL_KAFKA__BOOTSTRAP_SERVERS"
         )
-    reader = TopicReader(settings.kafka, args.topic)
+    reader = TopicReader(settings.kafka, args.topic, from_beginning=args.from_beginning)
     shown = 0
     idle_since = time.monotonic()
     try:
         while args.limit is None or shown < args.limit:
-            records = reader.records(timeout_ms=500)
-            if records:
+            if args.topic == "dlq":
+                rows = [_dead_letter(m) for m in reader.poll(timeout_ms=500)]
+            else:
+                rows = [_printable(r) for r in reader.records(timeout_ms=500)]
+            if rows:
                 idle_since = time.monotonic()
-            for r in records:
-                out(json.dumps(_printable(r)))
+            for row in rows:
+                out(json.dumps(row) if args.json else _line(args.topic, row))
                 shown += 1
                 if args.limit is not None and shown >= args.limit:
                     break

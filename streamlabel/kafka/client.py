@@ -22,18 +22,26 @@ from streamlabel.schemas import (
     Item,
     LabelRecord,
     Record,
+    UnknownRecord,
     decode,
     encode,
 )
+from streamlabel.schemas.commands import Command, CommandResult
 from streamlabel.settings.kafka import KafkaSettings
 
 __all__ = ["RECORD_TYPES", "LabelCollector", "TopicReader", "produce_feedback", "produce_items"]
 
 RECORD_TYPES: dict[str, type[Record]] = {
+    "items": Item,
     "labels": LabelRecord,
+    "feedback": Feedback,
+    "unknowns": UnknownRecord,
     "alerts": DriftAlert,
     "classes": ClassEvent,
+    "commands": Command,
+    "command_results": CommandResult,
 }
+"""The record type of each topic kind (``dlq`` holds raw bytes with headers instead)."""
 
 
 def produce_items(settings: KafkaSettings, items: Iterable[Item], *, chunk: int = 1000) -> int:
@@ -75,9 +83,10 @@ class TopicReader:
     Args:
         settings: Kafka settings.
         kind: ``labels``, ``alerts``, ``classes``, ``unknowns``, ``dlq``...
+        from_beginning: False reads only what arrives from now on.
     """
 
-    def __init__(self, settings: KafkaSettings, kind: str) -> None:
+    def __init__(self, settings: KafkaSettings, kind: str, *, from_beginning: bool = True) -> None:
         from kafka.structs import TopicPartition
 
         topics = Topics.of(settings)
@@ -93,7 +102,10 @@ class TopicReader:
             )
         self._tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
         self._consumer.assign(self._tps)
-        self._consumer.seek_to_beginning(*self._tps)
+        if from_beginning:
+            self._consumer.seek_to_beginning(*self._tps)
+        else:
+            self._consumer.seek_to_end(*self._tps)
 
     def poll(self, timeout_ms: int = 200) -> list[Any]:
         """New raw messages (kafka-python ConsumerRecords)."""

@@ -172,16 +172,48 @@ def test_produce_requires_a_tsv(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--tsv" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("topic", ["labels", "alerts", "classes"])
+def test_tail_reads_every_topic_the_deployment_has() -> None:
+    from streamlabel.cli.main import TAIL_TOPICS
+    from streamlabel.kafka.client import RECORD_TYPES
+    from streamlabel.kafka.topics import TOPIC_KINDS
+
+    assert TAIL_TOPICS == TOPIC_KINDS
+    assert set(RECORD_TYPES) | {"dlq"} == set(TOPIC_KINDS)
+
+
+@pytest.mark.parametrize("topic", ["items", "labels", "dlq", "command_results"])
 def test_tail_parses_each_topic_it_can_print(topic: str) -> None:
     args = build_parser().parse_args(["tail", topic, "--limit", "5", "--idle-exit", "1.5"])
     assert (args.command, args.topic, args.limit, args.idle_exit) == ("tail", topic, 5, 1.5)
+    assert (args.from_beginning, args.json) == (False, False)
+    args = build_parser().parse_args(["tail", topic, "--from-beginning", "--json"])
+    assert (args.from_beginning, args.json) == (True, True)
 
 
-def test_tail_rejects_a_topic_it_cannot_print(capsys: pytest.CaptureFixture[str]) -> None:
+def test_tail_rejects_a_topic_that_does_not_exist(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["tail", "dlq"])
+        build_parser().parse_args(["tail", "nope"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_tail_lines_are_readable_and_dead_letters_show_where_and_why() -> None:
+    from types import SimpleNamespace
+
+    from streamlabel.cli.runtime import _dead_letter, _line, _printable
+    from streamlabel.schemas import LabelRecord
+
+    label = LabelRecord(item_id="i1", label="python", class_name="python", score=0.8123,
+                        is_unknown=False,
+                        margin=0.1, revision=2, store_version=7, model_id="m",
+                        emitted_at=1.0)  # fmt: skip
+    assert _line("labels", _printable(label)) == "i1  python  score=0.812  rev=2  store_version=7"
+    message = SimpleNamespace(value=b"\xc1 junk", headers=[
+        ("source.topic", b"sl.items"), ("source.partition", b"3"), ("source.offset", b"41"),
+        ("error.reason", b"not_msgpack"), ("error.message", b"not a msgpack message"),
+    ])  # fmt: skip
+    dead = _dead_letter(message)
+    assert _line("dlq", dead) == "sl.items:3@41  not_msgpack: not a msgpack message"
+    assert dead["bytes"] == 6
 
 
 @pytest.mark.parametrize("mode", ["engine", "kafka", "both"])
