@@ -105,9 +105,9 @@ def cmd_run(args: Any) -> int:
     health = endpoint.health
     try:
         runtime.start()
+        shutdown.install()  # before the line a script may answer with a SIGTERM
         if runtime.broker is not None:  # a line of its own: scripts wait for it
             print(f"bootstrap: {runtime.broker.bootstrap_servers}", flush=True)
-        shutdown.install()
         health.started()
         scaler = LagScaler(runtime) if settings.scaling.enabled else None
         last_progress = last_scale = 0.0

@@ -75,3 +75,26 @@ def test_run_on_embedded_defaults_prints_its_bootstrap_line_on_the_port_asked_fo
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_tail_prints_what_a_topic_holds_from_its_beginning() -> None:
+    from streamlabel.kafka.broker import EmbeddedBroker
+    from streamlabel.kafka.client import produce_items
+    from streamlabel.kafka.topics import ensure_topics
+    from streamlabel.schemas import Item
+    from streamlabel.settings.kafka import KafkaSettings
+
+    with EmbeddedBroker() as broker:
+        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, topic_prefix="tail.")
+        ensure_topics(kafka)
+        produce_items(kafka, [Item(id="t-1", text="sort a python list")])
+        proc = subprocess.run(
+            [sys.executable, "-m", "streamlabel.cli", "tail", "items", "--from-beginning",
+             "--limit", "1", "--json", "--bootstrap-servers", broker.bootstrap_servers,
+             "--topic-prefix", "tail."],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert '"id": "t-1"' in last
+    assert '"text": "sort a python list"' in last
