@@ -101,6 +101,11 @@ class ActorLoop(Served, Generic[StatsT]):
         self._stopped()
         return self.stats()
 
+    @property
+    def stop_requested(self) -> bool:
+        """True once the loop was told to stop (``stop``, a drain, a signal)."""
+        return self._stop.is_set()
+
     def stop(self) -> None:
         """Asks the loop to finish what is in flight, commit and close."""
         self._stop.set()

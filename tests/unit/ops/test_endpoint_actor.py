@@ -160,16 +160,16 @@ def test_close_endpoint_frees_the_port(worker: StreamWorker) -> None:
 def test_drain_stops_the_loop_and_marks_it_draining(worker: StreamWorker) -> None:
     worker.health.ready = True
     worker.drain()
-    assert worker._stop.is_set()
+    assert worker.stop_requested
     assert worker.health.draining
     assert not worker.health.ready
 
 
 def test_post_drain_stops_the_worker(worker: StreamWorker) -> None:
     url = worker.serve()
-    assert not worker._stop.is_set()
+    assert not worker.stop_requested
     assert post(url + "/drain") == 202
-    assert worker._stop.is_set()
+    assert worker.stop_requested
     assert worker.health.draining
 
 
