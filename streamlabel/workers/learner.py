@@ -52,7 +52,7 @@ from streamlabel.workers.discovery_runner import BackgroundDiscovery
 from streamlabel.workers.embedding import load_embedder
 from streamlabel.workers.observations import ObservationInbox
 from streamlabel.workers.recovery import recover, reseed
-from streamlabel.workers.stats import ClassView, LearnerStats, by_status
+from streamlabel.workers.stats import ClassView, LearnerStats, count_classes
 
 __all__ = ["Learner", "LearnerStats"]
 
@@ -367,9 +367,7 @@ class Learner(ActorLoop[LearnerStats]):
         """Updates what other threads read (stats, class list) from the loop's thread."""
         s = self._stats
         classes = curator.classes().values()
-        s.store_version = curator.version
-        s.classes = sum(c.status != "retired" for c in classes)
-        s.classes_by_status = by_status(classes)
+        count_classes(s, curator.version, classes)
         s.buffered = len(curator.buffer)
         self._view.refresh(classes)
 

@@ -16,7 +16,7 @@ from streamlabel.core.naming import typical_texts
 from streamlabel.pipeline.output import EngineOutput
 from streamlabel.schemas import ClassState, to_array
 
-__all__ = ["ClassView", "LearnerStats", "WorkerStats", "by_status"]
+__all__ = ["ClassView", "LearnerStats", "WorkerStats", "count_classes"]
 
 
 @dataclass
@@ -167,9 +167,12 @@ class ClassView:
         return cached[1]
 
 
-def by_status(states: Iterable[Any]) -> dict[str, int]:
-    """Classes per status (``known``, ``discovered``, ``retired``...)."""
+def count_classes(stats: WorkerStats | LearnerStats, version: int, states: Iterable[Any]) -> None:
+    """Sets a store's version, its predictable classes and its classes per status
+    (``known``, ``provisional``, ``retired``...) on an actor's stats."""
     counts: dict[str, int] = {}
     for st in states:
         counts[st.status] = counts.get(st.status, 0) + 1
-    return counts
+    stats.store_version = version
+    stats.classes = sum(n for status, n in counts.items() if status != "retired")
+    stats.classes_by_status = counts

@@ -54,7 +54,7 @@ from streamlabel.workers.embedding import (
 )
 from streamlabel.workers.observations import ObservationSender
 from streamlabel.workers.polling import Batch, Poller, batch_sizer
-from streamlabel.workers.stats import WorkerStats, by_status
+from streamlabel.workers.stats import WorkerStats, count_classes
 
 __all__ = ["StreamWorker"]
 
@@ -446,6 +446,5 @@ class StreamWorker(ActorLoop[WorkerStats]):
 
     def _refresh_store_stats(self) -> None:
         if self._labeler is not None:
-            self._stats.store_version = self._labeler.store.version
-            self._stats.classes = len(self._labeler.store.active_ids())
-            self._stats.classes_by_status = by_status(self._labeler.store.states().values())
+            store = self._labeler.store
+            count_classes(self._stats, store.version, store.states().values())
