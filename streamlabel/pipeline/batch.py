@@ -27,8 +27,7 @@ __all__ = [
     "EmbeddedTexts",
     "PreparedBatch",
     "assemble",
-    "dead_feedback",
-    "dead_unknown",
+    "dead_letter",
     "decode_feedback",
     "decode_items",
     "decode_unknowns",
@@ -93,20 +92,22 @@ def decode_items(
     """The valid items of a batch; the others become dead letters in ``out``."""
     decoded: list[Decoded] = []
     for entry in batch:
-        if isinstance(entry, Item):
-            item, source = entry, None
-        else:
-            decoded_item = decode_raw(entry, Item, limits, out)
+        raw: RawRecord | None = None
+        if isinstance(entry, RawRecord):
+            raw, decoded_item = entry, decode_raw(entry, Item, limits, out)
             if decoded_item is None:
                 continue
-            item, source = decoded_item, entry.source
+            item = decoded_item
+        else:
+            item = entry
+        key = item.id.encode()  # a dead letter's key when the item did not come from Kafka
         if item.text is not None and len(item.text) > limits.max_text_chars:
-            dead_item(out, item, source, entry, "oversized", too_long(item.text, limits))
+            dead_letter(out, raw, item, "oversized", too_long(item.text, limits), key=key)
             continue
         if item.vector is not None and len(item.vector) != dim:
-            dead_item(out, item, source, entry, "bad_vector", wrong_dim(len(item.vector), dim))
+            dead_letter(out, raw, item, "bad_vector", wrong_dim(len(item.vector), dim), key=key)
             continue
-        decoded.append(Decoded(item, source, entry if isinstance(entry, RawRecord) else None))
+        decoded.append(Decoded(item, raw.source if raw else None, raw))
     return decoded
 
 
@@ -125,7 +126,7 @@ def assemble(
         if vec is None:
             ok[i] = False
             d = decoded[i]
-            dead_item(out, d.item, d.source, d.raw, "embedding", MODEL_FAILED)
+            dead_letter(out, d.raw, d.item, "embedding", MODEL_FAILED, key=d.item.id.encode())
         else:
             vectors[i] = vec
     if ok.all():
@@ -197,7 +198,7 @@ def decode_unknowns(
         if u is None:
             continue
         if len(u.vector) != dim:
-            dead_unknown(out, u, entry, "bad_vector", wrong_dim(len(u.vector), dim))
+            dead_letter(out, entry, u, "bad_vector", wrong_dim(len(u.vector), dim))
             continue
         unknowns.append(u)
     return unknowns
@@ -206,21 +207,6 @@ def decode_unknowns(
 def wrong_dim(got: int, dim: int) -> str:
     """Why a vector does not fit a model of dimension ``dim``."""
     return f"vector has {got} dimensions, the model {dim}"
-
-
-def dead_unknown(
-    out: EngineOutput, u: UnknownRecord, raw: RawRecord | None, reason: str, error: str
-) -> None:
-    """Dead-letters an unknown record (its raw bytes and offset when it came from the stream)."""
-    out.dead_letters.append(
-        DeadLetter(
-            source=raw.source if raw else None,
-            key=raw.key if raw else u.item_id.encode(),
-            value=raw.value if raw and raw.value else encode(u),
-            reason=reason,
-            error=error,
-        )
-    )
 
 
 def decode_raw(
@@ -247,32 +233,23 @@ def decode_raw(
         return None
 
 
-def dead_feedback(
-    out: EngineOutput, raw: RawRecord | None, fb: Feedback, reason: str, error: str
+def dead_letter(
+    out: EngineOutput,
+    raw: RawRecord | None,
+    record: Item | Feedback | UnknownRecord,
+    reason: str,
+    error: str,
+    *,
+    key: bytes | None = None,
 ) -> None:
-    """Dead-letters a feedback record (its raw bytes when it came from the stream)."""
+    """Dead-letters a record: the consumed message's bytes, key and offset when it came
+    from the stream, else its own encoding under ``key``."""
     out.dead_letters.append(
         DeadLetter(
             source=raw.source if raw else None,
-            key=raw.key if raw else None,
-            value=raw.value if raw and raw.value else encode(fb),
+            key=raw.key if raw else key,
+            value=raw.value if raw and raw.value else encode(record),
             reason=reason,
             error=error,
         )
-    )
-
-
-def dead_item(
-    out: EngineOutput,
-    item: Item,
-    source: SourceRef | None,
-    raw: RawRecord | Item | None,
-    reason: str,
-    error: str,
-) -> None:
-    """Dead-letters an item (its raw bytes when it came from the stream)."""
-    value = raw.value if isinstance(raw, RawRecord) and raw.value else encode(item)
-    key = raw.key if isinstance(raw, RawRecord) else item.id.encode()
-    out.dead_letters.append(
-        DeadLetter(source=source, key=key, value=value, reason=reason, error=error)
     )

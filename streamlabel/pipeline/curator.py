@@ -32,8 +32,7 @@ from streamlabel.core.store import PrototypeStore
 from streamlabel.errors import DecodeError, EmbeddingError, SnapshotError, StoreError
 from streamlabel.pipeline.batch import (
     MODEL_FAILED,
-    dead_feedback,
-    dead_unknown,
+    dead_letter,
     decode_feedback,
     embed_texts,
     too_long,
@@ -164,7 +163,9 @@ class Curator:
         unknowns = [u for u in unknowns if not self.cache.revised_past(u.item_id, u.revision)]
         dim = self.embedder.dim
         for u in (u for u in unknowns if len(u.vector) != dim):  # decode_unknowns catches these
-            dead_unknown(out, u, None, "bad_vector", wrong_dim(len(u.vector), dim))
+            dead_letter(
+                out, None, u, "bad_vector", wrong_dim(len(u.vector), dim), key=u.item_id.encode()
+            )
         unknowns = [u for u in unknowns if len(u.vector) == dim]
         if not unknowns:
             return out
@@ -203,7 +204,7 @@ class Curator:
             if fb is None:
                 continue
             if fb.text is not None and len(fb.text) > self.settings.limits.max_text_chars:
-                dead_feedback(out, raw, fb, "oversized", too_long(fb.text, self.settings.limits))
+                dead_letter(out, raw, fb, "oversized", too_long(fb.text, self.settings.limits))
                 continue
             if fb.vector is None and fb.text is not None:
                 to_embed.append((fb, raw))
@@ -213,7 +214,7 @@ class Curator:
             vecs = embed_texts(self.embedder, [fb.text or "" for fb, _ in to_embed])
             for (fb, raw), vec in zip(to_embed, vecs, strict=True):
                 if vec is None:
-                    dead_feedback(out, raw, fb, "embedding", MODEL_FAILED)
+                    dead_letter(out, raw, fb, "embedding", MODEL_FAILED)
                     continue
                 by_label.setdefault(fb.label, []).append(_Example(vec, fb.text or "", fb, raw))
         return self._teach(by_label, out)
@@ -228,7 +229,7 @@ class Curator:
                 )
             except StoreError as exc:  # this label only; the others still apply
                 for e in examples:
-                    dead_feedback(out, e.raw, e.feedback, "rejected", str(exc))
+                    dead_letter(out, e.raw, e.feedback, "rejected", str(exc))
                 continue
             out.class_events.append(event)
             for e in examples:
@@ -243,7 +244,7 @@ class Curator:
         if fb.vector is not None:
             vec = np.asarray(fb.vector, np.float32)
             if vec.shape != (self.embedder.dim,):
-                dead_feedback(out, raw, fb, "bad_vector", "feedback vector has the wrong dimension")
+                dead_letter(out, raw, fb, "bad_vector", "feedback vector has the wrong dimension")
                 return None
             return _Example(l2_normalize(vec), fb.text or "", fb, raw)
         if fb.item_id is not None and fb.item_id not in self.pending:  # else after those
@@ -267,7 +268,7 @@ class Curator:
         for w in self.pending.take(item_ids):
             cached = self.cache.get(w.item_id) or self._recall(w.item_id)
             if cached is None:  # not kept after all (a cache of capacity 0)
-                dead_feedback(out, w.raw, w.feedback, "unresolvable",
+                dead_letter(out, w.raw, w.feedback, "unresolvable",
                               f"item {w.item_id!r} is not in the cache")  # fmt: skip
                 continue
             example = _Example(cached.vector, cached.text or "", w.feedback, w.raw)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from streamlabel.pipeline.batch import dead_feedback
+from streamlabel.pipeline.batch import dead_letter
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.output import EngineOutput
 from streamlabel.schemas import Feedback, SourceRef, decode, encode
@@ -83,7 +83,7 @@ class PendingFeedback:
                 f" and {self.capacity} feedback records already wait for their items "
                 "(limits.max_pending_feedback)"
             )
-        dead_feedback(out, raw, feedback, "unresolvable", error)
+        dead_letter(out, raw, feedback, "unresolvable", error)
 
     def take(self, item_ids: Iterable[str]) -> list[Waiting]:
         """Removes and returns the records naming any of ``item_ids``, oldest first."""
@@ -101,7 +101,7 @@ class PendingFeedback:
                 f"item {w.item_id!r} did not reach the learner's item cache within "
                 f"{self.wait_s:g} s (limits.feedback_wait_s)"
             )
-            dead_feedback(out, w.raw, w.feedback, "unresolvable", error)
+            dead_letter(out, w.raw, w.feedback, "unresolvable", error)
 
     def _expired(self, now: float) -> list[Waiting]:
         gone: list[Waiting] = []
