@@ -173,6 +173,25 @@ class Harness:
         """Like :meth:`produce`, into the ``items`` topic of another topic prefix."""
         return self.produce(ledger, values, topic=f"{prefix}items")
 
+    def read_topic(self, kind: str, *, raw: bool = False) -> list[Any]:
+        """Everything topic ``kind`` holds now: its decoded records, or its raw messages
+        (with their headers) when ``raw``."""
+        reader = TopicReader(self.kafka, kind)
+        out: list[Any] = []
+        try:
+            while got := reader.poll(timeout_ms=500) if raw else reader.records(timeout_ms=500):
+                out.extend(got)
+        finally:
+            reader.close()
+        return out
+
+    def class_count(self, name: str) -> int | None:
+        """The example count of the learner's class named ``name`` (None: no such class)."""
+        for c in self.runtime.call_learner("classes"):
+            if c["name"] == name:
+                return int(c["count"])
+        return None
+
     def committed(self, group: str) -> dict[str, int]:
         """The committed offsets of a consumer group (``topic:partition`` -> offset)."""
         from kafka import KafkaAdminClient

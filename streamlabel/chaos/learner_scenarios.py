@@ -24,7 +24,7 @@ import numpy as np
 from streamlabel.chaos.harness import Harness
 from streamlabel.chaos.ledger import Ledger, Verdict
 from streamlabel.errors import StreamlabelError
-from streamlabel.kafka.client import TopicReader, produce_feedback
+from streamlabel.kafka.client import produce_feedback
 from streamlabel.runtime.slots import SlotState
 from streamlabel.schemas import Feedback, UnknownRecord, encode
 from streamlabel.waiting import wait_until
@@ -33,17 +33,10 @@ from streamlabel.workers.checkpoint import snapshot_path
 __all__ = ["corrupt_snapshot", "feedback_by_id", "learner_poison", "two_learners"]
 
 
-def _class_count(h: Harness, name: str) -> int | None:
-    for c in h.runtime.call_learner("classes"):
-        if c["name"] == name:
-            return int(c["count"])
-    return None
-
-
 def _learned(h: Harness, label: str, n: int, timeout_s: float = 180.0) -> bool:
     def done() -> bool:
         h.pump()
-        return _class_count(h, label) == n
+        return h.class_count(label) == n
 
     try:
         wait_until(done, timeout_s=timeout_s, interval_s=0.5, what=f"{label} learned")
@@ -54,16 +47,11 @@ def _learned(h: Harness, label: str, n: int, timeout_s: float = 180.0) -> bool:
 
 def _dead_letters(h: Harness) -> set[tuple[str, int, int, str]]:
     """(source topic, partition, offset, reason) of every record on the DLQ so far."""
-    reader = TopicReader(h.kafka, "dlq")
     found: set[tuple[str, int, int, str]] = set()
-    try:
-        while got := reader.poll(timeout_ms=500):
-            for m in got:
-                hd = {k: v.decode() for k, v in (m.headers or [])}
-                where = (int(hd.get("source.partition", -1)), int(hd.get("source.offset", -1)))
-                found.add((hd.get("source.topic", ""), *where, hd.get("error.reason", "")))
-    finally:
-        reader.close()
+    for m in h.read_topic("dlq", raw=True):
+        hd = {k: v.decode() for k, v in (m.headers or [])}
+        where = (int(hd.get("source.partition", -1)), int(hd.get("source.offset", -1)))
+        found.add((hd.get("source.topic", ""), *where, hd.get("error.reason", "")))
     return found
 
 
@@ -114,10 +102,10 @@ def learner_poison(h: Harness) -> Verdict:
         "learner_poison", ledger, max_duplicates=0, bad_records=len(expected) + 2,
         worker_restarts=workers_restarted,
         not_dead_lettered=[list(m) for m in missing], learner_restarts=learner.restarts - restarts,
-        learned_after_poison=learned, huge_class=_class_count(h, "chaos-huge"),
+        learned_after_poison=learned, huge_class=h.class_count("chaos-huge"),
     )  # fmt: skip
     v.passed = (v.passed and not missing and learner.restarts == restarts and learned
-                and _class_count(h, "chaos-huge") is None and workers_restarted == 0)  # fmt: skip
+                and h.class_count("chaos-huge") is None and workers_restarted == 0)  # fmt: skip
     return v
 
 
@@ -147,8 +135,8 @@ def corrupt_snapshot(h: Harness) -> Verdict:
     wait_until(restarted, timeout_s=300, interval_s=0.5, what="learner restarted")
     h.wait_delivered(ledger)
     stats: dict[str, Any] = h.runtime.call_learner("stats")
-    fallback = [a for a in _read(h, "alerts") if a.kind == "snapshot_fallback"]
-    kept = _class_count(h, "chaos-before-corruption")
+    fallback = [a for a in h.read_topic("alerts") if a.kind == "snapshot_fallback"]
+    kept = h.class_count("chaos-before-corruption")
     v = h.verdict(
         "corrupt_snapshot", ledger, max_duplicates=None, restored_from=stats["restored_from"],
         snapshots_skipped=stats["snapshots_skipped"], fallback_alerts=len(fallback),
@@ -203,19 +191,7 @@ def feedback_by_id(h: Harness) -> Verdict:
     )  # fmt: skip
     v = h.verdict(
         "feedback_by_id", ledger, max_duplicates=0, feedback=len(named),
-        resolved=_class_count(h, label), unresolvable=unresolvable,
+        resolved=h.class_count(label), unresolvable=unresolvable,
     )  # fmt: skip
     v.passed = v.passed and learned and unresolvable == 0
     return v
-
-
-def _read(h: Harness, kind: str) -> list[Any]:
-    """Every decoded record on ``kind`` so far."""
-    reader = TopicReader(h.kafka, kind)
-    out: list[Any] = []
-    try:
-        while got := reader.records(timeout_ms=500):
-            out.extend(got)
-    finally:
-        reader.close()
-    return out

@@ -22,20 +22,13 @@ import time
 from streamlabel.chaos.harness import Harness
 from streamlabel.chaos.ledger import Ledger, Verdict
 from streamlabel.errors import StreamlabelError
-from streamlabel.kafka.client import TopicReader, produce_feedback
+from streamlabel.kafka.client import produce_feedback
 from streamlabel.kafka.publisher import MAX_RECORD_BYTES
 from streamlabel.runtime.slots import SlotState
 from streamlabel.schemas import Feedback, Item, encode
 from streamlabel.waiting import wait_until
 
 __all__ = ["crash_loop", "topic_recreate", "unpublishable"]
-
-
-def _class_count(h: Harness, name: str) -> int | None:
-    for c in h.runtime.call_learner("classes"):
-        if c["name"] == name:
-            return int(c["count"])
-    return None
 
 
 def topic_recreate(h: Harness) -> Verdict:
@@ -50,7 +43,7 @@ def topic_recreate(h: Harness) -> Verdict:
 
     def learned() -> bool:
         h.pump()
-        return _class_count(h, label) == len(taught)
+        return h.class_count(label) == len(taught)
 
     wait_until(learned, timeout_s=180, interval_s=0.5, what="feedback learned")
     learner = h.runtime.learner
@@ -70,7 +63,7 @@ def topic_recreate(h: Harness) -> Verdict:
     h.produce_texts(ledger, h.config.items_per_cycle // 2)
     h.wait_delivered(ledger)
     h.runtime.settle()
-    count = _class_count(h, label)
+    count = h.class_count(label)
     v = h.verdict(
         "topic_recreate", ledger, max_duplicates=0, class_count_after=count,
         learner_restarts=learner.restarts - restarts,
@@ -155,11 +148,5 @@ def unpublishable(h: Harness) -> Verdict:
 
 def _omitted_values(h: Harness) -> int:
     """Dead letters that went out without their value (headers say why)."""
-    reader = TopicReader(h.kafka, "dlq")
-    n = 0
-    try:
-        while got := reader.poll(timeout_ms=500):
-            n += sum(any(k == "value.omitted" for k, _ in (m.headers or [])) for m in got)
-    finally:
-        reader.close()
-    return n
+    messages = h.read_topic("dlq", raw=True)
+    return sum(any(k == "value.omitted" for k, _ in (m.headers or [])) for m in messages)

@@ -33,7 +33,7 @@ from streamlabel.chaos.learner_scenarios import (
 from streamlabel.chaos.ledger import Ledger, Verdict, check
 from streamlabel.chaos.outage_scenarios import crash_loop, topic_recreate, unpublishable
 from streamlabel.errors import StreamlabelError
-from streamlabel.kafka.client import TopicReader, produce_feedback
+from streamlabel.kafka.client import produce_feedback
 from streamlabel.runtime.replay import replay
 from streamlabel.runtime.slots import SlotState
 from streamlabel.schemas import Feedback, Item, LabelRecord, encode
@@ -157,8 +157,8 @@ def learner_crash(h: Harness) -> Verdict:
     # a) feedback applied in memory, not yet checkpointed: replayed once, counted once
     examples = [Feedback(text=t, label="chaos-feedback", source="chaos") for t in h.texts(5)]
     fb = crash("feedback_applied", lambda: produce_feedback(h.kafka, examples))
-    wait_until(lambda: _class_count(h, "chaos-feedback") is not None, 120, "feedback relearned")
-    fb["count_after"] = _class_count(h, "chaos-feedback")
+    wait_until(lambda: h.class_count("chaos-feedback") is not None, 120, "feedback relearned")
+    fb["count_after"] = h.class_count("chaos-feedback")
     fb["ok"] = fb["restored_from"] == "snapshot" and fb["count_after"] == len(examples)
     checks["feedback_applied"] = fb
 
@@ -215,16 +215,9 @@ def learner_crash(h: Harness) -> Verdict:
     return v
 
 
-def _class_count(h: Harness, name: str) -> int | None:
-    for c in h.runtime.call_learner("classes"):
-        if c["name"] == name:
-            return int(c["count"])
-    return None
-
-
 def _changelog_ids(h: Harness) -> set[str]:
     """Every class id on the ``classes`` changelog."""
-    return {getattr(r, "class_id", "") for r in _read_all(h, "classes")}
+    return {getattr(r, "class_id", "") for r in h.read_topic("classes")}
 
 
 def _changelog_orphans(h: Harness) -> list[str]:
@@ -343,7 +336,7 @@ def _key(r: LabelRecord) -> tuple[Any, ...]:
 def _live_labels(h: Harness, ids: set[str]) -> dict[str, LabelRecord]:
     """The first label the workers emitted for each of ``ids``."""
     out: dict[str, LabelRecord] = {}
-    for rec in _read_all(h, "labels"):
+    for rec in h.read_topic("labels"):
         if isinstance(rec, LabelRecord) and rec.revision == 0 and rec.item_id in ids:
             out.setdefault(rec.item_id, rec)
     return out
@@ -374,7 +367,7 @@ def broker_restart(h: Harness) -> Verdict:
     h.produce_texts(after, h.config.items_per_cycle)
     delivered = h.wait_delivered(after)
     recovered_s = time.monotonic() - t0
-    alerts = [a for a in _read_all(h, "alerts") if getattr(a, "kind", "") == "broker_reset"]
+    alerts = [a for a in h.read_topic("alerts") if getattr(a, "kind", "") == "broker_reset"]
     converged = h.replicas_converged()
     # the replicas kept their stores in memory; the new changelog must hold every class
     # on its own, or a worker started now would not know them
@@ -388,19 +381,6 @@ def broker_restart(h: Harness) -> Verdict:
     )  # fmt: skip
     v.passed = v.passed and delivered and bool(alerts) and converged and not missing
     return v
-
-
-def _read_all(h: Harness, kind: str) -> list[Any]:
-    reader = TopicReader(h.kafka, kind)
-    out: list[Any] = []
-    try:
-        while True:
-            got = reader.records(timeout_ms=500)
-            if not got:
-                return out
-            out.extend(got)
-    finally:
-        reader.close()
 
 
 SCENARIOS: dict[str, Scenario] = {
