@@ -268,8 +268,8 @@ class Curator:
         for w in self.pending.take(item_ids):
             cached = self.cache.get(w.item_id) or self._recall(w.item_id)
             if cached is None:  # not kept after all (a cache of capacity 0)
-                dead_letter(out, w.raw, w.feedback, "unresolvable",
-                              f"item {w.item_id!r} is not in the cache")  # fmt: skip
+                error = f"item {w.item_id!r} is not in the cache"
+                dead_letter(out, w.raw, w.feedback, "unresolvable", error)
                 continue
             example = _Example(cached.vector, cached.text or "", w.feedback, w.raw)
             by_label.setdefault(w.feedback.label, []).append(example)
