@@ -6,9 +6,9 @@ sub-prototypes and exemplar reservoir as read-only float32
 hold); the store keeps the same vectors as numpy arrays beside it, the matrices
 shared with the state rather than copied. This module converts between
 the two and computes a class's new vectors: absorbing a batch of examples
-(count-weighted mean, reservoir, sub-prototypes) and pooling two classes for a
-merge. Every random choice is seeded by ``(seed, class id, count)``, so replicas
-and reruns make the same choices.
+(count-weighted mean, reservoir, sub-prototypes), pooling two classes for a
+merge and taking items out of one for a split. Every random choice is seeded
+by ``(seed, class id, count)``, so replicas and reruns make the same choices.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from streamlabel.core.reservoir import reservoir_add
 from streamlabel.core.store_config import StoreConfig
 from streamlabel.errors import StoreError
 from streamlabel.schemas import ClassState, Rows, to_array
+
+_SAME = 1e-5
+"""Squared distance under which a vector is a reservoir row (float32 round-off)."""
 
 
 @dataclass(eq=False)
@@ -160,6 +163,72 @@ def pooled(
     exemplars = pooled_rows[keep]
     subs = sub_prototypes(exemplars, target.class_id, total, config=config, dim=dim)
     return ClassArrays(mean, subs, exemplars, [pooled_texts[i] for i in keep])
+
+
+def without(
+    state: ClassState,
+    arrays: ClassArrays,
+    vectors: np.ndarray,
+    *,
+    config: StoreConfig,
+    dim: int,
+) -> ClassState:
+    """The state of a class after the items ``vectors`` leave it (a split).
+
+    Only the items that were examples of the class leave its mean, each exactly:
+    ``mean' = (count * mean - sum) / (count - n)``. An item is one when a row
+    of the reservoir equals its vector (the row leaves the reservoir too).
+    While the reservoir holds every example (``count`` at most its capacity)
+    the other items were never examples (labelled by classification alone)
+    and change nothing. Once it is only a sample they cannot be told apart:
+    they are taken as examples, at most as many as the examples outside the
+    reservoir, their average standing in for the ones taken (an estimate).
+    The reservoir stays a uniform sample of the remaining examples, smaller
+    until new ones refill it; the sub-prototypes are refitted on it.
+
+    Raises:
+        StoreError: the class would be left without an example.
+    """
+    vectors = check_vectors(vectors, dim)
+    matched, rows = _matching_rows(arrays.exemplars, vectors)
+    keep = np.setdiff1d(np.arange(len(arrays.exemplars)), rows)
+    unmatched = vectors[~matched]
+    outside = max(state.count - len(arrays.exemplars), 0)  # examples not in the reservoir
+    taken = min(len(unmatched), outside)
+    removed = len(rows) + taken
+    if removed == 0:
+        return state
+    count = state.count - removed
+    if count <= 0 or arrays.mean is None:
+        raise StoreError(f"class {state.class_id!r} would be left without an example")
+    total = arrays.mean.astype(np.float64) * state.count - vectors[matched].sum(axis=0)
+    if taken:
+        total -= unmatched.mean(axis=0) * taken
+    exemplars = arrays.exemplars[keep]
+    texts = [arrays.exemplar_texts[i] for i in keep]
+    subs = sub_prototypes(exemplars, state.class_id, count, config=config, dim=dim)
+    mean = (total / count).astype(np.float32)
+    return with_arrays(state, ClassArrays(mean, subs, exemplars, texts), count=count)
+
+
+def _matching_rows(exemplars: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs each vector with an equal reservoir row (each row used once).
+
+    Returns:
+        the mask of the vectors paired, and the rows they took.
+    """
+    matched = np.zeros(len(vectors), bool)
+    if not len(exemplars):
+        return matched, np.zeros(0, np.int64)
+    sq = (exemplars**2).sum(axis=1)[:, None] + (vectors**2).sum(axis=1)[None, :]
+    close = sq - 2.0 * exemplars @ vectors.T <= _SAME  # float32 round-off of equal rows
+    taken: dict[int, None] = {}  # ordered set
+    for j in range(len(vectors)):
+        free = [i for i in np.flatnonzero(close[:, j]).tolist() if i not in taken]
+        if free:
+            taken[free[0]] = None
+            matched[j] = True
+    return matched, np.asarray(list(taken), np.int64)
 
 
 def sub_prototypes(

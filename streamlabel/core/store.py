@@ -2,11 +2,11 @@
 
 State is a map ``class_id -> ClassState`` plus a version. The ONLY way state
 changes is :meth:`PrototypeStore.apply` of a :class:`ClassEvent` that carries the
-class's full new state; the learner-side methods (:meth:`learn`,
-:meth:`add_class`, :meth:`rename`, :meth:`merge`, :meth:`retire`) compute that
-state, apply it and return the events so they can be published. A replica
-that applies the same events (or only the last event per class, as a
-compacted topic keeps) holds the same store.
+class's full new state; the learner-side methods (:meth:`learn`, :meth:`add_class`,
+:meth:`rename`, :meth:`merge`, :meth:`split_off`, :meth:`set_threshold`,
+:meth:`retire`) compute that state, apply it and return the events so they can
+be published. A replica that applies the same events (or only the last event
+per class, as a compacted topic keeps) holds the same store.
 
 Everything derived — the learned :class:`~streamlabel.core.metric.Metric`, the
 prototype rows in metric space, the open-set thresholds and the FAISS index —
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from streamlabel.core.aliases import resolve, retired_named
 from streamlabel.core.class_arrays import (
     ClassArrays,
     absorb,
@@ -31,6 +32,7 @@ from streamlabel.core.class_arrays import (
     empty_arrays,
     pooled,
     with_arrays,
+    without,
 )
 from streamlabel.core.compiled import Classification, CompiledStore, compile_store
 from streamlabel.core.metric import Metric
@@ -99,30 +101,9 @@ class PrototypeStore:
         """Ids of classes that can be predicted (not retired), sorted."""
         return sorted(k for k, s in self._states.items() if s.status != "retired")
 
-    def _retired_named(self, name: str) -> str | None:
-        """A retired (not merged) class whose id, name or alias is ``name``: a label revives it."""
-        for k in sorted(self._states):
-            s = self._states[k]
-            if s.status == "retired" and s.merged_into is None and name in (k, s.name, *s.aliases):
-                return k
-        return None
-
     def resolve(self, name: str) -> str | None:
         """The active class a label refers to: by id, name or alias; follows merges."""
-        target = self._states.get(name)
-        if target is None:
-            matches = sorted(
-                k for k, s in self._states.items() if name == s.name or name in s.aliases
-            )
-            active = [k for k in matches if self._states[k].status != "retired"]
-            target = self._states[(active or matches)[0]] if matches else None
-        seen: set[str] = set()
-        while target is not None and target.merged_into and target.class_id not in seen:
-            seen.add(target.class_id)
-            target = self._states.get(target.merged_into)
-        if target is None or target.status == "retired":
-            return None
-        return target.class_id
+        return resolve(self._states, name)
 
     @property
     def metric(self) -> Metric:
@@ -191,7 +172,7 @@ class PrototypeStore:
         """
         vectors = check_vectors(vectors, self.dim)
         texts = list(texts) if texts is not None else [""] * len(vectors)
-        class_id = self.resolve(label) or self._retired_named(label)
+        class_id = self.resolve(label) or retired_named(self._states, label)
         if class_id is None:
             if label in self._states:  # merged into a class this store does not hold
                 raise StoreError(
@@ -212,8 +193,10 @@ class PrototypeStore:
         origin: ClassOrigin,
         keywords: Sequence[str] = (),
         description: str | None = None,
+        cause: str | None = None,
     ) -> ClassEvent:
-        """Creates a class from examples (or, for zero-shot, one description vector).
+        """Creates a class from examples (or, for zero-shot, one description vector); the
+        event's ``cause`` is ``cause``, else ``origin``.
 
         Raises:
             StoreError: the id exists already or is reserved, or the store holds
@@ -252,7 +235,7 @@ class PrototypeStore:
         state = absorb(
             empty, empty_arrays(self.dim), vectors, texts, config=self.config, dim=self.dim
         )
-        return self._emit("created", state, cause=origin)
+        return self._emit("created", state, cause=cause or origin)
 
     def register_zero_shot(
         self, name: str, description_vector: np.ndarray, description: str
@@ -307,6 +290,43 @@ class PrototypeStore:
         return self._emit(
             "retired", state.model_copy(update={"status": "retired"}), cause="operator"
         )
+
+    def set_threshold(self, class_id: str, threshold: float | None) -> ClassEvent:
+        """Fixes a class's open-set threshold (in the metric space; the raw-space gate
+        still applies); None gives it back its calibrated threshold.
+
+        Raises:
+            StoreError: no such class, or ``threshold`` is not a number in [-1, 1].
+        """
+        if threshold is not None and not -1.0 <= threshold <= 1.0:  # NaN fails too
+            raise StoreError(f"a threshold is a number in [-1, 1], not {threshold!r}")
+        override = None if threshold is None else float(threshold)
+        new = self.get(class_id).model_copy(update={"threshold_override": override})
+        return self._emit("threshold_set", new, cause="operator")
+
+    def split_off(
+        self, source_id: str, class_id: str, vectors: np.ndarray, texts: Sequence[str]
+    ) -> list[ClassEvent]:
+        """Moves items out of ``source`` into a new known class ``class_id`` (also its name)
+        whose examples they are; the source loses those that were its examples
+        (see :func:`~streamlabel.core.class_arrays.without`).
+
+        Returns:
+            Two events: ``created`` for the new class, then ``updated`` for the source.
+
+        Raises:
+            StoreError: the source is retired or would be left without an example,
+                or the new class cannot be created (see :meth:`add_class`).
+        """
+        source = self.get(source_id)
+        if source.status == "retired":
+            raise StoreError(f"cannot split: class {source_id!r} is retired")
+        # the source's new state first: a refusal leaves the store as it was
+        rest = without(source, self._arrays[source_id], vectors, config=self.config, dim=self.dim)
+        created = self.add_class(
+            class_id, class_id, vectors, texts, status="known", origin="feedback", cause="split"
+        )
+        return [created, self._emit("updated", rest, cause="split", related=(class_id,))]
 
     def reassert(self, class_id: str, *, cause: str = "recovery") -> ClassEvent:
         """Re-emits a class's current state with a new version.
@@ -398,12 +418,7 @@ class PrototypeStore:
 
     # -------------------------------------------------------------- internals
     def _emit(
-        self,
-        kind: ClassEventKind,
-        state: ClassState,
-        *,
-        cause: str,
-        related: tuple[str, ...] = (),
+        self, kind: ClassEventKind, state: ClassState, *, cause: str, related: tuple[str, ...] = ()
     ) -> ClassEvent:
         version = self._version + 1
         # model_copy does not validate: rebuild, so the leader never applies a state

@@ -12,8 +12,18 @@ source's id and names aliases of the target (the store's ``resolve`` follows
 them). Items already labelled with a renamed or merged class get a revised
 label (reason ``renamed`` or ``merged``) from the Curator's item cache.
 
-``split_off`` and ``set_threshold`` are rejected ("not supported yet"): the
-store has no primitive for them.
+``set_threshold`` fixes a class's open-set threshold (a number in [-1, 1], in
+the store's metric space; the raw-space gate still applies) for every item
+labelled from then on; ``threshold: null`` clears it, back to the calibrated
+threshold. Labels already published are not revised.
+
+``split_off`` moves items, named by id, out of a class into a new known class
+(its id is its name, as for a class created by feedback): their vectors come
+from where teach by item id finds them (the item cache, else the unknown
+buffer), every one must be remembered and labelled with that class, the
+source loses those that were its examples (see
+:func:`~streamlabel.core.class_arrays.without`), and each moved item gets a
+revised label (reason ``split``).
 
 Example:
     >>> from streamlabel.pipeline.curator import load_settings
@@ -32,23 +42,23 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 from pydantic import ValidationError
 
 from streamlabel.errors import EmbeddingError, StoreError, StreamlabelError
 from streamlabel.pipeline.batch import decode_raw
+from streamlabel.pipeline.cache import CachedItem
 from streamlabel.pipeline.curator import Curator
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.output import EngineOutput
-from streamlabel.pipeline.records import Stamp, label_record
-from streamlabel.schemas import Feedback, LabelRecord
+from streamlabel.pipeline.relabel import Reviser
+from streamlabel.schemas import UNKNOWN, Feedback, LabelRecord
 from streamlabel.schemas.commands import Command, CommandResult, CommandStatus, EventRef
 from streamlabel.settings.engine import LimitSettings
 
-__all__ = ["NOT_SUPPORTED", "apply_command", "apply_commands", "decode_commands"]
-
-NOT_SUPPORTED = "not supported yet"
+__all__ = ["apply_command", "apply_commands", "decode_commands"]
 
 
 class _RejectedError(StreamlabelError):
@@ -113,6 +123,7 @@ def apply_command(
 
 # ----------------------------------------------------------------- per kind
 _Applied = tuple[EngineOutput, str | None]
+_T = TypeVar("_T")
 
 
 def _active(curator: Curator, ref: str | None) -> str:
@@ -179,8 +190,56 @@ def _teach(curator: Curator, command: Command, now: float) -> _Applied:
     return out, "; ".join(notes) or None
 
 
-def _not_supported(curator: Curator, command: Command, now: float) -> _Applied:
-    raise _RejectedError(NOT_SUPPORTED)
+def _set_threshold(curator: Curator, command: Command, now: float) -> _Applied:
+    class_id, threshold = _active(curator, command.class_id), command.threshold
+    if curator.store.get(class_id).threshold_override == threshold:
+        has = "no threshold override" if threshold is None else f"the threshold {threshold}"
+        raise _RejectedError(f"class {class_id!r} already has {has}")
+    event = _store_call(lambda: curator.store.set_threshold(class_id, threshold))
+    return EngineOutput(class_events=[event]), None
+
+
+def _split_off(curator: Curator, command: Command, now: float) -> _Applied:
+    source, name, store = _active(curator, command.class_id), command.name or "", curator.store
+    taken = store.resolve(name) or (name if name in store.states() else None)
+    if taken is not None:
+        raise _RejectedError(f"the name {name!r} is taken by class {taken!r}")
+    found = {i: _remembered(curator, i) for i in dict.fromkeys(command.item_ids)}
+    if not found:
+        raise _RejectedError("no items to move")
+    missing = [i for i, item in found.items() if item is None]
+    if missing:
+        raise _RejectedError(f"items not seen or no longer remembered: {missing}")
+    items = {i: item for i, item in found.items() if item is not None}
+    elsewhere = [i for i, item in items.items() if store.resolve(item.label) != source]
+    if elsewhere:
+        raise _RejectedError(f"items not labelled with class {source!r}: {elsewhere}")
+    vectors = np.stack([item.vector for item in items.values()])
+    texts = [item.text or "" for item in items.values()]
+    out = EngineOutput(
+        class_events=_store_call(lambda: store.split_off(source, name, vectors, texts))
+    )
+    for item_id, item in items.items():  # an item only buffered is cached from now on
+        if item_id not in curator.cache:
+            curator.cache.remember(item_id, item.vector, item.text, item.label, item.revision)
+    curator.buffer.remove(set(items))
+    moves = [(i, curator.cache.get(i) or item, name) for i, item in items.items()]
+    out.labels.extend(_reviser(curator, now).moved(moves, "split"))
+    return out, None
+
+
+def _remembered(curator: Curator, item_id: str) -> CachedItem | None:
+    """An item as teach by item id finds it: in the item cache, else in the unknown
+    buffer (a copy, with the class it settled into); None when neither holds it."""
+    cached = curator.cache.get(item_id)
+    if cached is not None:
+        return cached
+    buffered = curator.buffer.get(item_id)
+    if buffered is None:
+        return None
+    vector, text, revision = buffered
+    label = curator.buffer.labels[curator.buffer.ids.index(item_id)] or UNKNOWN
+    return CachedItem(vector, text, label, revision)
 
 
 _APPLY: dict[str, Callable[[Curator, Command, float], _Applied]] = {
@@ -189,33 +248,25 @@ _APPLY: dict[str, Callable[[Curator, Command, float], _Applied]] = {
     "retire": _retire,
     "add_class": _add_class,
     "teach": _teach,
-    "set_threshold": _not_supported,
-    "split_off": _not_supported,
+    "set_threshold": _set_threshold,
+    "split_off": _split_off,
 }
 
 
-def _store_call(call: Callable[[], EngineOutput]) -> EngineOutput:
-    """Runs a Curator change; a change the store refuses is a rejection."""
+def _store_call(call: Callable[[], _T]) -> _T:
+    """Runs a change; a change the store refuses is a rejection."""
     try:
         return call()
     except StoreError as exc:
         raise _RejectedError(str(exc)) from None
 
 
+def _reviser(curator: Curator, now: float) -> Reviser:
+    """Revises labels against the curator's store, stamped ``now``."""
+    return Reviser(curator.store, curator.cache, lambda: now, curator.embedder.model_id)
+
+
 def _revise(curator: Curator, moved: dict[str, str], reason: str, now: float) -> list[LabelRecord]:
     """Revises the cached items labelled with a class of ``moved`` (to the class it maps to)."""
-    entries = [(k, c) for k, c in curator.cache.items() if c.label in moved]
-    if not entries:
-        return []
-    store = curator.store
-    result = store.classify(np.stack([c.vector for _, c in entries]))
-    stamp = Stamp(now, store.version, curator.embedder.model_id)
-    records = []
-    for row, (item_id, cached) in enumerate(entries):
-        cached.revision += 1
-        cached.label = moved[cached.label]
-        record = label_record(
-            store, result, row, item_id, stamp, cached.revision, forced=cached.label, reason=reason
-        )
-        records.append(record)
-    return records
+    moves = [(i, c, moved[c.label]) for i, c in curator.cache.items() if c.label in moved]
+    return _reviser(curator, now).moved(moves, reason)

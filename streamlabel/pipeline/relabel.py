@@ -1,6 +1,6 @@
 """Label revisions: when the store learns, items already labelled get a new label.
 
-Four causes revise labels, each with its ``reason`` on the revised record:
+These causes revise labels, each with its ``reason`` on the revised record:
 
 * ``reclassified``: a worker rejected an item against an older store than the
   learner's; the current store accepts it.
@@ -8,6 +8,8 @@ Four causes revise labels, each with its ``reason`` on the revised record:
   or wins recent labelled items from a neighbouring class.
 * ``settled``: an unknown that discovery assigned to an existing class.
 * ``feedback``: a person named the item's class.
+* ``renamed``, ``merged``, ``split``: a person's command moved the item's class
+  (renamed it, folded it into another) or moved the item to a new class.
 
 Each revision continues the item's revision count, so "highest revision wins"
 downstream. The :class:`Reviser` classifies each group of items once against
@@ -23,7 +25,7 @@ import numpy as np
 
 from streamlabel.core.buffer import UnknownBuffer
 from streamlabel.core.store import Classification, PrototypeStore
-from streamlabel.pipeline.cache import ItemCache
+from streamlabel.pipeline.cache import CachedItem, ItemCache
 from streamlabel.pipeline.records import Stamp, label_record
 from streamlabel.schemas import UNKNOWN, LabelRecord, UnknownRecord
 
@@ -142,20 +144,27 @@ class Reviser:
 
     def named(self, buffer: UnknownBuffer, assigned: dict[str, str]) -> list[LabelRecord]:
         """Revises the labels of seen items that feedback named (one classify for all)."""
-        known = [i for i in assigned if i in self.cache]
-        if not known:
+        moves = [(i, c, assigned[i]) for i in assigned if (c := self.cache.get(i)) is not None]
+        if moves:
+            buffer.remove({i for i, _, _ in moves})
+        return self.moved(moves, "feedback")
+
+    def moved(self, moves: Sequence[tuple[str, CachedItem, str]], reason: str) -> list[LabelRecord]:
+        """Revises the labels of items moved to a class: ``(item id, item, class id)``.
+
+        Each item's label and revision change in place (one classify for all).
+        """
+        if not moves:
             return []
-        cached = [c for i in known if (c := self.cache.get(i)) is not None]
-        result, stamp = self._classify(np.stack([c.vector for c in cached]))
+        result, stamp = self._classify(np.stack([item.vector for _, item, _ in moves]))
         records = []
-        for row, (item_id, item) in enumerate(zip(known, cached, strict=True)):
+        for row, (item_id, item, class_id) in enumerate(moves):
             item.revision += 1
-            item.label = assigned[item_id]
+            item.label = class_id
             records.append(
                 label_record(
                     self.store, result, row, item_id, stamp, item.revision,
-                    forced=item.label, reason="feedback",
+                    forced=class_id, reason=reason,
                 )
             )  # fmt: skip
-        buffer.remove(set(known))
         return records

@@ -41,12 +41,18 @@ COMMAND_KINDS: Final[dict[str, tuple[str, ...]]] = {
 }
 """The fields each kind of command needs."""
 
+_NULLABLE: Final = frozenset({"threshold"})
+"""Fields given even as null: ``"threshold": null`` clears a class's threshold override."""
+
 
 class Command(Record):
     """One change to the store asked for by a person (or a tool acting for one).
 
     The fields a kind needs are in :data:`COMMAND_KINDS`; ``teach`` also needs a
-    ``text`` or ``item_ids`` (the examples of ``label``).
+    ``text`` or ``item_ids`` (the examples of ``label``). ``set_threshold`` must
+    name ``threshold``, a number in [-1, 1] or null: null clears the class's
+    override (its calibrated threshold applies again); leaving it out is refused,
+    so that a forgotten field never clears an override.
     """
 
     command_id: str = Field(
@@ -64,7 +70,13 @@ class Command(Record):
         default=None, description="What a zero-shot class is about (embedded by the model)."
     )
     threshold: float | None = Field(
-        default=None, ge=-1.0, le=1.0, description="Fixed open-set threshold of the class."
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description=(
+            "Fixed open-set threshold of the class (set_threshold); null clears it, "
+            "back to the calibrated one. A set_threshold command must give it."
+        ),
     )
     item_ids: tuple[str, ...] = Field(
         default=(), description="Items: examples to teach, or to move to a new class."
@@ -78,7 +90,7 @@ class Command(Record):
 
     @model_validator(mode="after")
     def _fields_of_kind(self) -> Command:
-        missing = [f for f in COMMAND_KINDS[self.kind] if getattr(self, f) in (None, (), "")]
+        missing = [f for f in COMMAND_KINDS[self.kind] if not self._gives(f)]
         if missing:
             raise ValueError(f"a {self.kind} command needs {', '.join(missing)}")
         if self.kind == "teach" and self.text is None and not self.item_ids:
@@ -87,6 +99,12 @@ class Command(Record):
             if value is not None and value.strip().lower() == UNKNOWN:
                 raise ValueError("'unknown' is reserved and cannot name a class")
         return self
+
+    def _gives(self, field: str) -> bool:
+        """True when the command gives ``field``; for ``threshold``, null (clear) counts."""
+        if field in _NULLABLE:
+            return field in self.model_fields_set
+        return getattr(self, field) not in (None, (), "")
 
     @property
     def key(self) -> str:

@@ -20,7 +20,8 @@ UNKNOWN = "unknown"
 MetadataValue = str | int | float | bool | None
 ClassStatus = Literal["known", "provisional", "retired"]
 ClassOrigin = Literal["feedback", "discovery", "zero_shot"]
-ClassEventKind = Literal["created", "updated", "renamed", "merged", "retired"]
+ClassEventKind = Literal["created", "updated", "renamed", "merged", "retired", "threshold_set"]
+"""What happened to a class; ``threshold_set``: a person fixed (or cleared) its threshold."""
 DriftKind = Literal[
     "embedding",
     "unknown_rate",

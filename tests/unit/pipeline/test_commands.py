@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamlabel.pipeline.commands import NOT_SUPPORTED, apply_command, decode_commands
+from streamlabel.pipeline.commands import apply_command, decode_commands
 from streamlabel.pipeline.curator import Curator, load_settings
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.output import EngineOutput
@@ -153,8 +153,6 @@ def test_teach_naming_an_item_not_seen_yet_waits_for_it() -> None:
         (command("merge", class_id="python", target="python"), "are the same class"),
         (command("retire", class_id="nope"), "no active class 'nope'"),
         (command("add_class", name="java", description="x"), "already answers to 'java'"),
-        (command("set_threshold", class_id="java", threshold=0.5), NOT_SUPPORTED),
-        (command("split_off", class_id="java", name="k", item_ids=("i",)), NOT_SUPPORTED),
     ],
     ids=[
         "rename-unknown",
@@ -164,8 +162,6 @@ def test_teach_naming_an_item_not_seen_yet_waits_for_it() -> None:
         "merge-self",
         "retire-unknown",
         "add-existing",
-        "set_threshold",
-        "split_off",
     ],
 )
 def test_a_command_that_cannot_apply_is_rejected_with_its_reason(cmd: Command, reason: str) -> None:
