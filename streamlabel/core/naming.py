@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 TOKEN_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9+#]*"
 
@@ -47,6 +46,8 @@ def class_keywords(
         background: other texts, counted as one more document so common words score low.
         n: keywords per cluster.
     """
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
     docs = [" ".join(c) for c in clusters]
     if background:
         docs.append(" ".join(background))
