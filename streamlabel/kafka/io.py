@@ -20,7 +20,7 @@ from streamlabel.kafka.topics import Topics
 from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.output import EngineOutput
 from streamlabel.schemas import DeadLetter, SourceRef, encode
-from streamlabel.settings.kafka import KafkaSettings
+from streamlabel.settings.kafka import KafkaSettings, TopicFormats
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer, KafkaProducer
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 OutRecord = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
 """One record to publish: topic, key, value, headers."""
+DEFAULT_FORMATS = TopicFormats()
+"""msgpack on every topic (the settings' defaults)."""
 
 __all__ = [
     "OutRecord",
@@ -149,20 +151,28 @@ def _dlq_key(letter: DeadLetter) -> bytes:
 
 
 def out_records(
-    topics: Topics, out: EngineOutput, event_headers: Sequence[tuple[str, bytes]] = ()
+    topics: Topics,
+    out: EngineOutput,
+    event_headers: Sequence[tuple[str, bytes]] = (),
+    formats: TopicFormats = DEFAULT_FORMATS,
 ) -> list[OutRecord]:
-    """Every record of ``out`` as (topic, key, value, headers), in publishing order."""
-    t = topics
+    """Every record of ``out`` as (topic, key, value, headers), in publishing order,
+    each encoded in its topic's format (``kafka.format.<topic>``)."""
+    t, f = topics, formats
     recs: list[OutRecord] = []
-    recs.extend((t.labels, r.item_id.encode(), encode(r), []) for r in out.labels)
-    recs.extend((t.unknowns, u.item_id.encode(), encode(u), []) for u in out.unknowns)
+    recs.extend((t.labels, r.item_id.encode(), encode(r, format=f.labels), []) for r in out.labels)
     recs.extend(
-        (t.classes, e.class_id.encode(), encode(e), list(event_headers)) for e in out.class_events
+        (t.unknowns, u.item_id.encode(), encode(u, format=f.unknowns), []) for u in out.unknowns
     )
-    recs.extend((t.alerts, a.kind.encode(), encode(a), []) for a in out.alerts)
+    recs.extend(
+        (t.classes, e.class_id.encode(), encode(e, format=f.classes), list(event_headers))
+        for e in out.class_events
+    )
+    recs.extend((t.alerts, a.kind.encode(), encode(a, format=f.alerts), []) for a in out.alerts)
     recs.extend((t.dlq, _dlq_key(d), d.value, dead_letter_headers(d)) for d in out.dead_letters)
     recs.extend(
-        (t.command_results, r.command_id.encode(), encode(r), []) for r in out.command_results
+        (t.command_results, r.command_id.encode(), encode(r, format=f.command_results), [])
+        for r in out.command_results
     )
     return recs
 

@@ -118,8 +118,9 @@ class Publisher:
     def records(
         self, out: EngineOutput, *, event_headers: Sequence[tuple[str, bytes]] = ()
     ) -> list[OutRecord]:
-        """Every record of ``out`` as (topic, key, value, headers), in publishing order."""
-        return out_records(self._topics, out, event_headers)
+        """Every record of ``out`` as (topic, key, value, headers), in publishing order,
+        each in its topic's format (``kafka.format.<topic>``)."""
+        return out_records(self._topics, out, event_headers, self._settings.format)
 
     def send_all(self, records: Iterable[OutRecord]) -> int:
         """Queues records built by :meth:`records`; returns how many are pending."""

@@ -3,6 +3,8 @@
 Nothing here touches the store: a stream worker runs these on its own while
 the model works on another thread. Every input that cannot be used becomes a
 :class:`~streamlabel.schemas.DeadLetter` carrying its source offset and the reason.
+A message may be in either wire format; on the items topic it may also be a
+foreign record, read through the field mapping (:mod:`streamlabel.schemas.mapping`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.output import EngineOutput
 from streamlabel.schemas import DeadLetter, Feedback, Item, SourceRef, UnknownRecord, decode, encode
 from streamlabel.schemas.commands import Command
+from streamlabel.schemas.mapping import DEFAULT_MAPPING, ItemMapping, decode_item
 from streamlabel.settings.engine import LimitSettings
 
 __all__ = [
@@ -67,12 +70,17 @@ class PreparedBatch:
 
     @classmethod
     def of(
-        cls, batch: Sequence[RawRecord | Item], limits: LimitSettings, dim: int
+        cls,
+        batch: Sequence[RawRecord | Item],
+        limits: LimitSettings,
+        dim: int,
+        mapping: ItemMapping = DEFAULT_MAPPING,
     ) -> PreparedBatch:
-        """Decodes and validates ``batch`` for a model of dimension ``dim``."""
+        """Decodes and validates ``batch`` for a model of dimension ``dim``; a foreign
+        record becomes an item through ``mapping``."""
         out = EngineOutput()
         t0 = time.perf_counter()
-        decoded = decode_items(batch, limits, dim, out)
+        decoded = decode_items(batch, limits, dim, out, mapping)
         texts = [d.item.text or "" for d in decoded if d.item.vector is None]
         return cls(decoded, texts, out, time.perf_counter() - t0)
 
@@ -87,17 +95,28 @@ class EmbeddedTexts:
 
 
 def decode_items(
-    batch: Sequence[RawRecord | Item], limits: LimitSettings, dim: int, out: EngineOutput
+    batch: Sequence[RawRecord | Item],
+    limits: LimitSettings,
+    dim: int,
+    out: EngineOutput,
+    mapping: ItemMapping = DEFAULT_MAPPING,
 ) -> list[Decoded]:
-    """The valid items of a batch; the others become dead letters in ``out``."""
+    """The valid items of a batch; the others become dead letters in ``out``.
+
+    A message is an item envelope or a foreign record, made an item by ``mapping``.
+    """
     decoded: list[Decoded] = []
     for entry in batch:
         raw: RawRecord | None = None
         if isinstance(entry, RawRecord):
-            raw, decoded_item = entry, decode_raw(entry, Item, limits, out)
-            if decoded_item is None:
+            raw = entry
+            try:
+                item = decode_item(
+                    entry.value, mapping, source=entry.source, max_bytes=limits.max_message_bytes
+                )
+            except DecodeError as exc:
+                _undecodable(entry, exc, out)
                 continue
-            item = decoded_item
         else:
             item = entry
         key = item.id.encode()  # a dead letter's key when the item did not come from Kafka
@@ -221,16 +240,21 @@ def decode_raw(
     try:
         return decode(entry.value, record_type, max_bytes=max_bytes or limits.max_message_bytes)
     except DecodeError as exc:
-        out.dead_letters.append(
-            DeadLetter(
-                source=entry.source,
-                key=entry.key,
-                value=entry.value or b"",
-                reason=exc.reason,
-                error=str(exc),
-            )
-        )
+        _undecodable(entry, exc, out)
         return None
+
+
+def _undecodable(entry: RawRecord, exc: DecodeError, out: EngineOutput) -> None:
+    """Dead-letters a message that does not decode: its bytes, key and offset, the reason."""
+    out.dead_letters.append(
+        DeadLetter(
+            source=entry.source,
+            key=entry.key,
+            value=entry.value or b"",
+            reason=exc.reason,
+            error=str(exc),
+        )
+    )
 
 
 def dead_letter(

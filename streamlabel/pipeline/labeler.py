@@ -38,6 +38,7 @@ from streamlabel.pipeline.inputs import RawRecord
 from streamlabel.pipeline.output import EngineOutput, Observed
 from streamlabel.pipeline.records import Stamp, label_record
 from streamlabel.schemas import ClassEvent, Item, UnknownRecord
+from streamlabel.schemas.mapping import DEFAULT_MAPPING, ItemMapping
 from streamlabel.settings.engine import EngineSettings, load_settings
 
 __all__ = ["Labeler", "apply_events", "load_settings", "new_store", "store_for"]
@@ -92,6 +93,7 @@ class Labeler:
         store: the store to read (shared with a curator in one process); a new one otherwise.
         cache: the item cache of a curator in the same process (the labeler keeps it
             up to date); none otherwise: a labeler alone needs no memory of items.
+        items: how a foreign record on the items topic makes an item (``kafka.items_mapping``).
 
     Raises:
         StoreError: the store's dimension is not the embedder's.
@@ -105,9 +107,11 @@ class Labeler:
         clock: Callable[[], float] = time.time,
         store: PrototypeStore | None = None,
         cache: ItemCache | None = None,
+        items: ItemMapping = DEFAULT_MAPPING,
     ) -> None:
         self.settings = settings
         self.embedder = embedder
+        self.items = items
         self._clock = clock
         self.store = store_for(settings, embedder, clock, store)
         self.cache = cache if cache is not None else ItemCache(0)
@@ -119,7 +123,7 @@ class Labeler:
 
     def prepare(self, batch: Sequence[RawRecord | Item]) -> PreparedBatch:
         """Decodes and validates a batch (bad records become dead letters)."""
-        return PreparedBatch.of(batch, self.settings.limits, self.embedder.dim)
+        return PreparedBatch.of(batch, self.settings.limits, self.embedder.dim, self.items)
 
     def embed(self, prepared: PreparedBatch) -> EmbeddedTexts:
         """Runs the model on a prepared batch's texts.

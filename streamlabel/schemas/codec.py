@@ -8,6 +8,12 @@ type tag, field validation, and raises :class:`~streamlabel.errors.DecodeError`
 with a machine-readable ``reason`` on the first failure, so a consumer can
 dead-letter the raw bytes.
 
+A writer chooses the format (a topic's ``kafka.format.<topic>``); a reader takes
+either, whatever its topic is configured for: the first byte tells them apart
+(a JSON object starts with ``{``, after optional whitespace; a msgpack map with
+``0x80``-``0x8f``, ``0xde`` or ``0xdf``, never a printable character), so the
+detection cannot mistake one envelope for the other.
+
 Compatibility: a reader decodes every schema version from
 :data:`OLDEST_SCHEMA_VERSION` to :data:`SCHEMA_VERSION` (an older body is
 upgraded first) and ignores fields it does not know, so a newer writer may add
@@ -22,14 +28,14 @@ Example:
     >>> encode(Item(id="1", vector=[0.5, 1.0]), format="json")[:46]
     b'{"v":1,"t":"item","d":{"id":"1","text":null,"v'
     >>> raw = b'{"v":1,"t":"item","d":{"id":"2","text":"hi","colour":"red"}}'
-    >>> decode(raw, Item, format="json").id  # an unknown field is ignored
+    >>> decode(raw, Item).id  # JSON read on a msgpack topic; an unknown field is ignored
     '2'
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, TypeVar
 
 import msgpack
@@ -122,10 +128,13 @@ def decode(
 ) -> R:
     """Parses a message into ``record_type``; fields it does not know are ignored.
 
+    The message may be in either format (:func:`detect`); ``format`` is the
+    topic's, which names the failure of a message that is in neither.
+
     Args:
         data: the raw message value.
         record_type: the expected record class (``Item``, ``Feedback``...).
-        format: ``msgpack`` or ``json``, as written.
+        format: the topic's format, ``msgpack`` or ``json``.
         max_bytes: messages larger than this are rejected as ``oversized``.
 
     Raises:
@@ -135,12 +144,62 @@ def decode(
         TypeError: ``record_type`` is not a message type.
         ValueError: ``format`` is neither ``msgpack`` nor ``json``.
     """
+    body, written = parse(data, format=format, max_bytes=max_bytes)
+    return decode_body(body, record_type, format=written)
+
+
+def detect(data: bytes) -> Format | None:
+    """The format a message was written in, from its first byte; None if neither.
+
+    Example:
+        >>> detect(b'  {"v": 1}'), detect(bytes([0x83])), detect(b"plain text")
+        ('json', 'msgpack', None)
+    """
+    first = data[0]
+    if first in _MSGPACK_MAP:
+        return "msgpack"
+    if first == _JSON_OPEN:
+        return "json"
+    if first in _JSON_SPACE and data.lstrip(_JSON_SPACE)[:1] == b"{":
+        return "json"
+    return None
+
+
+def parse(
+    data: bytes | None, *, format: Format = "msgpack", max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[Any, Format]:
+    """A message's body, and the format it was written in (a message that is neither
+    a JSON object nor a msgpack map is parsed as ``format``, the topic's).
+
+    Raises:
+        DecodeError: ``empty``, ``oversized``, ``not_msgpack`` or ``not_json``.
+        ValueError: ``format`` is neither ``msgpack`` nor ``json``.
+    """
+    parser = _parser(format)  # an unknown format is a programming error
     if not data:
         raise DecodeError("empty", "the message has no value")
     if len(data) > max_bytes:
         raise DecodeError("oversized", f"{len(data)} bytes is more than the {max_bytes} allowed")
-    body: Any = _parser(format)(data)
-    if not isinstance(body, dict) or not {"v", "t", "d"} <= body.keys():
+    written = detect(data)
+    if written is None:
+        return parser(data), format
+    return _PARSERS[written](data), written
+
+
+def is_envelope(body: Any) -> bool:
+    """Whether a parsed message is a streamlabel envelope (a map with ``v``, ``t``, ``d``)."""
+    return isinstance(body, dict) and body.keys() >= _ENVELOPE
+
+
+def decode_body(body: Any, record_type: type[R], *, format: Format) -> R:
+    """A parsed message (:func:`parse`) as ``record_type``: the checks of :func:`decode`
+    after the framing.
+
+    Raises:
+        DecodeError: ``bad_envelope``, ``schema_version``, ``wrong_type`` or ``invalid``.
+        TypeError: ``record_type`` is not a message type.
+    """
+    if not is_envelope(body):
         raise DecodeError("bad_envelope", "expected a map with keys 'v', 't' and 'd'")
     version = _checked_version(body["v"])
     expected = _tag(record_type)
@@ -154,10 +213,25 @@ def decode(
             return record_type.model_validate_json(json.dumps(fields), extra="ignore")
         return record_type.model_validate(fields, extra="ignore")
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<record>'}: {e['msg']}" for e in exc.errors()
-        )
-        raise DecodeError("invalid", problems) from None
+        raise DecodeError("invalid", validation_problems(exc)) from None
+
+
+def validation_problems(exc: ValidationError, names: Mapping[str, str] | None = None) -> str:
+    """One line naming each invalid field (``vector: vector is empty; ...``).
+
+    Args:
+        exc: the record's validation error.
+        names: a field's name as the message spells it, by the record's name
+            (a foreign record's mapped fields); the first part of a location only.
+    """
+    names = names or {}
+    problems = []
+    for e in exc.errors():
+        loc = [str(p) for p in e["loc"]]
+        if loc:
+            loc[0] = names.get(loc[0], loc[0])
+        problems.append(f"{'.'.join(loc) or '<record>'}: {e['msg']}")
+    return "; ".join(problems)
 
 
 def _parser(format: str) -> Callable[[bytes], Any]:
@@ -189,6 +263,11 @@ _PARSERS: Final[dict[str, Callable[[bytes], Any]]] = {
     "msgpack": _parse_msgpack,
     "json": _parse_json,
 }
+_ENVELOPE: Final = frozenset({"v", "t", "d"})
+_MSGPACK_MAP: Final = frozenset({*range(0x80, 0x90), 0xDE, 0xDF})
+"""The first byte of a msgpack map: a fixmap, a map 16 or a map 32."""
+_JSON_OPEN: Final = ord("{")
+_JSON_SPACE: Final = b" \t\r\n"
 
 
 def _checked_version(version: Any) -> int:

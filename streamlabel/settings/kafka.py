@@ -1,19 +1,26 @@
 """The Kafka cluster and the clients' behaviour (``kafka.*``), and the one exporter
-of the clients' keyword arguments (:meth:`KafkaSettings.client_kwargs`)."""
+of the clients' keyword arguments (:meth:`KafkaSettings.client_kwargs`).
+
+Also what travels on the topics: the wire format streamlabel writes to each one
+(``kafka.format.<topic>``; a reader takes either format on every topic) and how
+a foreign record on the items topic makes an item (``kafka.items_mapping.*``).
+"""
 
 from __future__ import annotations
 
 import re
 import warnings
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from streamlabel.errors import SettingsError
+from streamlabel.schemas.codec import Format
+from streamlabel.schemas.mapping import DEFAULT_MAPPING, ItemMapping
 from streamlabel.settings.loader import Section
 
-__all__ = ["KafkaSettings"]
+__all__ = ["FORMATTED_TOPICS", "ItemsMappingSettings", "KafkaSettings", "TopicFormats"]
 
 log = structlog.get_logger(__name__)
 
@@ -21,6 +28,114 @@ _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._\-]*$")
 """What ``topic_prefix`` and ``group_id`` may hold: they name topics and files (the
 learner's snapshot), so no path separator."""
+
+
+FORMATTED_TOPICS: Final = (
+    "items", "labels", "feedback", "unknowns", "classes", "alerts", "commands",
+    "command_results",
+)  # fmt: skip
+"""The topics whose records have a wire format: every topic but ``dlq``, which carries
+each failed message's own bytes, unchanged, with the reason in its headers."""
+
+_FORMATS: Final = ("msgpack", "json")
+
+
+def _written(topic: str, readers: str) -> Any:
+    return Field(
+        default="msgpack",
+        description=f"Wire format streamlabel writes to the {topic} topic ({readers}): "
+        "msgpack or json. Readers take either, whatever this says.",
+    )
+
+
+class TopicFormats(Section):
+    """The wire format of what streamlabel writes, per topic (``kafka.format.<topic>``).
+
+    ``kafka.format = "json"`` sets every topic at once.
+
+    Example:
+        >>> TopicFormats.model_validate("json").of("labels")
+        'json'
+    """
+
+    items: Format = _written("items", "`streamlabel produce` and the client")
+    labels: Format = _written("labels", "stream workers")
+    feedback: Format = _written("feedback", "`streamlabel feedback` and the client")
+    unknowns: Format = _written("unknowns", "stream workers, for the learner")
+    classes: Format = _written("classes", "the learner's class changelog")
+    alerts: Format = _written("alerts", "the learner's drift alerts")
+    commands: Format = _written("commands", "the CLI and the client")
+    command_results: Format = _written("command_results", "the learner's command answers")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_for_all(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value not in _FORMATS:
+                raise ValueError(f"{value!r} is not a wire format, expected 'msgpack' or 'json'")
+            return dict.fromkeys(FORMATTED_TOPICS, value)
+        if isinstance(value, dict) and "dlq" in value:
+            raise ValueError(
+                "kafka.format.dlq is not a setting: a dead letter is the failed message's "
+                "own bytes, unchanged, with the reason in its headers"
+            )
+        return value
+
+    def of(self, kind: str) -> Format:
+        """The format of a topic kind (``items``, ``labels``...).
+
+        Raises:
+            ValueError: ``kind`` is ``dlq`` or no topic kind.
+        """
+        if kind not in FORMATTED_TOPICS:
+            raise ValueError(f"topic kind {kind!r} has no wire format")
+        fmt: Format = getattr(self, kind)
+        return fmt
+
+
+class ItemsMappingSettings(Section):
+    """How a foreign record on the items topic (a JSON object or msgpack map that is
+    not a streamlabel envelope) makes an item; envelopes are read as they are."""
+
+    id_field: str = Field(
+        default=DEFAULT_MAPPING.id_field,
+        min_length=1,
+        description="Field holding the item id (a string, or an integer turned into its "
+        "decimal string). A record without it gets the id <topic>:<partition>:<offset> "
+        "of the message it came in, stable across restarts and replays.",
+    )
+    text_field: str = Field(
+        default=DEFAULT_MAPPING.text_field, min_length=1, description="Field holding the text."
+    )
+    vector_field: str | None = Field(
+        default=DEFAULT_MAPPING.vector_field,
+        description="Field holding a pre-computed embedding (a number array, or float32 "
+        'bytes in msgpack); "" (or None) reads none. A record needs a text or a vector.',
+    )
+    metadata_fields: tuple[str, ...] = Field(
+        default=DEFAULT_MAPPING.metadata_fields,
+        description="Fields copied into the item's metadata; their values must be "
+        "strings, numbers, booleans or null. Other fields are ignored.",
+    )
+
+    @field_validator("vector_field")
+    @classmethod
+    def _none_when_empty(cls, v: str | None) -> str | None:
+        return v or None  # TOML has no null
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ItemsMappingSettings:
+        self.to_mapping()  # its ValueError names the field mapped twice
+        return self
+
+    def to_mapping(self) -> ItemMapping:
+        """The codec's mapping."""
+        return ItemMapping(
+            id_field=self.id_field,
+            text_field=self.text_field,
+            vector_field=self.vector_field,
+            metadata_fields=self.metadata_fields,
+        )
 
 
 class KafkaSettings(Section):
@@ -113,6 +228,14 @@ class KafkaSettings(Section):
     )
     linger_ms: int = Field(
         default=5, ge=0, le=1000, description="How long the producer waits to fill a batch."
+    )
+    format: TopicFormats = Field(
+        default=TopicFormats(),
+        description="Wire format written to each topic (kafka.format.<topic>).",
+    )
+    items_mapping: ItemsMappingSettings = Field(
+        default=ItemsMappingSettings(),
+        description="How a foreign record on the items topic makes an item.",
     )
 
     @field_validator("bootstrap_servers")

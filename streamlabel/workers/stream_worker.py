@@ -388,7 +388,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
         embedder: Embedder = self._embedder or load_embedder(
             s.model, threads=s.worker.torch_threads or default_threads(s.supervisor.workers)
         )
-        labeler = Labeler(s, self._instrument(embedder))
+        labeler = Labeler(s, self._instrument(embedder), items=s.kafka.items_mapping.to_mapping())
         self._tail = self._tail or ClassTail(s, self.topics, self._log)
         events = self._tail.catch_up()
         self._stats.class_events_applied += labeler.apply(events)

@@ -308,6 +308,7 @@ REASONS = {
     "empty",
     "oversized",
     "not_msgpack",
+    "not_json",  # bytes that start like a JSON object are read as JSON
     "bad_envelope",
     "schema_version",
     "wrong_type",

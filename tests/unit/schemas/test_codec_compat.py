@@ -101,12 +101,6 @@ def test_bytes_that_are_not_one_json_value_are_rejected_as_not_json(data: bytes)
     assert _reason(data).reason == "not_json"
 
 
-def test_a_json_message_read_as_msgpack_is_not_msgpack() -> None:
-    """The format is the topic's, not guessed: JSON bytes on a msgpack topic are refused."""
-    raw = encode(Item(id="a", text="x"), format="json")
-    assert _reason(raw, fmt="msgpack").reason == "not_msgpack"
-
-
 @pytest.mark.parametrize("body", [[1, "item", {}], 7, "item", {"v": 1, "t": "item"}])
 def test_json_without_the_envelope_is_rejected_as_bad_envelope(body: object) -> None:
     """Valid JSON that is not a ``{v, t, d}`` object is a bad envelope."""
