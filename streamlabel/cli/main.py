@@ -4,8 +4,10 @@ Every subcommand's arguments are declared here, so that parsing (``--help``,
 ``--version``, the generated reference) imports nothing heavy; each command
 group's module runs its commands and is imported only when one is chosen:
 :mod:`~streamlabel.cli.bench`, :mod:`~streamlabel.cli.chaos`,
-:mod:`~streamlabel.cli.demo` and :mod:`~streamlabel.cli.runtime` (``run``,
-``produce``, ``tail``, ``replay``, ``drain``, ``healthcheck``).
+:mod:`~streamlabel.cli.demo`, :mod:`~streamlabel.cli.runtime` (``run``,
+``produce``, ``tail``, ``replay``, ``drain``, ``healthcheck``) and
+:mod:`~streamlabel.cli.control` (``classes``, ``feedback``, ``unknowns``: a
+running deployment's operator commands, which need Kafka only).
 """
 
 from __future__ import annotations
@@ -230,7 +232,107 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--port", type=int, default=9464, help="default: the driver's port")
     health.add_argument("--host", default="127.0.0.1")
     health.add_argument("--path", default="/healthz", choices=["/healthz", "/readyz"])
+    _control(sub)
     return parser
+
+
+CONTROL_EPILOG = (
+    "exit status: 0 applied, 1 rejected by the learner (its reason on stderr), 2 an error "
+    "(settings, broker), 3 no answer from the learner within --timeout"
+)
+
+
+def _control(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``classes``, ``feedback`` and ``unknowns``: commands to a running deployment."""
+    classes = sub.add_parser(
+        "classes", help="list, show and change a running deployment's classes"
+    ).add_subparsers(dest="verb", required=True)
+    listing = classes.add_parser("list", help="every class: id, name, status, origin, count")
+    listing.add_argument("--all", action="store_true", help="retired and merged ones too")
+    _reading(listing)
+    show = classes.add_parser("show", help="a class's state, exemplar texts and history")
+    show.add_argument("id", metavar="ID", help="its id, name or an alias")
+    _reading(show)
+    cls = ("id", "ID", "the class: its id, name or an alias")
+    verbs: list[tuple[str, str, list[tuple[str, str, str]]]] = [
+        ("rename", "rename a class (its id stays; the old name becomes an alias)",
+         [cls, ("name", "NAME", "its new name")]),
+        ("merge", "fold class SRC into class DST (SRC's id and names become aliases)",
+         [("source", "SRC", "the class merged away"), ("target", "DST", "the class kept")]),
+        ("retire", "stop predicting a class (a later example revives it)", [cls]),
+        ("add", "add a zero-shot class from a name and a description",
+         [("name", "NAME", "the new class's name")]),
+        ("split", "move the given items of a class to a new class", [cls]),
+        ("threshold", "fix a class's open-set threshold", [cls, ("value", "VALUE",
+         "a similarity in [-1, 1]: items less similar to the class are not labelled with it")]),
+    ]  # fmt: skip
+    for verb, text, positionals in verbs:
+        p = classes.add_parser(
+            verb, help=text, description=text[0].upper() + text[1:] + ".", epilog=CONTROL_EPILOG
+        )
+        for dest, metavar, what in positionals:
+            kind = _similarity if dest == "value" else str
+            p.add_argument(dest, metavar=metavar, type=kind, help=what)
+        if verb == "add":
+            p.add_argument("--description", required=True, help="what the class is about")
+        if verb == "split":
+            p.add_argument("--items", type=_names, required=True, help="item ids: ID,ID")
+            p.add_argument("--name", required=True, help="the new class's name")
+        _commanding(p)
+
+    feedback = sub.add_parser(
+        "feedback",
+        help="teach labels: one item (by id) or text, or a file of them",
+        description="Teaches the learner examples of a label, each as a teach command it "
+        "answers (applied, or rejected with a reason). --file: JSON Lines (item_id or text, "
+        "and label) or a TSV (header text<TAB>label). --no-wait sends them as feedback "
+        "records instead, answered by nobody (for large files).",
+        epilog=CONTROL_EPILOG,
+    )
+    example = feedback.add_mutually_exclusive_group(required=True)
+    example.add_argument("--item", default=None, help="the id of an item already produced")
+    example.add_argument("--text", default=None, help="an example text")
+    example.add_argument("--file", default=None, help="a .jsonl or .tsv file of examples")
+    feedback.add_argument("--label", default=None, help="the class (name or id); not with --file")
+    feedback.add_argument(
+        "--no-wait", action="store_true",
+        help="send feedback records on the feedback topic; wait for no answer",
+    )  # fmt: skip
+    _commanding(feedback)
+
+    unknowns = sub.add_parser("unknowns", help="what the deployment cannot label yet")
+    sample = unknowns.add_subparsers(dest="verb", required=True).add_parser(
+        "sample", help="the items most recently labelled unknown, with their nearest classes"
+    )
+    sample.add_argument("--n", type=_positive, default=20, help="how many (default 20)")
+    _reading(sample)
+
+
+def _reading(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    _common(p)
+
+
+def _commanding(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--timeout", type=_seconds, default=30.0, help="seconds to wait for the learner's answer"
+    )
+    p.add_argument("--issued-by", default=None, help="who asks (default: the OS user)")
+    _reading(p)
+
+
+def _seconds(value: str) -> float:
+    x = float(value)
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return x
+
+
+def _similarity(value: str) -> float:
+    x = float(value)
+    if not -1.0 <= x <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [-1, 1], got {value}")
+    return x
 
 
 def _names(value: str) -> list[str]:
@@ -281,6 +383,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streamlabel.cli.broker import cmd_broker
 
             return cmd_broker(args)
+        if args.command in ("classes", "feedback", "unknowns"):
+            from streamlabel.cli.control import cmd_classes, cmd_feedback, cmd_unknowns
+
+            control_handlers = {
+                "classes": cmd_classes,
+                "feedback": cmd_feedback,
+                "unknowns": cmd_unknowns,
+            }
+            return control_handlers[args.command](args)
         from streamlabel.cli import runtime as commands
 
         handlers = {

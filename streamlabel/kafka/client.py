@@ -44,36 +44,55 @@ RECORD_TYPES: dict[str, type[Record]] = {
 """The record type of each topic kind (``dlq`` holds raw bytes with headers instead)."""
 
 
-def produce_items(settings: KafkaSettings, items: Iterable[Item], *, chunk: int = 1000) -> int:
-    """Sends items to ``items`` keyed by id, checking every delivery; returns the count."""
+def produce_items(
+    settings: KafkaSettings,
+    items: Iterable[Item],
+    *,
+    chunk: int = 1000,
+    publisher: Publisher | None = None,
+) -> int:
+    """Sends items to ``items`` keyed by id, checking every delivery; returns the count.
+
+    A ``publisher`` given is flushed, not closed (its owner closes it).
+    """
     topics = Topics.of(settings)
-    publisher = Publisher(settings, topics)
+    own = publisher is None
+    publisher = publisher or Publisher(settings, topics)
     n = 0
     try:
         for item in items:
-            publisher.send(topics.items, item.id.encode(), encode(item))
+            value = encode(item, format=settings.format.items)
+            publisher.send(topics.items, item.id.encode(), value)
             n += 1
             if n % chunk == 0:
                 publisher.flush()
         publisher.flush()
     finally:
-        publisher.close()
+        if own:
+            publisher.close()
     return n
 
 
-def produce_feedback(settings: KafkaSettings, feedback: Iterable[Feedback]) -> int:
-    """Sends feedback to ``feedback`` (keyed by item id, or by label); returns the count."""
+def produce_feedback(
+    settings: KafkaSettings, feedback: Iterable[Feedback], *, publisher: Publisher | None = None
+) -> int:
+    """Sends feedback to ``feedback`` (keyed by item id, or by label); returns the count.
+
+    A ``publisher`` given is flushed, not closed (its owner closes it).
+    """
     topics = Topics.of(settings)
-    publisher = Publisher(settings, topics)
+    own = publisher is None
+    publisher = publisher or Publisher(settings, topics)
     n = 0
     try:
         for fb in feedback:
             key = (fb.item_id or fb.label).encode()
-            publisher.send(topics.feedback, key, encode(fb))
+            publisher.send(topics.feedback, key, encode(fb, format=settings.format.feedback))
             n += 1
         publisher.flush()
     finally:
-        publisher.close()
+        if own:
+            publisher.close()
     return n
 
 
@@ -84,15 +103,24 @@ class TopicReader:
         settings: Kafka settings.
         kind: ``labels``, ``alerts``, ``classes``, ``unknowns``, ``dlq``...
         from_beginning: False reads only what arrives from now on.
+        consumer: the consumer to read with (without a group; it is closed with the
+            reader); by default one from :func:`~streamlabel.kafka.io.make_consumer`.
     """
 
-    def __init__(self, settings: KafkaSettings, kind: str, *, from_beginning: bool = True) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        kind: str,
+        *,
+        from_beginning: bool = True,
+        consumer: Any = None,
+    ) -> None:
         from kafka.structs import TopicPartition
 
         topics = Topics.of(settings)
         self.topic = topics.name(kind)
         self.kind = kind
-        self._consumer = make_consumer(settings, group_id=None, max_poll_records=5000)
+        self._consumer = consumer or make_consumer(settings, group_id=None, max_poll_records=5000)
         parts = self._consumer.partitions_for_topic(self.topic)
         if not parts:
             self._consumer.close()
@@ -149,16 +177,22 @@ class LabelCollector:
             self._reader = TopicReader(self.settings, "labels")
         got = self._reader.records(timeout_ms)
         for r in got:
-            if not isinstance(r, LabelRecord):
-                continue
-            self.records += 1
-            if r.revision == 0:
-                self.first_counts[r.item_id] = self.first_counts.get(r.item_id, 0) + 1
-            self.first.setdefault(r.item_id, r)
-            prev = self.final.get(r.item_id)
-            if prev is None or r.revision >= prev.revision:
-                self.final[r.item_id] = r
+            if isinstance(r, LabelRecord):
+                self.take(r)
         return len(got)
+
+    def take(self, r: LabelRecord) -> bool:
+        """Keeps one label record; True when it is now its item's current label (the
+        highest revision; of equal revisions, the later)."""
+        self.records += 1
+        if r.revision == 0:
+            self.first_counts[r.item_id] = self.first_counts.get(r.item_id, 0) + 1
+        self.first.setdefault(r.item_id, r)
+        prev = self.final.get(r.item_id)
+        if prev is None or r.revision >= prev.revision:
+            self.final[r.item_id] = r
+            return True
+        return False
 
     def wait_for(self, ids: set[str], timeout_s: float) -> bool:
         """Polls until every id has a label; returns False on timeout."""
