@@ -78,6 +78,7 @@ class DiscoveryConfig:
     settle_tails: bool = True
     settle_after: int = 2
     settle_quantile: float | None = 0.0
+    settle_stretch: float = 0.5
     merge_quantile: float | None = 0.9
 
 
@@ -277,8 +278,13 @@ class Discoverer:
             if best < 0:
                 continue
             if best not in bars:
-                member = store.member_score_quantile(verdict.class_ids[best], q)
+                cid = verdict.class_ids[best]
+                member = store.member_score_quantile(cid, q)
                 bar = float(verdict.thresholds[k])
+                if member is not None and self.config.settle_stretch > 0:
+                    median = store.member_score_quantile(cid, 0.5)
+                    assert median is not None
+                    member -= self.config.settle_stretch * max(0.0, median - member)
                 bars[best] = bar if member is None else min(bar, member)
             if float(verdict.scores[k]) >= bars[best]:
                 out[ids[r]] = verdict.class_ids[best]

@@ -251,6 +251,13 @@ class DiscoverySettings(Section):
         description="A settling item needs this quantile of its nearest class's member "
         "similarities (None = never settle unclustered items).",
     )
+    settle_stretch: float = Field(
+        default=_DISCOVERY.settle_stretch,
+        ge=0.0,
+        description="How far below its nearest class's least similar member a settling "
+        "item may fall, as a share of that class's spread (median minus least member "
+        "similarity).",
+    )
     merge_quantile: float | None = Field(
         default=_DISCOVERY.merge_quantile,
         ge=0.0,
@@ -278,6 +285,7 @@ class DiscoverySettings(Section):
             settle_tails=self.settle_tails,
             settle_after=self.settle_after,
             settle_quantile=self.settle_quantile,
+            settle_stretch=self.settle_stretch,
             merge_quantile=self.merge_quantile,
             clustering=HDBSCANClustering(
                 min_cluster_size=self.min_cluster_size,

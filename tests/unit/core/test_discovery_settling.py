@@ -133,7 +133,7 @@ def test_an_unclustered_item_settles_after_settle_after_runs_if_near_a_class() -
     far = scene.scattered(5)
     buffer.add([f"n{i}" for i in range(5)], near, ["sql"] * 5)
     buffer.add([f"f{i}" for i in range(5)], far, ["x"] * 5)
-    discoverer = _discoverer(FixedClustering([-1] * 10), settle_quantile=0.0)
+    discoverer = _discoverer(FixedClustering([-1] * 10), settle_quantile=0.0, settle_stretch=0.0)
     assert discoverer.run(buffer, store).settled == {}  # seen once: not yet
     settled = discoverer.run(buffer, store).settled
     near_scores = store.classify(near).scores
@@ -144,6 +144,37 @@ def test_an_unclustered_item_settles_after_settle_after_runs_if_near_a_class() -
     assert set(settled) == expected
     assert set(settled.values()) == {"sql"}
     assert not any(k.startswith("f") for k in settled)
+
+
+def test_the_stretch_settles_items_below_the_least_typical_member_by_a_share_of_spread() -> None:
+    """The bar drops below the least similar member by ``stretch`` × (median − least):
+    items in that band settle with a stretch and stay ``unknown`` without one; items
+    beyond it stay ``unknown`` either way."""
+    scene = Scene()
+    store = scene.store()
+    low = store.member_score_quantile("sql", 0.0)
+    median = store.member_score_quantile("sql", 0.5)
+    assert low is not None
+    assert median is not None
+    assert median > low
+    items = _tail(scene, 1, 60, spread=1.2)
+    verdict = store.classify(items)
+    scores, best, sql = verdict.scores, verdict.best, verdict.class_ids.index("sql")
+    stretched = low - 1.0 * (median - low)
+    in_band = [i for i in range(60) if best[i] == sql and stretched <= scores[i] < low]
+    beyond = [i for i in range(60) if best[i] == sql and scores[i] < stretched]
+    assert in_band  # the scene puts items on both sides of the stretched bar
+    assert beyond
+    settled: dict[float, dict[str, str]] = {}
+    for stretch in (0.0, 1.0):
+        buffer = UnknownBuffer(capacity=100, dim=DIM)
+        buffer.add([f"n{i}" for i in range(60)], items, ["sql"] * 60)
+        discoverer = _discoverer(FixedClustering([-1] * 60), settle_stretch=stretch)
+        discoverer.run(buffer, store)
+        settled[stretch] = discoverer.run(buffer, store).settled
+    assert not any(f"n{i}" in settled[0.0] for i in in_band)
+    assert all(settled[1.0].get(f"n{i}") == "sql" for i in in_band)
+    assert not any(f"n{i}" in settled[1.0] for i in beyond)
 
 
 def test_settling_is_off_without_a_quantile() -> None:
