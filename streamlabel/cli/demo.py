@@ -13,11 +13,18 @@ plays a stream built from a ``text<TAB>label`` dataset:
 
 It shows live progress and ends with the classes it discovered (names,
 keywords, examples, and which held-back class each one matches).
+
+Progress goes to stdout, each start-up step with the seconds elapsed. The logs
+of the driver, the actors and the libraries (Ray forwards the actors' lines)
+go to a log file instead of the console (:data:`LOGS_HELP`); its path is the
+first line printed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 import threading
 import time
 import uuid
@@ -26,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streamlabel.cli.progress import ProgressStream
 from streamlabel.cli.runtime import settings_from_args
 from streamlabel.datasets import DemoPlan, plan_demo, read_tsv
 from streamlabel.errors import SettingsError, StreamlabelError
@@ -36,12 +44,20 @@ from streamlabel.kafka.client import (
     produce_items,
 )
 from streamlabel.logging import configure_logging
+from streamlabel.runtime.startup import StepReporter, no_steps
 from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import UNKNOWN, DriftAlert
 from streamlabel.scoring import open_world_scores
 from streamlabel.settings.runtime import RuntimeSettings
 
-__all__ = ["cmd_demo", "run_demo"]
+__all__ = ["LOGS_HELP", "cmd_demo", "run_demo"]
+
+LOGS_HELP = (
+    "Progress goes to stdout; the logs of the driver, the actors and the libraries go to "
+    "a file (streamlabel-demo-*.log in the temporary directory, its path printed first), "
+    "at logging.level (STREAMLABEL_LOGGING__LEVEL), as JSON lines with logging.json_lines."
+)
+"""Where the demo's output goes (the ``demo`` command's help)."""
 
 
 def cmd_demo(args: Any) -> int:
@@ -49,13 +65,21 @@ def cmd_demo(args: Any) -> int:
     dataset = Path(args.dataset)
     if not dataset.is_dir():
         raise SettingsError(f"--dataset {args.dataset!r} is not a directory")
-    settings = settings_from_args(args, logging={"level": "warning"})
-    configure_logging(json_logs=False, level="warning")
-
-    def say(msg: str) -> None:
-        print(msg, flush=True)
-
-    summary = run_demo(settings, dataset, n_items=args.items, seed=args.seed, say=say)
+    settings = settings_from_args(args)
+    lg = settings.logging
+    progress = ProgressStream()
+    fd, log_path = tempfile.mkstemp(prefix="streamlabel-demo-", suffix=".log")
+    with open(fd, "a", encoding="utf-8") as log_file:
+        progress.say(f"logs: {log_path}")
+        configure_logging(json_logs=lg.json_lines, level=lg.level, libraries=lg.libraries,
+                          stream=log_file)  # fmt: skip
+        try:
+            with contextlib.redirect_stderr(log_file):  # what Ray forwards from the actors
+                summary = run_demo(settings, dataset, n_items=args.items, seed=args.seed,
+                                   say=progress.say, step=progress.step)  # fmt: skip
+        finally:  # anything logged from now on (an error, at exit) to the console
+            configure_logging(json_logs=lg.json_lines, level="warning", libraries="error")
+    progress.say(f"== logs: {log_path}")
     if args.json:
         print(json.dumps({k: round(v, 2) for k, v in summary.items()}))
     return 0
@@ -68,9 +92,13 @@ def run_demo(
     n_items: int = 3000,
     seed: int = 0,
     say: Callable[[str], None] = print,
+    step: StepReporter = no_steps,
     interval_s: float = 2.0,
 ) -> dict[str, float]:
-    """Runs the demo; returns the summary numbers."""
+    """Runs the demo; returns the summary numbers.
+
+    ``say`` prints a progress line; ``step`` is told each start-up step.
+    """
     train_path, test_path = dataset / "train.tsv", dataset / "test.tsv"
     for p in (train_path, test_path):
         if not p.is_file():
@@ -90,8 +118,7 @@ def run_demo(
         f"streaming {len(plan.items)} items; the held-back classes arrive after item "
         f"{plan.shift_at}"
     )
-    say("starting the embedded broker, Ray and the actors (loading the model) ...")
-    with Runtime(settings) as rt:
+    with Runtime(settings, on_step=step) as rt:
         kafka = rt.settings.kafka
         say(f"ready: broker {kafka.bootstrap_servers}, {len(rt.workers)} stream workers, 1 learner")
         produce_feedback(kafka, plan.feedback)

@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from streamlabel.cli.progress import ProgressStream
 from streamlabel.datasets import FileFormat, JsonFields, read_items, to_records
 from streamlabel.errors import SettingsError
 from streamlabel.kafka.client import TopicReader, produce_feedback, produce_items
@@ -28,6 +29,7 @@ from streamlabel.schemas import ClassEvent, Record
 from streamlabel.settings.runtime import RuntimeSettings, load_runtime_settings
 
 __all__ = [
+    "RUN_OUTPUT_HELP",
     "cmd_endpoint",
     "cmd_produce",
     "cmd_replay",
@@ -37,6 +39,14 @@ __all__ = [
 ]
 
 log = structlog.get_logger("streamlabel.cli")
+
+RUN_OUTPUT_HELP = (
+    "Progress (each start-up step with the seconds elapsed, then a reading every "
+    "--progress-every seconds) goes to stdout, as JSON lines with logging.json_lines; on "
+    "embedded defaults the line 'bootstrap: HOST:PORT' (always plain) says the broker is "
+    "ready. The logs of the driver, the actors and the libraries go to stderr."
+)
+"""Where ``run``'s output goes (the ``run`` command's help)."""
 
 
 def settings_from_args(args: Any, **extra: Any) -> RuntimeSettings:
@@ -87,6 +97,8 @@ def cmd_run(args: Any) -> int:
     The supervisor serves its own endpoint (``metrics.port``, role ``driver``):
     ``/metrics`` (workers running and wanted, group lag, restarts), ``/healthz``,
     ``/readyz`` and ``/drain``, which stops the deployment like SIGTERM.
+
+    Output: :data:`RUN_OUTPUT_HELP`.
     """
     from streamlabel.ops.endpoint import Served
     from streamlabel.ops.metrics import driver_families
@@ -94,9 +106,11 @@ def cmd_run(args: Any) -> int:
     from streamlabel.runtime.supervisor import Runtime
 
     settings = settings_from_args(args)
-    configure_logging(json_logs=settings.logging.json_lines, level=settings.logging.level)
+    lg = settings.logging
+    configure_logging(json_logs=lg.json_lines, level=lg.level, libraries=lg.libraries)
+    progress = ProgressStream(json_lines=lg.json_lines)
     shutdown = _Shutdown()
-    runtime = Runtime(settings, embedded_port=args.embedded_port)
+    runtime = Runtime(settings, embedded_port=args.embedded_port, on_step=progress.step)
     state: dict[str, Any] = {}
     endpoint = Served()
     endpoint.init_endpoint(settings.metrics, "driver", "driver", lambda: state, driver_families,
@@ -131,15 +145,17 @@ def cmd_run(args: Any) -> int:
             )
             if progress_due:
                 last_progress = now
-                log.info(
-                    "progress", items=p.items, items_per_s=round(p.items_per_s, 1), lag=p.lag,
+                workers = runtime.worker_count()
+                progress.record(
+                    "progress", f"{p.line()}  workers {workers}",
+                    items=p.items, items_per_s=round(p.items_per_s, 1), lag=p.lag,
                     unknown_rate=round(p.unknown_rate, 4), classes=p.classes,
                     store_version=p.store_version, alerts=p.alerts, dead_letters=p.dead_letters,
-                    restarts=p.restarts, broker_resets=p.broker_resets,
-                    workers=runtime.worker_count(),
+                    restarts=p.restarts, broker_resets=p.broker_resets, workers=workers,
                 )  # fmt: skip
     finally:
         health.ready = False  # not ready while the deployment stops
+        progress.step("stopping (workers, learner, Ray, broker)")
         runtime.stop()
         health.stopped()
         endpoint.close_endpoint()

@@ -32,7 +32,7 @@ def create_embedder(settings: RuntimeSettings, name: str) -> Any | None:
         max_restarts=-1,  # stateless: Ray restarts it; callers retry through the handle
         max_task_retries=2,
     )
-    return actor_cls.remote(settings.model)
+    return actor_cls.remote(settings.model, settings.logging)
 
 
 def create_learner(

@@ -37,10 +37,17 @@ from streamlabel.kafka.broker_watch import BrokerWatch, reset_scope
 from streamlabel.kafka.topics import Topics, ensure_topics
 from streamlabel.runtime.placement import create_embedder, create_learner, create_worker
 from streamlabel.runtime.progress import Observation, ProgressMeter
-from streamlabel.runtime.ray_env import init_ray
+from streamlabel.runtime.ray_env import init_ray, ray_address
 from streamlabel.runtime.restarts import RestartPolicy
 from streamlabel.runtime.slots import Slot, await_ready, stop_slot
-from streamlabel.runtime.startup import check_model, check_resources, wait_for_topics
+from streamlabel.runtime.startup import (
+    StepReporter,
+    await_started,
+    check_model,
+    check_resources,
+    no_steps,
+    wait_for_topics,
+)
 from streamlabel.runtime.supervision import Supervision
 from streamlabel.settings.runtime import RuntimeSettings
 from streamlabel.workers.embedding import RemoteEmbedder
@@ -68,6 +75,7 @@ class Runtime(Observation, Supervision):
             an embedded broker is started.
         actors: the stream worker and learner classes to start.
         embedded_port: the embedded broker's port (a free one when None).
+        on_step: told each start-up step as it begins (the CLI prints them).
     """
 
     def __init__(
@@ -76,8 +84,10 @@ class Runtime(Observation, Supervision):
         actors: ActorClasses | None = None,
         *,
         embedded_port: int | None = None,
+        on_step: StepReporter | None = None,
     ) -> None:
         self.settings = settings
+        self._step = on_step or no_steps
         self.actors = actors or ActorClasses()
         self.embedded_port = embedded_port
         """The embedded broker's port (None: a free one), without kafka.bootstrap_servers."""
@@ -118,6 +128,7 @@ class Runtime(Observation, Supervision):
         check_model(s)
         kafka = s.kafka
         if kafka.bootstrap_servers is None:
+            self._step("starting the embedded broker")
             self.broker = EmbeddedBroker(port=self.embedded_port).start()
             kafka = kafka.model_copy(update={"bootstrap_servers": self.broker.bootstrap_servers})
         learner = s.learner
@@ -125,19 +136,24 @@ class Runtime(Observation, Supervision):
             self._temp_state = tempfile.mkdtemp(prefix="streamlabel-state-")
             learner = learner.model_copy(update={"state_dir": self._temp_state})
         self.settings = s = s.model_copy(update={"kafka": kafka, "learner": learner})
+        self._step("creating the topics")
         wait_for_topics(s, self.topics)
         self._watch = BrokerWatch(s.kafka, self.topics)
         self._watch.baseline()
+        address = ray_address(s)
+        self._step(f"joining Ray at {address}" if address else "starting Ray")
         self._started_ray = init_ray(s)
         if self._started_ray:  # a shared or autoscaling cluster is the operator's to size
             check_resources(s)
+        n = s.supervisor.workers
+        self._step(f"starting the learner and {n} stream worker{'s' * (n != 1)} (model)")
         self._start_embedder()
         self.learner = Slot("learner")
         self._create_learner(self.learner)
         new = [self._new_worker_slot() for _ in range(s.supervisor.workers)]
         for slot in new:
             self._create_worker(slot)
-        await_ready([self.learner, *new], timeout_s)  # all load their model at once
+        await_started([self.learner, *new], timeout_s, self._step)  # all load the model at once
         self.workers.extend(new)
         self._meter.restart()
         log.info(

@@ -150,6 +150,11 @@ class LoggingSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="The lowest level logged."
     )
+    libraries: Literal["debug", "info", "warning", "error"] = Field(
+        default="warning",
+        description="The lowest level logged by libraries (kafka-python, Ray, transformers, "
+        "urllib3, ...); streamlabel's own lines and Python warnings follow logging.level.",
+    )
 
 
 class RaySettings(Section):

@@ -16,7 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 
-from streamlabel.logging import configure_logging
+from streamlabel.logging import adopt_library_loggers, configure_logging
 from streamlabel.ops.endpoint import Served
 from streamlabel.ops.metrics import Families
 from streamlabel.settings.runtime import RuntimeSettings
@@ -67,7 +67,8 @@ class ActorLoop(Served, Generic[StatsT]):
         self._reset_requested = threading.Event()
         self.probe = NO_PROBE  # the step points (streamlabel.workers.probe)
         self.init_endpoint(settings.metrics, role, actor, stats.as_dict, families, self.stop)
-        configure_logging(json_logs=settings.logging.json_lines, level=settings.logging.level)
+        lg = settings.logging  # the driver's configuration: every line of every process alike
+        configure_logging(json_logs=lg.json_lines, level=lg.level, libraries=lg.libraries)
         self._log = structlog.get_logger(f"streamlabel.{role}").bind(worker_id=actor)
 
     # --------------------------------------------------------------- control
@@ -75,6 +76,7 @@ class ActorLoop(Served, Generic[StatsT]):
         """Starts the endpoint and connects (what ``_open`` does); True once done."""
         self.serve()
         self._open()
+        adopt_library_loggers()  # loading the model gave torch/transformers handlers of their own
         return True
 
     def run(self) -> dict[str, Any]:

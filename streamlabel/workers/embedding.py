@@ -28,6 +28,8 @@ import structlog
 from streamlabel.core.embedder import SentenceTransformerEmbedder, TextTokenizer
 from streamlabel.core.tokens import TokenBatch
 from streamlabel.errors import EmbeddingError, StreamlabelError
+from streamlabel.logging import adopt_library_loggers, configure_logging
+from streamlabel.settings.deployment import LoggingSettings
 from streamlabel.settings.engine import ModelSettings
 
 log = structlog.get_logger(__name__)
@@ -99,10 +101,15 @@ class EmbedderActor:
 
     Args:
         model: model settings.
+        logging: the deployment's logging settings (this process logs like the others).
     """
 
-    def __init__(self, model: ModelSettings) -> None:
+    def __init__(self, model: ModelSettings, logging: LoggingSettings | None = None) -> None:
+        if logging is not None:
+            configure_logging(json_logs=logging.json_lines, level=logging.level,
+                              libraries=logging.libraries)  # fmt: skip
         self._embedder = load_embedder(model)
+        adopt_library_loggers()  # loading the model gave torch/transformers handlers of their own
 
     def info(self) -> tuple[int, str]:
         """The model's dimension and id."""
