@@ -16,8 +16,8 @@ keywords, examples, and which held-back class each one matches).
 
 Progress goes to stdout, each start-up step with the seconds elapsed. The logs
 of the driver, the actors and the libraries (Ray forwards the actors' lines)
-go to a log file instead of the console (:data:`LOGS_HELP`); its path is the
-first line printed.
+go to a log file instead of the console
+(:data:`streamlabel.cli.progress.LOGS_HELP`); its path is the first line printed.
 """
 
 from __future__ import annotations
@@ -50,14 +50,7 @@ from streamlabel.schemas import UNKNOWN, DriftAlert
 from streamlabel.scoring import open_world_scores
 from streamlabel.settings.runtime import RuntimeSettings
 
-__all__ = ["LOGS_HELP", "cmd_demo", "run_demo"]
-
-LOGS_HELP = (
-    "Progress goes to stdout; the logs of the driver, the actors and the libraries go to "
-    "a file (streamlabel-demo-*.log in the temporary directory, its path printed first), "
-    "at logging.level (STREAMLABEL_LOGGING__LEVEL), as JSON lines with logging.json_lines."
-)
-"""Where the demo's output goes (the ``demo`` command's help)."""
+__all__ = ["cmd_demo", "run_demo"]
 
 
 def cmd_demo(args: Any) -> int:

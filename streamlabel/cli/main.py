@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from streamlabel import __version__
+from streamlabel.cli.progress import LOGS_HELP, RUN_OUTPUT_HELP
 from streamlabel.errors import StreamlabelError
 
 __all__ = ["DESCRIPTION", "build_parser", "main"]
@@ -141,7 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--to", dest="end", type=int, required=True, help="last offset + 1")
     _common(replay)
 
-    demo = sub.add_parser("demo", help="the whole system on a dataset, no infrastructure needed")
+    demo = sub.add_parser(
+        "demo",
+        help="the whole system on a dataset, no infrastructure needed",
+        description=LOGS_HELP,
+    )
     demo.add_argument("--dataset", default="data/stackoverflow", help="dir with train/test.tsv")
     demo.add_argument("--workers", type=int, default=None, help="stream workers (default 2)")
     demo.add_argument("--items", type=int, default=3000, help="items to stream")
@@ -149,9 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     _common(demo)
 
-    run = sub.add_parser("run", help="run the deployment (settings from a file and env vars)")
+    run = sub.add_parser(
+        "run",
+        help="run the deployment (settings from a file and env vars)",
+        description=RUN_OUTPUT_HELP,
+    )
     run.add_argument("--workers", type=int, default=None, help="override supervisor.workers")
-    run.add_argument("--progress-every", type=float, default=10.0, help="seconds between logs")
+    run.add_argument(
+        "--progress-every", type=float, default=10.0, help="seconds between progress readings"
+    )
     run.add_argument(
         "--embedded-port", type=int, default=None,
         help="the embedded broker's port (without kafka.bootstrap_servers); a free one if unset",

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-__all__ = ["ProgressStream"]
+__all__ = ["LOGS_HELP", "RUN_OUTPUT_HELP", "ProgressStream"]
 
 LOGGER = "streamlabel.progress"
 """The ``logger`` field of a JSON progress line."""
@@ -86,3 +86,19 @@ class ProgressStream:
         out = self._stream if self._stream is not None else sys.stdout
         out.write(line + "\n")
         out.flush()
+
+
+LOGS_HELP = (
+    "Progress goes to stdout; the logs of the driver, the actors and the libraries go to "
+    "a file (streamlabel-demo-*.log in the temporary directory, its path printed first), "
+    "at logging.level (STREAMLABEL_LOGGING__LEVEL), as JSON lines with logging.json_lines."
+)
+"""Where the demo's output goes (the ``demo`` command's help)."""
+
+RUN_OUTPUT_HELP = (
+    "Progress (each start-up step with the seconds elapsed, then a reading every "
+    "--progress-every seconds) goes to stdout, as JSON lines with logging.json_lines; on "
+    "embedded defaults the line 'bootstrap: HOST:PORT' (always plain) says the broker is "
+    "ready. The logs of the driver, the actors and the libraries go to stderr."
+)
+"""Where ``run``'s output goes (the ``run`` command's help)."""

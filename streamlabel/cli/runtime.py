@@ -29,7 +29,6 @@ from streamlabel.schemas import ClassEvent, Record
 from streamlabel.settings.runtime import RuntimeSettings, load_runtime_settings
 
 __all__ = [
-    "RUN_OUTPUT_HELP",
     "cmd_endpoint",
     "cmd_produce",
     "cmd_replay",
@@ -39,14 +38,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("streamlabel.cli")
-
-RUN_OUTPUT_HELP = (
-    "Progress (each start-up step with the seconds elapsed, then a reading every "
-    "--progress-every seconds) goes to stdout, as JSON lines with logging.json_lines; on "
-    "embedded defaults the line 'bootstrap: HOST:PORT' (always plain) says the broker is "
-    "ready. The logs of the driver, the actors and the libraries go to stderr."
-)
-"""Where ``run``'s output goes (the ``run`` command's help)."""
 
 
 def settings_from_args(args: Any, **extra: Any) -> RuntimeSettings:
@@ -98,7 +89,7 @@ def cmd_run(args: Any) -> int:
     ``/metrics`` (workers running and wanted, group lag, restarts), ``/healthz``,
     ``/readyz`` and ``/drain``, which stops the deployment like SIGTERM.
 
-    Output: :data:`RUN_OUTPUT_HELP`.
+    Output: :data:`streamlabel.cli.progress.RUN_OUTPUT_HELP`.
     """
     from streamlabel.ops.endpoint import Served
     from streamlabel.ops.metrics import driver_families
