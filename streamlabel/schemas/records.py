@@ -206,8 +206,33 @@ class ClassEvent(Record):
         return self
 
 
+class DriftEvidence(Record):
+    """One detector's signal within a drift incident."""
+
+    kind: DriftKind = Field(description="Which detector fired.")
+    statistic: float = Field(description="Test statistic.")
+    threshold: float = Field(description="Threshold the statistic crossed.")
+    p_value: float | None = Field(default=None, description="p-value, when the test has one.")
+    at_item: int = Field(ge=0, description="Stream position (items seen) when it fired.")
+    detail: str = Field(description="One readable sentence.")
+    emitted_at: float = Field(description="Wall-clock time, epoch seconds.")
+
+
+class ShareChange(Record):
+    """How much of the stream one class took before and after a shift."""
+
+    class_id: str = Field(description="Class id, or 'unknown'.")
+    before: float = Field(ge=0.0, le=1.0, description="Share in the reference window.")
+    after: float = Field(ge=0.0, le=1.0, description="Share in the test window.")
+
+
 class DriftAlert(Record):
-    """A shift detected in the stream."""
+    """A shift detected in the stream.
+
+    The signals of one shift form one incident: every alert of it carries the
+    same ``incident_id`` (its Kafka key), a later signal updates the incident
+    (``incident_update`` + 1, its ``evidence`` grown) rather than opening another.
+    """
 
     alert_id: str = Field(description="Unique id of the alert.")
     kind: DriftKind = Field(description="Which detector fired.")
@@ -222,6 +247,24 @@ class DriftAlert(Record):
     detail: str = Field(description="One readable sentence.")
     store_version: int = Field(ge=0, description="Store version when it fired.")
     emitted_at: float = Field(description="Wall-clock time, epoch seconds.")
+    incident_id: str | None = Field(
+        default=None, description="The shift this signal belongs to (None: not grouped)."
+    )
+    incident_update: int = Field(
+        default=0, ge=0, description="0 for an incident's first signal, +1 per later one."
+    )
+    evidence: tuple[DriftEvidence, ...] = Field(
+        default=(), description="Every detector's signal in the incident so far, oldest first."
+    )
+    share_changes: tuple[ShareChange, ...] = Field(
+        default=(), description="The classes whose share of the stream moved most."
+    )
+    examples_before: tuple[str, ...] = Field(
+        default=(), description="Texts of items from before the shift (reference window)."
+    )
+    examples_after: tuple[str, ...] = Field(
+        default=(), description="Texts of items from after the shift (test window)."
+    )
 
 
 class UnknownRecord(Record):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from streamlabel.schemas import (
@@ -18,11 +19,13 @@ from streamlabel.schemas import (
     ClassState,
     DeadLetter,
     DriftAlert,
+    DriftEvidence,
     Feedback,
     Item,
     LabelRecord,
     Record,
     ScoredClass,
+    ShareChange,
     SourceRef,
     UnknownRecord,
     decode,
@@ -135,6 +138,35 @@ CORPUS: dict[str, Record] = {
         store_version=17,
         emitted_at=1_700_000_002.0,
     ),
+    "alert-incident": DriftAlert(
+        alert_id="a-2",
+        kind="embedding",
+        statistic=0.031,
+        threshold=0.012,
+        window=500,
+        reference=2_000,
+        at_item=10_250,
+        severity="critical",
+        detail="the embedding distribution moved (MMD 0.031 > 0.012)",
+        store_version=17,
+        emitted_at=1_700_000_003.0,
+        incident_id="inc-1",
+        incident_update=1,
+        evidence=(
+            DriftEvidence(
+                kind="unknown_rate",
+                statistic=3.5,
+                threshold=3.0,
+                p_value=0.001,
+                at_item=10_000,
+                detail="the unknown rate rose",
+                emitted_at=1_700_000_002.0,
+            ),
+        ),
+        share_changes=(ShareChange(class_id="unknown", before=0.04, after=0.19),),
+        examples_before=("how do I sort a list",),
+        examples_after=("book a table for two",),
+    ),
     "unknown": UnknownRecord(
         item_id="item-9",
         text="what is a monad?",
@@ -190,10 +222,29 @@ def test_version_1_records_keep_decoding_to_equal_records(name: str, fmt: str) -
     assert decode(_path(name, fmt).read_bytes(), type(record), format=fmt) == record
 
 
+ADDED_SINCE_V1: dict[str, set[str]] = {
+    # optional fields (defaults keep old records valid); never removed or renamed
+    "alert": {
+        "incident_id", "incident_update", "evidence", "share_changes", "examples_before",
+        "examples_after",
+    },
+}  # fmt: skip
+"""Fields each corpus record's type gained after its corpus files were written."""
+
+
 @pytest.mark.parametrize("name", CORPUS)
-def test_msgpack_encoding_is_byte_identical_to_version_1(name: str) -> None:
-    """The encoder still writes exactly the version-1 msgpack bytes (while the version is 1)."""
-    assert encode(CORPUS[name]) == _path(name, "msgpack").read_bytes()
+def test_msgpack_encoding_is_version_1_plus_only_the_optional_fields_added_since(name: str) -> None:
+    """The encoder still writes the version-1 msgpack bytes, byte for byte, for a type
+    that gained no field; for one that did, the same envelope and fields plus the new ones."""
+    now, then = encode(CORPUS[name]), _path(name, "msgpack").read_bytes()
+    added = ADDED_SINCE_V1.get(name, set())
+    if not added:
+        assert now == then
+        return
+    new, old = msgpack.unpackb(now), msgpack.unpackb(then)
+    assert (new["v"], new["t"]) == (old["v"], old["t"])
+    assert set(new["d"]) - set(old["d"]) == added
+    assert {k: v for k, v in new["d"].items() if k not in added} == old["d"]
 
 
 def test_the_corpus_holds_every_wire_record_type() -> None:
