@@ -22,14 +22,18 @@ from streamlabel.schemas import (
     Item,
     LabelRecord,
     Record,
+    SourceRef,
     UnknownRecord,
     decode,
     encode,
 )
 from streamlabel.schemas.commands import Command, CommandResult
+from streamlabel.schemas.mapping import decode_item
 from streamlabel.settings.kafka import KafkaSettings
 
 __all__ = ["RECORD_TYPES", "LabelCollector", "TopicReader", "produce_feedback", "produce_items"]
+
+_MAX_BYTES = 64 * 1024 * 1024
 
 RECORD_TYPES: dict[str, type[Record]] = {
     "items": Item,
@@ -120,6 +124,7 @@ class TopicReader:
         topics = Topics.of(settings)
         self.topic = topics.name(kind)
         self.kind = kind
+        self._mapping = settings.items_mapping.to_mapping()
         self._consumer = consumer or make_consumer(settings, group_id=None, max_poll_records=5000)
         parts = self._consumer.partitions_for_topic(self.topic)
         if not parts:
@@ -143,10 +148,16 @@ class TopicReader:
     def records(self, timeout_ms: int = 200) -> list[Record]:
         """New decoded records (undecodable ones are skipped)."""
         record_type = RECORD_TYPES[self.kind]
-        out = []
+        out: list[Record] = []
         for m in self.poll(timeout_ms):
             try:
-                out.append(decode(m.value, record_type, max_bytes=64 * 1024 * 1024))
+                if self.kind == "items":  # a foreign topic reads as the workers read it
+                    source = SourceRef(topic=m.topic, partition=m.partition, offset=m.offset)
+                    out.append(
+                        decode_item(m.value, self._mapping, source=source, max_bytes=_MAX_BYTES)
+                    )
+                else:
+                    out.append(decode(m.value, record_type, max_bytes=_MAX_BYTES))
             except DecodeError:
                 continue
         return out
