@@ -295,7 +295,11 @@ def _sample(client: Client, args: Any, out: Out) -> int:
     if not samples:
         print(f"no item's current label is unknown on {client.topics.labels!r}", file=sys.stderr)
         return 0
-    rows = [[s.item_id, f"{s.score:.3f}", _short(s.text or "-", 60), _nearest(s)] for s in samples]
+    # labelled before any class existed: no nearest class, so no score to show
+    rows = [
+        [s.item_id, f"{s.score:.3f}" if s.nearest else "-", _short(s.text or "-", 60), _nearest(s)]
+        for s in samples
+    ]
     for line in table(["ITEM", "SCORE", "TEXT", "NEAREST"], rows):
         out(line)
     return 0

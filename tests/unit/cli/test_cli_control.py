@@ -370,7 +370,8 @@ def unknowns(broker: MemoryBroker) -> None:
         label("u1", "unknown", emitted_at=2, score=0.31, top_k=[("c2", 0.31), ("c1", 0.2)]),
         label("u2", "unknown", emitted_at=1, score=0.12, top_k=[("c1", 0.12)]),
         label("u3", "unknown", emitted_at=3),
-        label("u3", "c1", revision=1, emitted_at=4))  # fmt: skip
+        label("u3", "c1", revision=1, emitted_at=4),
+        label("u4", "unknown", emitted_at=0.5, score=-1.0))  # fmt: skip
     put(broker, "unknowns", unknown("u1", "how do I\njoin two tables " + "x" * 80))
 
 
@@ -384,7 +385,8 @@ def test_unknowns_sample_is_a_table_of_the_current_unknowns_with_nearest_names(
     assert lines[1].startswith("u1    0.310  how do I join two tables xxx")
     assert lines[1].endswith("…  sql 0.31, python 0.20")
     assert lines[2].split() == ["u2", "0.120", "-", "python", "0.12"]
-    assert len(lines) == 3  # u3 is labelled c1 now
+    assert lines[3].split() == ["u4", "-", "-", "-"]  # labelled before any class existed
+    assert len(lines) == 4  # u3 is labelled c1 now
 
 
 @pytest.mark.usefixtures("unknowns")
