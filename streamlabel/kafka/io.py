@@ -94,6 +94,7 @@ def make_consumer(
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
             # topics are created by ensure_topics with their partitions and configs; a
             # broker that lost them must not get them back from a metadata request
             allow_auto_create_topics=False,
@@ -168,7 +169,10 @@ def out_records(
         (t.classes, e.class_id.encode(), encode(e, format=f.classes), list(event_headers))
         for e in out.class_events
     )
-    recs.extend((t.alerts, a.kind.encode(), encode(a, format=f.alerts), []) for a in out.alerts)
+    recs.extend(  # an incident's updates share its key; an alert of none, its kind's
+        (t.alerts, (a.incident_id or a.kind).encode(), encode(a, format=f.alerts), [])
+        for a in out.alerts
+    )
     recs.extend((t.dlq, _dlq_key(d), d.value, dead_letter_headers(d)) for d in out.dead_letters)
     recs.extend(
         (t.command_results, r.command_id.encode(), encode(r, format=f.command_results), [])

@@ -229,6 +229,15 @@ class KafkaSettings(Section):
     linger_ms: int = Field(
         default=5, ge=0, le=1000, description="How long the producer waits to fill a batch."
     )
+    fetch_max_wait_ms: int = Field(
+        default=25,
+        ge=1,
+        le=60_000,
+        description="How long a fetch may wait at the broker for data (kafka-python's 500 "
+        "ms default added 124 ms p50 / 242 ms p99 to each consumer hop on the embedded "
+        "broker, which answers a waiting fetch only at this deadline; 25 ms costs an idle "
+        "consumer 40 fetches a second).",
+    )
     format: TopicFormats = Field(
         default=TopicFormats(),
         description="Wire format written to each topic (kafka.format.<topic>).",
