@@ -40,7 +40,7 @@ export STREAMLABEL_SUPERVISOR__EMBEDDER=actor
 if [[ $dry == 1 ]]; then
   py=${VENV:-.venv}/bin/python
   [[ -x $py ]] || { echo "gpu-check: $py missing (make install)" >&2; exit 2; }
-  export STREAMLABEL_SUPERVISOR__EMBEDDER_NUM_GPUS=0
+  export STREAMLABEL_RAY__EMBEDDER_NUM_GPUS=0
   [[ $items == 20000 ]] && items=300
   [[ $workers == 4 ]] && workers=2
   paced=3
