@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from streamlabel.core.drift import DriftSignal
 from streamlabel.core.store import Classification, PrototypeStore
+from streamlabel.pipeline.incidents import IncidentUpdate
 from streamlabel.schemas import UNKNOWN, DriftAlert, LabelRecord, ScoredClass, SourceRef
 
 __all__ = [
@@ -94,7 +95,13 @@ def label_record(
 
 
 def drift_alert(
-    signal: DriftSignal, *, seed: int, store_version: int, now: float, incarnation: str = ""
+    signal: DriftSignal,
+    *,
+    seed: int,
+    store_version: int,
+    now: float,
+    incarnation: str = "",
+    incident: IncidentUpdate | None = None,
 ) -> DriftAlert:
     """The alert record of a detector's signal.
 
@@ -106,13 +113,14 @@ def drift_alert(
     Args:
         incarnation: which run of the watcher raised it (the learner's start);
             empty in one process (an Engine, a replay): the ids of earlier releases.
+        incident: the incident the signal belongs to, as the signal left it: the
+            record then carries its id (derived like an alert id, from the signal
+            that opened it), update number, evidence, share changes and examples;
+            its severity is the incident's highest and its detail the incident's.
     """
-    key = f"{seed}:{signal.kind}:{signal.at_item}"
-    if incarnation:
-        key = f"{seed}:{incarnation}:{signal.kind}:{signal.at_item}"
-    digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
-    return DriftAlert(
-        alert_id=f"{signal.kind}-{digest}",
+    alert_id = f"{signal.kind}-{_stable_digest(seed, incarnation, signal.kind, signal.at_item)}"
+    alert = DriftAlert(
+        alert_id=alert_id,
         kind=signal.kind,
         statistic=float(signal.statistic),
         threshold=float(signal.threshold),
@@ -126,6 +134,31 @@ def drift_alert(
         store_version=store_version,
         emitted_at=now,
     )
+    if incident is None:
+        return alert
+    first = incident.opened
+    digest = _stable_digest(seed, incarnation, f"incident:{first.kind}", first.at_item)
+    return DriftAlert.model_validate(
+        alert.model_dump()
+        | {
+            "severity": incident.severity,
+            "affected_classes": incident.affected_classes,
+            "detail": incident.detail,
+            "incident_id": f"incident-{digest}",
+            "incident_update": incident.update,
+            "evidence": incident.evidence,
+            "share_changes": incident.share_changes,
+            "examples_before": incident.examples_before,
+            "examples_after": incident.examples_after,
+        }
+    )
+
+
+def _stable_digest(seed: int, incarnation: str, kind: str, at_item: int) -> str:
+    key = f"{seed}:{kind}:{at_item}"
+    if incarnation:
+        key = f"{seed}:{incarnation}:{kind}:{at_item}"
+    return hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
 
 
 def broker_reset_alert(*, classes: int, store_version: int, at_item: int, now: float) -> DriftAlert:

@@ -303,6 +303,17 @@ class DriftSettings(Section):
     enabled: bool = Field(
         default=True, description="Run the drift detectors on the learner and raise alerts."
     )
+    incident_window: int = Field(
+        default=1500,
+        ge=1,
+        description="Signals of the drift detectors at most this many items apart form one "
+        "incident (one shift): the first signal opens it, each later one publishes an update "
+        "under the same incident id (the alert's Kafka key); it closes once more items than "
+        "this pass without a signal. Items are those the detectors see (worker.drift_sample of the "
+        "stream). The signals of the one shift in `make demo` came 110 to 730 items apart (the "
+        "learner reads the workers' partitions each at its own offset, so the unknown rate "
+        "it sees can rise, fall and rise again).",
+    )
 
 
 class LimitSettings(Section):

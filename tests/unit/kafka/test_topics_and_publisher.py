@@ -217,12 +217,26 @@ def test_class_events_go_to_the_classes_topic_keyed_by_class_id(output: EngineOu
     assert [decode(s["value"], ClassEvent) for s in sent] == output.class_events
 
 
-def test_alerts_go_to_the_alerts_topic_keyed_by_kind(output: EngineOutput) -> None:
+def test_alerts_of_no_incident_go_to_the_alerts_topic_keyed_by_kind(output: EngineOutput) -> None:
     fake = FakeProducer()
     publisher_with(fake).publish(output)
     (sent,) = fake.on("t.alerts")
     assert sent["key"] == b"embedding"
     assert decode(sent["value"], DriftAlert) == output.alerts[0]
+
+
+def test_every_update_of_an_incident_is_keyed_by_the_incident_id(output: EngineOutput) -> None:
+    first = output.alerts[0]
+    incident = EngineOutput(alerts=[
+        first.model_copy(update={"incident_id": "incident-1", "incident_update": 0}),
+        first.model_copy(update={"kind": "unknown_rate", "incident_id": "incident-1",
+                                 "incident_update": 1}),
+    ])  # fmt: skip
+    fake = FakeProducer()
+    publisher_with(fake).publish(incident)
+    sent = fake.on("t.alerts")
+    assert [s["key"] for s in sent] == [b"incident-1", b"incident-1"]
+    assert [decode(s["value"], DriftAlert) for s in sent] == incident.alerts
 
 
 def test_dead_letters_go_to_the_dlq_with_the_raw_value_and_headers(output: EngineOutput) -> None:
