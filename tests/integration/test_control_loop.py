@@ -245,6 +245,20 @@ def test_the_whole_loop_through_the_command_line(deployment: Deployment, tmp_pat
     for r in taught:
         _applied(r)
     results += taught
+    # ... and as plain feedback records for every item of the stream: each resolves
+    everything = tmp_path / "everything.jsonl"
+    everything.write_text(
+        "".join(json.dumps({"item_id": i, "label": lab}) + "\n" for i, lab in truth.items())
+    )
+    d.cli("feedback", "--file", str(everything), "--no-wait")
+    per_label = {lab: sum(1 for v in truth.values() if v == lab) for lab in set(truth.values())}
+
+    def every_example_absorbed() -> bool:
+        counts = {s["name"]: s["count"] for s in d.json_lines("classes", "list")}
+        return all(counts.get(lab, 0) >= n for lab, n in per_label.items())
+
+    _until("every item's feedback absorbed", every_example_absorbed, 180)
+    assert not [r for r in d.topic("dlq") if "feedback" in json.dumps(r)]
 
     # 7. both stream workers converge: new items are labelled on the final store
     final_version = max(r["store_version"] for r in results)
