@@ -43,7 +43,7 @@ if [[ $dry == 1 ]]; then
   export STREAMLABEL_RAY__EMBEDDER_NUM_GPUS=0
   [[ $items == 20000 ]] && items=300
   [[ $workers == 4 ]] && workers=2
-  paced=3
+  paced=3 loads=0.5
 else
   venv=${VENV:-.venv-gpu}
   if [[ ! -x $venv/bin/python ]]; then
@@ -60,11 +60,11 @@ else
     > "$out/gpu-memory.csv" &
   sampler=$!
   trap 'kill $sampler 2>/dev/null || true' EXIT
-  paced=20
+  paced=20 loads=0.1,0.5,0.9
 fi
 
 "$py" -m streamlabel.cli bench throughput --items "$items" --workers "$workers" \
-  --paced-s "$paced" --json | tee "$out/bench.log"
+  --paced-s "$paced" --loads "$loads" --json | tee "$out/bench.log"
 tail -n 1 "$out/bench.log" > "$out/throughput.json"
 "$py" - "$out/throughput.json" <<'PY'
 import json, sys

@@ -171,9 +171,17 @@ def run_throughput_bench(
     items: int,
     workers: int,
     paced_s: float = 20.0,
+    loads: tuple[float, ...] = (0.5,),
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Runs the measurements; returns them as plain data (the ``--json`` line)."""
+    """Runs the measurements; returns them as plain data (the ``--json`` line).
+
+    ``loads``: shares of the end-to-end rate at which latency is measured
+    (``latency`` and ``p50_ms``/``p99_ms`` are the one nearest 0.5;
+    ``latency_curve`` has them all).
+    """
+    if not loads or any(not 0 < x <= 1 for x in loads):
+        raise StreamlabelError(f"loads are shares of the end-to-end rate in (0, 1], got {loads}")
     texts = test.texts[:items]
     if len(texts) < items:
         raise StreamlabelError(f"the test file has {len(texts)} texts, fewer than --items {items}")
@@ -211,29 +219,17 @@ def run_throughput_bench(
         )  # fmt: skip
         busy = sum(spent1.get(k, 0.0) - spent0.get(k, 0.0) for k in WORKER_STAGES)
         learner_s = sum(v["ms_per_item"] for v in learner.values()) * len(batch) / 1e3
-        # (c) latency at half the rate, one item at a time
-        rate = max(e2e / 2, 1.0)
-        n_paced = max(50, min(len(texts), int(rate * paced_s)))
-        sent: dict[str, float] = {}
-        topics = Topics.of(kafka)
-        publisher = Publisher(kafka, topics)  # one producer: each send goes out at once
-        try:
-            start = time.monotonic()
-            for k in range(n_paced):
-                due = start + k / rate
-                while time.monotonic() < due:
-                    labels.poll(timeout_ms=max(1, int((due - time.monotonic()) * 1e3)))
-                item = Item(id=f"p-{k}", text=texts[k % len(texts)])
-                sent[item.id] = time.time() * 1e3
-                publisher.send(topics.items, item.id.encode(), encode(item))
-            publisher.flush()
-            offered = n_paced / (time.monotonic() - start)
-        finally:
-            publisher.close()
-        labels.wait_for(set(sent), 600)
-        latency = latency_percentiles(sent, labels.first_ms)
-        say(f"latency at {offered:.0f} items/s: p50 {latency['p50_ms']} ms, "
-            f"p99 {latency['p99_ms']} ms")  # fmt: skip
+        # (c) latency at shares of the end-to-end rate, one item at a time
+        curve = [
+            _paced_latency(labels, kafka, texts, rate=max(e2e * load, 1.0), paced_s=paced_s,
+                           tag=f"p{int(load * 100)}")
+            | {"load": load}
+            for load in loads
+        ]  # fmt: skip
+        for point in curve:
+            say(f"latency at {point['paced_items_per_s']:.0f} items/s ({point['load']:.0%} of "
+                f"end to end): p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms")  # fmt: skip
+        latency = min(curve, key=lambda c: abs(c["load"] - 0.5))
         p2 = rt.progress()
         device_memory = rt.embedder_memory()
         labels.close()
@@ -253,7 +249,8 @@ def run_throughput_bench(
         "overlap_ms_per_item": overlap,
         "learner_share_of_worker_time": round(learner_s / busy, 4) if busy else 0.0,
         "outside_pipeline_ms_per_item": per_item,
-        "latency": {**latency, "paced_items_per_s": round(offered, 1)},
+        "latency": {k: v for k, v in latency.items() if k != "load"},
+        "latency_curve": curve,
         "workers": workers,
         "items": len(batch),
         "rss_gib": {
@@ -263,6 +260,31 @@ def run_throughput_bench(
         "gpu_peak_gib": _gpu_peak_gib(device_memory),
     }
     return result
+
+
+def _paced_latency(
+    labels: _Labels, kafka: Any, texts: list[str], *, rate: float, paced_s: float, tag: str
+) -> dict[str, Any]:
+    """Produce-to-label latency of a stream offered at ``rate`` items/s for ``paced_s``."""
+    n_paced = max(50, min(len(texts), int(rate * paced_s)))
+    sent: dict[str, float] = {}
+    topics = Topics.of(kafka)
+    publisher = Publisher(kafka, topics)  # one producer: each send goes out at once
+    try:
+        start = time.monotonic()
+        for k in range(n_paced):
+            due = start + k / rate
+            while time.monotonic() < due:
+                labels.poll(timeout_ms=max(1, int((due - time.monotonic()) * 1e3)))
+            item = Item(id=f"{tag}-{k}", text=texts[k % len(texts)])
+            sent[item.id] = time.time() * 1e3
+            publisher.send(topics.items, item.id.encode(), encode(item))
+        publisher.flush()
+        offered = n_paced / (time.monotonic() - start)
+    finally:
+        publisher.close()
+    labels.wait_for(set(sent), 600)
+    return {**latency_percentiles(sent, labels.first_ms), "paced_items_per_s": round(offered, 1)}
 
 
 def _gpu_peak_gib(device_memory: dict[str, int]) -> float | None:

@@ -177,6 +177,7 @@ def _bench_throughput(args: argparse.Namespace) -> int:
     result = run_throughput_bench(
         settings, read_tsv(args.train), read_tsv(args.data), items=args.items,
         workers=args.workers, paced_s=args.paced_s,
+        loads=tuple(float(x) for x in args.loads.split(",")),
     )  # fmt: skip
     if args.json:
         print(json.dumps(result))

@@ -107,7 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--train", default="data/stackoverflow/train.tsv", help="feedback source")
     tp.add_argument("--items", type=_positive, default=2000)
     tp.add_argument("--workers", type=_positive, default=2)
-    tp.add_argument("--paced-s", type=float, default=20.0, help="seconds of the latency stream")
+    tp.add_argument("--paced-s", type=float, default=20.0, help="seconds of each latency stream")
+    tp.add_argument(
+        "--loads", default="0.5",
+        help="shares of the end-to-end rate to measure latency at, e.g. 0.1,0.5,0.9",
+    )  # fmt: skip
     tp.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     sc = bench.add_parser("scale", help="store cost vs classes, discovery cost vs buffer size")
@@ -167,7 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--embedded-port", type=int, default=None,
         help="the embedded broker's port (without kafka.bootstrap_servers); a free one if unset",
     )  # fmt: skip
+    run.add_argument(
+        "--ui", action="store_true",
+        help="serve the web console (ui.*; prints 'console: URL' once serving)",
+    )  # fmt: skip
     _common(run)
+
+    report = sub.add_parser(
+        "report", help="write the console's classes, map, unknowns and drift as one HTML file"
+    )
+    report.add_argument("--out", default="report.html", help="the file to write")
+    _common(report)
 
     broker = sub.add_parser(
         "broker", help="run the embedded broker alone (prints 'bootstrap: HOST:PORT'; Ctrl-C stops)"
@@ -390,6 +404,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streamlabel.cli.demo import cmd_demo
 
             return cmd_demo(args)
+        if args.command == "report":
+            from streamlabel.cli.report import cmd_report
+
+            return cmd_report(args)
         if args.command == "broker":
             from streamlabel.cli.broker import cmd_broker
 
