@@ -18,7 +18,7 @@ export NO_MKDOCS_2_WARNING := 1
 export DISABLE_MKDOCS_2_WARNING := true
 
 .DEFAULT_GOAL := help
-.PHONY: help browser install demo test test-unit test-integration lint typecheck docs k8s-validate chaos bench-stackoverflow bench-kafka bench-snips bench-hwu64 bench-openset clean
+.PHONY: help browser install demo test test-unit test-integration lint typecheck docs k8s-validate chaos bench-stackoverflow bench-kafka bench-snips bench-hwu64 bench-openset ui-assets clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -91,6 +91,20 @@ bench-hwu64: $(STAMP) ## Open-world benchmark, HWU64 (64 close intents), engine 
 bench-openset: $(STAMP) ## Open-set (open intent detection) benchmark, HWU64 and StackOverflow
 	$(VENV)/bin/streamlabel bench openset --train $(DATA)/hwu64/train.tsv --test $(DATA)/hwu64/test.tsv --json
 	$(VENV)/bin/streamlabel bench openset --train $(DATA)/stackoverflow/train.tsv --test $(DATA)/stackoverflow/test.tsv --json
+
+UI_VENDOR := streamlabel/ui/static/vendor
+ui-assets: ## Re-fetch the console's front-end files (htmx, uPlot) from npm at the versions pinned in $(UI_VENDOR)/MANIFEST.tsv, checking each sha256
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	grep -v '^#' $(UI_VENDOR)/MANIFEST.tsv | while IFS=$$'\t' read -r file pkg path sum; do \
+		dir="$$tmp/$${pkg//[@\/]/_}"; \
+		if [ ! -d "$$dir" ]; then \
+			mkdir -p "$$dir" && (cd "$$dir" && npm pack --silent "$$pkg" >/dev/null) && \
+			tar xzf "$$dir"/*.tgz -C "$$dir" || exit 1; \
+		fi; \
+		cp "$$dir/package/$$path" "$(UI_VENDOR)/$$file" && \
+		echo "$$sum  $(UI_VENDOR)/$$file" | sha256sum --check --quiet || exit 1; \
+		echo "  $$file <- $$pkg/$$path"; \
+	done
 
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

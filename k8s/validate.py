@@ -55,7 +55,9 @@ INSTALL_HINT = "run scripts/install-kubectl.sh (it installs kubectl v1.35.2 at .
 
 # Secrets that the manifests reference but do not render: an operator creates them by hand
 # (see the deployment docs). They are reported as NOTE lines, not as errors.
-OPERATOR_SECRETS = frozenset({"streamlabel-kafka-credentials", "streamlabel-kafka-tls"})
+OPERATOR_SECRETS = frozenset(
+    {"streamlabel-kafka-credentials", "streamlabel-kafka-tls", "streamlabel-ui-token"}
+)
 
 # Labels KubeRay puts on every Ray pod, besides the template's own (pod.go, labelPod).
 RAY_HEAD_GROUP = "headgroup"

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from streamlabel.cli.progress import ProgressStream
-from streamlabel.cli.runtime import settings_from_args
+from streamlabel.cli.runtime import console_readings, settings_from_args
 from streamlabel.datasets import DemoPlan, plan_demo, read_tsv
 from streamlabel.errors import SettingsError, StreamlabelError
 from streamlabel.kafka.client import (
@@ -69,7 +69,8 @@ def cmd_demo(args: Any) -> int:
         try:
             with contextlib.redirect_stderr(log_file):  # what Ray forwards from the actors
                 summary = run_demo(settings, dataset, n_items=args.items, seed=args.seed,
-                                   say=progress.say, step=progress.step)  # fmt: skip
+                                   say=progress.say, step=progress.step,
+                                   console=True)  # fmt: skip
         finally:  # anything logged from now on (an error, at exit) to the console
             configure_logging(json_logs=lg.json_lines, level="warning", libraries="error")
     progress.say(f"== logs: {log_path}")
@@ -87,10 +88,12 @@ def run_demo(
     say: Callable[[str], None] = print,
     step: StepReporter = no_steps,
     interval_s: float = 2.0,
+    console: bool = False,
 ) -> dict[str, float]:
     """Runs the demo; returns the summary numbers.
 
-    ``say`` prints a progress line; ``step`` is told each start-up step.
+    ``say`` prints a progress line; ``step`` is told each start-up step; ``console``
+    serves the web console (on ``ui.port``, another free port when it is taken).
     """
     train_path, test_path = dataset / "train.tsv", dataset / "test.tsv"
     for p in (train_path, test_path):
@@ -114,6 +117,8 @@ def run_demo(
     with Runtime(settings, on_step=step) as rt:
         kafka = rt.settings.kafka
         say(f"ready: broker {kafka.bootstrap_servers}, {len(rt.workers)} stream workers, 1 learner")
+        readings: dict[str, Any] = {}
+        ui = _open_console(rt.settings, readings, say) if console else None
         produce_feedback(kafka, plan.feedback)
         say(f"teaching {len(plan.feedback)} labelled examples through the feedback topic ...")
         rt.wait_until_learned(len(plan.feedback))
@@ -139,7 +144,9 @@ def run_demo(
                 confirmed = True
             if time.monotonic() - last >= interval_s:
                 last = time.monotonic()
-                say(rt.progress().line())
+                reading = rt.progress()
+                readings.update(console_readings(reading))
+                say(reading.line())
             if time.monotonic() - t0 > 1800:
                 raise StreamlabelError("the demo stream did not finish in 30 minutes")
         stream_s = time.monotonic() - t0
@@ -151,7 +158,24 @@ def run_demo(
         classes = rt.call_learner("classes")
         alerts = _alerts(rt)
         collector.close()
+        if ui is not None:
+            ui.close()
     return _summary(plan, collector, classes, alerts, final.learner, stream_s, say)
+
+
+def _open_console(settings: RuntimeSettings, readings: dict[str, Any],
+                  say: Callable[[str], None]) -> Any:  # fmt: skip
+    """The web console on the demo's topics (its URL said), or None when it cannot start."""
+    from streamlabel.ui.server import serve_console
+
+    try:
+        ui = serve_console(settings.kafka, settings.ui, stats=lambda: readings or None,
+                           any_port_if_taken=True)  # fmt: skip
+    except StreamlabelError as exc:
+        say(f"console: not started ({exc})")
+        return None
+    say(f"console: {ui.url}")
+    return ui
 
 
 def _alerts(rt: Runtime) -> list[DriftAlert]:
@@ -163,6 +187,16 @@ def _alerts(rt: Runtime) -> list[DriftAlert]:
         return out
     finally:
         reader.close()
+
+
+def _incidents(alerts: list[DriftAlert]) -> list[DriftAlert]:
+    """The latest alert of each incident (an alert of none stands alone), oldest first."""
+    latest: dict[str, DriftAlert] = {}
+    for a in alerts:
+        key = a.incident_id or a.alert_id
+        if key not in latest or a.incident_update >= latest[key].incident_update:
+            latest[key] = a
+    return list(latest.values())
 
 
 def _summary(
@@ -200,9 +234,12 @@ def _summary(
         say(f"      {len(members)} items, {purity:.0%} of them '{top}'")
         for text in list(c["examples"])[:3]:  # type: ignore[call-overload]
             say(f"      e.g. {text}")
-    say(f"== {len(alerts)} drift alerts")
-    for a in alerts:
-        say(f"  [{a.severity}] {a.kind} at item {a.at_item}: {a.detail}")
+    incidents = _incidents(alerts)
+    say(f"== {len(incidents)} drift incidents ({len(alerts)} alerts: each signal opens or "
+        "updates one)")  # fmt: skip
+    for a in incidents:
+        update = f" (update {a.incident_update})" if a.incident_update else ""
+        say(f"  [{a.severity}] {a.incident_id or a.kind}{update} at item {a.at_item}: {a.detail}")
     return {
         "items": float(len(ids)),
         "items_per_s": len(ids) / stream_s,
@@ -212,5 +249,6 @@ def _summary(
         "first_acc": first_scores["acc"],
         "discovered": float(len(found)),
         "alerts": float(len(alerts)),
+        "incidents": float(len(incidents)),
         "dead_letters": float(int(str(learner.get("dead_letters", 0)))),
     }

@@ -108,14 +108,18 @@ def cmd_run(args: Any) -> int:
                            shutdown.requested.set)  # fmt: skip
     endpoint.serve()
     health = endpoint.health
+    console: Any = None
+    readings: dict[str, Any] = {}
     try:
         runtime.start()
         shutdown.install()  # before the line a script may answer with a SIGTERM
         if runtime.broker is not None:  # a line of its own: scripts wait for it
             print(f"bootstrap: {runtime.broker.bootstrap_servers}", flush=True)
+        if getattr(args, "ui", False) or settings.ui.enabled:
+            console = _serve_console(runtime.settings, readings)
         health.started()
         scaler = LagScaler(runtime) if settings.scaling.enabled else None
-        last_progress = last_scale = 0.0
+        last_progress = last_scale = last_reading = 0.0
         while not shutdown.requested.wait(0.5):
             runtime.check()
             health.beat()
@@ -123,9 +127,12 @@ def cmd_run(args: Any) -> int:
             now = time.monotonic()
             scale_due = scaler is not None and now - last_scale >= SCALE_EVERY_S
             progress_due = now - last_progress >= args.progress_every
-            if not (scale_due or progress_due):
+            reading_due = console is not None and now - last_reading >= CONSOLE_READING_S
+            if not (scale_due or progress_due or reading_due):
                 continue
             p = runtime.progress()
+            last_reading = now
+            readings.update(console_readings(p))
             if scaler is not None and scale_due:
                 last_scale = now
                 scaler.step(p.lag)
@@ -146,11 +153,37 @@ def cmd_run(args: Any) -> int:
                 )  # fmt: skip
     finally:
         health.ready = False  # not ready while the deployment stops
+        if console is not None:
+            console.close()
         progress.step("stopping (workers, learner, Ray, broker)")
         runtime.stop()
         health.stopped()
         endpoint.close_endpoint()
     return 0
+
+
+CONSOLE_READING_S = 2.0
+"""How often ``streamlabel run --ui`` reads the actors' counters for the console."""
+
+
+def console_readings(p: Any) -> dict[str, Any]:
+    """What the console shows of a :class:`~streamlabel.runtime.progress.Progress`: lag
+    per partition (as the workers last reported it), restarts, workers, broker resets."""
+    lag: dict[str, int] = {}
+    for w in p.workers:
+        lag.update(w.get("lag", {}))
+    return {"lag": lag, "restarts": p.restarts, "workers": len(p.workers),
+            "broker_resets": p.broker_resets}  # fmt: skip
+
+
+def _serve_console(settings: RuntimeSettings, readings: dict[str, Any]) -> Any:
+    """Starts the web console on the deployment's topics; prints its address on a line
+    of its own (``console: URL``)."""
+    from streamlabel.ui.server import serve_console
+
+    console = serve_console(settings.kafka, settings.ui, stats=lambda: readings or None)
+    print(f"console: {console.url}", flush=True)
+    return console
 
 
 def cmd_produce(args: Any) -> int:

@@ -32,6 +32,7 @@ from streamlabel.settings.engine import EngineSettings
 from streamlabel.settings.kafka import KafkaSettings
 from streamlabel.settings.loader import load
 from streamlabel.settings.renamed import RUNTIME_RENAMED
+from streamlabel.settings.ui import UISettings
 from streamlabel.settings.workers import LearnerSettings, WorkerSettings
 
 __all__ = ["RuntimeSettings", "load_runtime_settings"]
@@ -50,6 +51,7 @@ class RuntimeSettings(EngineSettings):
     scaling: ScalingSettings = ScalingSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    ui: UISettings = UISettings()
 
     @model_validator(mode="after")
     def _worker_bounds(self) -> RuntimeSettings:
