@@ -29,12 +29,14 @@ With ``--json`` the last line is ``{"encode_items_per_s", "e2e_items_per_s",
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from streamlabel.bench.console_load import ConsoleLoad
 from streamlabel.bench.runtime import bare_encode_rate
 from streamlabel.datasets import LabelledTexts
 from streamlabel.errors import StreamlabelError
@@ -172,13 +174,16 @@ def run_throughput_bench(
     workers: int,
     paced_s: float = 20.0,
     loads: tuple[float, ...] = (0.5,),
+    console: bool = False,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Runs the measurements; returns them as plain data (the ``--json`` line).
 
     ``loads``: shares of the end-to-end rate at which latency is measured
     (``latency`` and ``p50_ms``/``p99_ms`` are the one nearest 0.5;
-    ``latency_curve`` has them all).
+    ``latency_curve`` has them all). ``console``: the web console serves the
+    deployment with a headless browser on its Overview through the whole run
+    (:mod:`~streamlabel.bench.console_load`), to measure what it costs.
     """
     if not loads or any(not 0 < x <= 1 for x in loads):
         raise StreamlabelError(f"loads are shares of the end-to-end rate in (0, 1], got {loads}")
@@ -193,7 +198,10 @@ def run_throughput_bench(
     s = settings.model_copy(
         update={"supervisor": settings.supervisor.model_copy(update={"workers": workers})}
     )
-    with Runtime(s) as rt:
+    with Runtime(s) as rt, contextlib.ExitStack() as stack:
+        if console:
+            url = stack.enter_context(ConsoleLoad(rt)).url
+            say(f"console at {url} with a headless browser on its overview")
         kafka = rt.settings.kafka
         produce_feedback(kafka, feedback[:600])
         rt.wait_until_learned(min(600, len(feedback)))
@@ -253,6 +261,7 @@ def run_throughput_bench(
         "latency_curve": curve,
         "workers": workers,
         "items": len(batch),
+        "console": console,
         "rss_gib": {
             **{w["worker_id"]: round(w["rss_bytes"] / 2**30, 2) for w in p2.workers},
             "learner": round(p2.learner.get("rss_bytes", 0) / 2**30, 2),

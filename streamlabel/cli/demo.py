@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from streamlabel.cli.progress import ProgressStream
-from streamlabel.cli.runtime import console_readings, settings_from_args
+from streamlabel.cli.runtime import settings_from_args
 from streamlabel.datasets import DemoPlan, plan_demo, read_tsv
 from streamlabel.errors import SettingsError, StreamlabelError
 from streamlabel.kafka.client import (
@@ -145,7 +145,7 @@ def run_demo(
             if time.monotonic() - last >= interval_s:
                 last = time.monotonic()
                 reading = rt.progress()
-                readings.update(console_readings(reading))
+                readings.update(reading.console_readings())
                 say(reading.line())
             if time.monotonic() - t0 > 1800:
                 raise StreamlabelError("the demo stream did not finish in 30 minutes")

@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--loads", default="0.5",
         help="shares of the end-to-end rate to measure latency at, e.g. 0.1,0.5,0.9",
     )  # fmt: skip
+    tp.add_argument(
+        "--console", action="store_true",
+        help="serve the web console with a headless browser on it (what the console costs)",
+    )  # fmt: skip
     tp.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
     sc = bench.add_parser("scale", help="store cost vs classes, discovery cost vs buffer size")

@@ -132,7 +132,7 @@ def cmd_run(args: Any) -> int:
                 continue
             p = runtime.progress()
             last_reading = now
-            readings.update(console_readings(p))
+            readings.update(p.console_readings())
             if scaler is not None and scale_due:
                 last_scale = now
                 scaler.step(p.lag)
@@ -164,16 +164,6 @@ def cmd_run(args: Any) -> int:
 
 CONSOLE_READING_S = 2.0
 """How often ``streamlabel run --ui`` reads the actors' counters for the console."""
-
-
-def console_readings(p: Any) -> dict[str, Any]:
-    """What the console shows of a :class:`~streamlabel.runtime.progress.Progress`: lag
-    per partition (as the workers last reported it), restarts, workers, broker resets."""
-    lag: dict[str, int] = {}
-    for w in p.workers:
-        lag.update(w.get("lag", {}))
-    return {"lag": lag, "restarts": p.restarts, "workers": len(p.workers),
-            "broker_resets": p.broker_resets}  # fmt: skip
 
 
 def _serve_console(settings: RuntimeSettings, readings: dict[str, Any]) -> Any:

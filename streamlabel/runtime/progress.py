@@ -49,6 +49,15 @@ class Progress:
             + (f"  broker resets {self.broker_resets}" if self.broker_resets else "")
         )
 
+    def console_readings(self) -> dict[str, Any]:
+        """What the web console shows of it: lag per partition (as the workers last
+        reported it), restarts, workers, broker resets."""
+        lag: dict[str, int] = {}
+        for w in self.workers:
+            lag.update(w.get("lag", {}))
+        return {"lag": lag, "restarts": self.restarts, "workers": len(self.workers),
+                "broker_resets": self.broker_resets}  # fmt: skip
+
 
 class ProgressMeter:
     """Builds :class:`Progress` from the actors' stats, reading after reading.
