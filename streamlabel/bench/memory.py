@@ -76,7 +76,8 @@ def class_memory(classes: int, *, role: str = "learner", seed: int = 0) -> dict[
     gc.collect()
     row["rss_per_class_kb"] = round((rss_bytes() - before) / classes / 1024, 1)
     if role == "learner":
-        row["snapshot_bytes_per_class"] = len(msgpack.packb(store.snapshot())) // classes
+        snapshot = {k: v for k, v in store.snapshot().items() if k != "metric"}  # per store
+        row["snapshot_bytes_per_class"] = len(msgpack.packb(snapshot)) // classes
         row["event_bytes"] = len(encode(event))
     return row
 

@@ -12,7 +12,10 @@ noise). Reported:
   and 64, with its agreement with the exact index on each item's nearest class
   and open-set decision (queries lie as close to their class as its members);
 * **discovery**: one run (PCA, HDBSCAN, the acceptance tests) over buffers of
-  500 to 5,000 unknowns.
+  500 to 5,000 unknowns;
+* **class events**: for 1k, 10k and 100k classes, the cost of one class event
+  on the leader (``learn``) and on a replica (``apply``), p50/p99 over a few
+  dozen events, and of a metric refit (:mod:`streamlabel.bench.scale_events`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from streamlabel.bench.scale_events import event_cost
 from streamlabel.core.discovery import Discoverer, UnknownBuffer
 from streamlabel.core.store import PrototypeStore
 from streamlabel.settings.engine import EngineSettings
@@ -57,7 +61,7 @@ def store_cost(
     """
     rng = np.random.default_rng(seed)
     settings = EngineSettings()
-    config = settings.store.to_config(settings.seed)
+    config = replace(settings.store.to_config(settings.seed), max_classes=None)
     store = PrototypeStore(DIM, config, clock=time.time)
     centres = _unit(rng, classes)
     t0 = time.perf_counter()
@@ -84,9 +88,9 @@ def store_cost(
 
 
 def _timed_classify(store: PrototypeStore, queries: np.ndarray, repeats: int) -> dict[str, Any]:
-    store._compiled = None  # compile again under the store's current config
     t1 = time.perf_counter()
-    result = store.classify(queries)  # the first call compiles (metric, thresholds, index)
+    # the first call compiles: a new store, or a new config (every class derived, the index)
+    result = store.classify(queries)
     compile_s = time.perf_counter() - t1
     times = []
     for _ in range(repeats):
@@ -136,10 +140,12 @@ def run_scale_bench(
     classes: Sequence[int],
     buffers: Sequence[int],
     *,
+    event_classes: Sequence[int] = (),
+    events: int = 40,
     embed_ms_per_item: float | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Both tables; with the model's ms per item, classification as a share of embedding."""
+    """The three tables; with the model's ms per item, classification as a share of embedding."""
     store_rows = []
     for n in classes:
         row = store_cost(n)
@@ -157,4 +163,18 @@ def run_scale_bench(
         row = discovery_cost(n)
         say(f"discovery over {n:>5} unknowns: {row['seconds']} s")
         disc_rows.append(row)
-    return {"store": store_rows, "discovery": disc_rows, "embed_ms_per_item": embed_ms_per_item}
+    event_rows = []
+    for n in event_classes:
+        row = event_cost(n, events=events)
+        for side in ("leader", "replica"):
+            r = row[side]
+            say(f"class event {n:>7} classes, {side:<7}: p50 {r['p50_ms']} ms, "
+                f"p99 {r['p99_ms']} ms ({r['refits']} of {events} on a metric refit; "
+                f"a refit {row['refit_s']} s)")  # fmt: skip
+        event_rows.append(row)
+    return {
+        "store": store_rows,
+        "discovery": disc_rows,
+        "events": event_rows,
+        "embed_ms_per_item": embed_ms_per_item,
+    }

@@ -42,7 +42,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _bench_scale(args: argparse.Namespace) -> int:
     from streamlabel.bench.scale import run_scale_bench
 
-    scale = run_scale_bench(args.classes, args.buffers, embed_ms_per_item=args.embed_ms)
+    scale = run_scale_bench(
+        args.classes, args.buffers, event_classes=args.event_classes, events=args.events,
+        embed_ms_per_item=args.embed_ms,
+    )  # fmt: skip
     if args.json:
         print(json.dumps(scale))
     return 0

@@ -122,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--classes", type=_int_list, default=[10, 1000, 100000])
     sc.add_argument("--buffers", type=_int_list, default=[500, 1000, 2000, 5000])
     sc.add_argument(
+        "--event-classes",
+        type=_int_list,
+        default=[1000, 10000, 100000],
+        help="store sizes at which one class event is timed (leader and replica)",
+    )
+    sc.add_argument("--events", type=_positive, default=40, help="class events timed per size")
+    sc.add_argument(
         "--embed-ms", type=float, default=None,
         help="the model's ms per item (bench throughput: stages.embed) to express "
         "classification as a share of embedding",

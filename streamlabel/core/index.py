@@ -14,6 +14,13 @@ training is single-threaded on a fixed sample with a fixed seed, so every
 replica that compiles the same store builds the same index and gives the same
 labels (a label must be explainable and replayable).
 
+A class event rewrites only that class's rows in place (:meth:`VectorIndex.set_rows`,
+:meth:`VectorIndex.truncate`): the flat index's memory directly, the IVF index
+through its id map (each row moves to the list of its new nearest centroid;
+the centroids are retrained only when the store rebuilds the index, after a
+metric refit). A GPU index cannot be written in place: it is rebuilt by its
+owner when it changed (:attr:`VectorIndex.updatable` is False).
+
 faiss is imported where an index is built, not with this module, so the
 settings and the Kafka client (which import the core's defaults) stay free of
 it in a slim install.
@@ -75,6 +82,11 @@ class VectorIndex:
         index.add(x)
         return index
 
+    @property
+    def updatable(self) -> bool:
+        """True when rows can be rewritten in place (not on a GPU)."""
+        return not self.use_gpu
+
     def _placed(self, index: Any) -> Any:
         if self.use_gpu:
             import faiss
@@ -89,7 +101,50 @@ class VectorIndex:
 
     def add(self, vectors: np.ndarray) -> None:
         """Adds ``(n, dim)`` vectors; their row numbers continue from :attr:`size`."""
-        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.approximate:
+            self._index.add_with_ids(x, np.arange(self.size, self.size + len(x), dtype=np.int64))
+        else:
+            self._index.add(x)
+
+    def set_rows(self, start: int, vectors: np.ndarray) -> None:
+        """Overwrites rows ``start .. start + len(vectors) - 1`` (all below :attr:`size`).
+
+        Raises:
+            ValueError: the rows are not in the index, or the index is on a GPU.
+        """
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        if start < 0 or start + len(x) > self.size or not self.updatable:
+            raise ValueError(f"cannot rewrite rows {start}..{start + len(x)} of {self.size}")
+        if not len(x):
+            return
+        if self.approximate:
+            ids = np.arange(start, start + len(x), dtype=np.int64)
+            self._remove(ids)
+            self._index.add_with_ids(x, ids)
+            return
+        import faiss
+
+        data = faiss.rev_swig_ptr(self._index.get_xb(), self.size * self.dim)
+        data.reshape(self.size, self.dim)[start : start + len(x)] = x
+
+    def truncate(self, size: int) -> None:
+        """Keeps the first ``size`` rows."""
+        if size >= self.size:
+            return
+        if not self.updatable:
+            raise ValueError("a GPU index cannot be truncated in place")
+        if self.approximate:
+            self._remove(np.arange(size, self.size, dtype=np.int64))
+            return
+        import faiss
+
+        self._index.remove_ids(faiss.IDSelectorRange(size, self.size))
+
+    def _remove(self, ids: np.ndarray) -> None:
+        import faiss
+
+        self._index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best rows per query: similarities ``(n, k)`` and row ids (-1 = none)."""
@@ -115,4 +170,5 @@ def _train_ivf(x: np.ndarray, nprobe: int) -> Any:
     finally:
         faiss.omp_set_num_threads(threads)
     ivf.nprobe = min(nprobe, nlist)
+    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]  # by id
     return ivf

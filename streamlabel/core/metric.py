@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -96,3 +97,42 @@ class Metric:
         if self.is_identity:
             return l2_normalize(x)
         return l2_normalize((x - self.center) @ self.transform)
+
+    def apply_rows(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`apply` computed so that a row's result does not depend on its batch.
+
+        The product is taken in float64 and rounded to float32 once, so a
+        prototype or exemplar maps to the same float32 vector whether it is
+        transformed alone (one class event) or among every row of the store (a
+        refit): replicas that batch differently hold identical rows.
+        """
+        x = np.asarray(x, dtype=np.float32)
+        if self.is_identity:
+            return l2_normalize(x)
+        y = (x.astype(np.float64) - self.center) @ self.transform.astype(np.float64)
+        norms = np.linalg.norm(y, axis=-1, keepdims=True)
+        out = np.divide(y, norms, out=np.zeros_like(y), where=norms > 0)
+        return out.astype(np.float32)
+
+    def to_plain(self) -> dict[str, Any]:
+        """Plain data (float32 bytes), for a snapshot; :meth:`from_plain` reads it back."""
+        return {
+            "dim": int(self.center.shape[0]),
+            "center": np.ascontiguousarray(self.center, np.float32).tobytes(),
+            "transform": np.ascontiguousarray(self.transform, np.float32).tobytes(),
+            "n_examples": int(self.n_examples),
+        }
+
+    @classmethod
+    def from_plain(cls, plain: dict[str, Any]) -> Metric:
+        """The metric :meth:`to_plain` wrote.
+
+        Raises:
+            ValueError: the content is inconsistent.
+        """
+        dim = int(plain["dim"])
+        center = np.frombuffer(plain["center"], np.float32).copy()
+        transform = np.frombuffer(plain["transform"], np.float32).copy()
+        if dim <= 0 or center.shape != (dim,) or transform.size != dim * dim:
+            raise ValueError(f"a metric of dimension {dim} has inconsistent arrays")
+        return cls(center, transform.reshape(dim, dim), int(plain["n_examples"]))

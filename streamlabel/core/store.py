@@ -8,11 +8,11 @@ class's full new state; the learner-side methods (:meth:`learn`, :meth:`add_clas
 be published. A replica that applies the same events (or only the last event
 per class, as a compacted topic keeps) holds the same store.
 
-Everything derived — the learned :class:`~streamlabel.core.metric.Metric`, the
-prototype rows in metric space, the open-set thresholds and the FAISS index —
-is a pure function of the class states (:func:`~streamlabel.core.compiled.compile_store`),
-compiled lazily and cached by version. A class's vectors are unpacked and
-updated by :mod:`streamlabel.core.class_arrays`.
+Everything derived (prototype rows, thresholds, FAISS index) is a pure function
+of the class states and the metric fit in force (:func:`~streamlabel.core.compiled.compile_store`),
+kept up to date one class per event by :class:`~streamlabel.core.derived_view.DerivedView`;
+the metric refits on a schedule of versions (:mod:`streamlabel.core.metric_fit`).
+A class's vectors are unpacked and updated by :mod:`streamlabel.core.class_arrays`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ from streamlabel.core.class_arrays import (
     with_arrays,
     without,
 )
-from streamlabel.core.compiled import Classification, CompiledStore, compile_store
+from streamlabel.core.compiled import Classification, CompiledStore
+from streamlabel.core.derived_view import DerivedView
 from streamlabel.core.metric import Metric
+from streamlabel.core.name_index import NameIndex
 from streamlabel.core.store_config import StoreConfig
 from streamlabel.errors import SnapshotError, StoreError
 from streamlabel.schemas import UNKNOWN, ClassEvent, ClassEventKind, ClassState
@@ -72,9 +74,9 @@ class PrototypeStore:
         self._use_gpu = use_gpu
         self._states: dict[str, ClassState] = {}
         self._arrays: dict[str, ClassArrays] = {}
+        self._names = NameIndex()
         self._version = 0
-        self._compiled: CompiledStore | None = None
-        self._compiled_version = 0
+        self._view = DerivedView(self._states, self._arrays, self.config, dim=dim, use_gpu=use_gpu)
 
     # ------------------------------------------------------------------ reads
     @property
@@ -103,7 +105,9 @@ class PrototypeStore:
 
     def resolve(self, name: str) -> str | None:
         """The active class a label refers to: by id, name or alias; follows merges."""
-        return resolve(self._states, name)
+        if name in self._states:
+            return resolve(self._states, name)
+        return resolve(self._names.named(self._states, name), name)
 
     @property
     def metric(self) -> Metric:
@@ -115,14 +119,27 @@ class PrototypeStore:
         c = self._compile()
         return {cid: float(t) for cid, t in zip(c.class_ids, c.thresholds, strict=True)}
 
+    @property
+    def metric_version(self) -> int:
+        """The store version whose states the metric in force was fitted on (0: none)."""
+        return self._compile().fit.version
+
+    @property
+    def classes_derived(self) -> int:
+        """Classes derived so far: a class event derives its class, a refit every class."""
+        return self._view.classes_derived
+
     def member_score_quantile(self, class_id: str, q: float) -> float | None:
         """The ``q`` quantile of a class's examples' similarities to it (None without examples)."""
-        c = self._compile()
-        try:
-            scores = c.member_scores[c.class_ids.index(class_id)]
-        except ValueError:
-            raise StoreError(f"no active class {class_id!r}") from None
+        scores = self._compile().member_scores(class_id)
+        if scores is None:
+            raise StoreError(f"no active class {class_id!r}")
         return float(np.quantile(scores, q)) if len(scores) else None
+
+    def refresh(self) -> None:
+        """Brings the derived view up to date now, as the next read would (a learner may call
+        it when idle, so that the next classification does not pay for it)."""
+        self._compile()
 
     def transform(self, vectors: np.ndarray) -> np.ndarray:
         """Maps raw embeddings into the metric space."""
@@ -155,11 +172,15 @@ class PrototypeStore:
         if current is not None and state == current:
             self._version = max(self._version, event.store_version)
             return False
+        cid = event.class_id
         arrays = arrays_of(state, self.dim)
-        self._states[event.class_id] = state
-        self._arrays[event.class_id] = arrays
-        self._version = max(self._version, event.store_version)
-        self._compiled = None
+        before = None if current is None else (current, self._arrays[cid])
+        self._names.remove(current)
+        self._states[cid] = state
+        self._arrays[cid] = arrays
+        self._names.add(state)
+        previous, self._version = self._version, max(self._version, event.store_version)
+        self._view.changed(cid, before, (state, arrays), previous, self._version)
         return True
 
     # --------------------------------------------------- learner-side writes
@@ -172,7 +193,8 @@ class PrototypeStore:
         """
         vectors = check_vectors(vectors, self.dim)
         texts = list(texts) if texts is not None else [""] * len(vectors)
-        class_id = self.resolve(label) or retired_named(self._states, label)
+        named = self._names.named(self._states, label)
+        class_id = self.resolve(label) or retired_named(named, label)
         if class_id is None:
             if label in self._states:  # merged into a class this store does not hold
                 raise StoreError(
@@ -378,13 +400,18 @@ class PrototypeStore:
         """A plain-data copy of the state, msgpack-able: vectors as float32 bytes, as on the wire.
 
         :meth:`restore` also reads snapshots whose vectors are lists of floats
-        (the JSON form, which snapshots had before).
+        (the JSON form, which snapshots had before). It keeps the metric fit in force
+        and the refit counters; without them (older snapshots) the metric is fitted
+        on the states.
         """
+        fit = self._view.settle_fit()
         return {
             "format": SNAPSHOT_FORMAT,
             "dim": self.dim,
             "version": self._version,
             "classes": [s.model_dump() for s in self._states.values()],
+            "metric": fit.to_plain(),
+            "refit": self._view.schedule.to_plain(),
         }
 
     @classmethod
@@ -409,7 +436,11 @@ class PrototypeStore:
                 state = ClassState.model_validate(raw)
                 store._states[state.class_id] = state
                 store._arrays[state.class_id] = arrays_of(state, store.dim)
+                store._names.add(state)
             store._version = int(snapshot["version"])
+            store._view.restored(
+                snapshot.get("metric"), snapshot.get("refit") or {}, store._version
+            )
         except SnapshotError:
             raise
         except (KeyError, TypeError, ValueError, StoreError) as exc:
@@ -441,9 +472,5 @@ class PrototypeStore:
         return event
 
     def _compile(self) -> CompiledStore:
-        if self._compiled is None or self._compiled_version != self._version:
-            self._compiled = compile_store(
-                self._states, self._arrays, self.config, dim=self.dim, use_gpu=self._use_gpu
-            )
-            self._compiled_version = self._version
-        return self._compiled
+        """The read view, brought up to date (see :class:`DerivedView`)."""
+        return self._view.compiled(self.config)

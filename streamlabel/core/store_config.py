@@ -27,6 +27,13 @@ class StoreConfig:
         raw_threshold_quantile: an item must also reach this quantile of the class's
             members' cosine to the class mean in the raw embedding space (catches
             off-domain items the learned metric would accept; ``None`` = off).
+        metric_refit_exact_below: while the labelled exemplars number at most this, the
+            metric is refitted on every change of its inputs (see
+            :mod:`streamlabel.core.metric_fit` for the schedule above it).
+        metric_refit_share: above that, the metric is refitted once its inputs changed
+            by this share of the labelled exemplars at the last refit...
+        metric_refit_every: ...or at least every this many store versions (more:
+            the number of labelled classes, rounded up to a power of two).
         top_k: candidate classes reported per item.
         approximate_above: prototypes above which the index is approximate (IVF,
             see :mod:`streamlabel.core.index`); ``None`` = always exact.
@@ -36,7 +43,7 @@ class StoreConfig:
             (``None`` = no cap); creating one more raises ``StoreError``. The
             default, 10,000, is about 1.2 GB of RAM in every replica and 1 GB per
             full snapshot at 384 dimensions and 64 exemplars a class, and a
-            compile of several seconds after each change: a store past it is a
+            metric refit of several seconds (a class event stays ~1 ms): a store past it is a
             runaway (say, a label per item) rather than a taxonomy.
     """
 
@@ -52,6 +59,9 @@ class StoreConfig:
     calibration_folds: int = 2
     discovered_threshold_cap: float | None = 0.5
     raw_threshold_quantile: float | None = 0.02
+    metric_refit_exact_below: int = 2_000
+    metric_refit_share: float = 0.1
+    metric_refit_every: int = 64
     top_k: int = 5
     approximate_above: int | None = None
     nprobe: int = 16

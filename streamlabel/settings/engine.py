@@ -94,6 +94,24 @@ class StoreSettings(Section):
         ge=2,
         description="Labelled examples needed before the metric is learned.",
     )
+    metric_refit_exact_below: int = Field(
+        default=_STORE.metric_refit_exact_below,
+        ge=0,
+        description="While the labelled exemplars number at most this, the metric is refitted "
+        "on every change of its inputs (every replica then holds the metric of its states).",
+    )
+    metric_refit_share: float = Field(
+        default=_STORE.metric_refit_share,
+        gt=0.0,
+        description="Above that, the metric is refitted once its inputs changed by this share "
+        "of the labelled exemplars at the last refit (a refit derives every class again).",
+    )
+    metric_refit_every: int = Field(
+        default=_STORE.metric_refit_every,
+        ge=1,
+        description="...or at least every this many store versions (or the number of labelled "
+        "classes, rounded up to a power of two, when larger): a late replica converges then.",
+    )
     calibration_folds: int = Field(
         default=_STORE.calibration_folds,
         ge=1,
@@ -157,6 +175,9 @@ class StoreSettings(Section):
             min_calibration_examples=self.min_calibration_examples,
             metric_shrinkage=self.metric_shrinkage,
             metric_min_examples=self.metric_min_examples,
+            metric_refit_exact_below=self.metric_refit_exact_below,
+            metric_refit_share=self.metric_refit_share,
+            metric_refit_every=self.metric_refit_every,
             calibration_folds=self.calibration_folds,
             discovered_threshold_cap=self.discovered_threshold_cap,
             raw_threshold_quantile=self.raw_threshold_quantile,

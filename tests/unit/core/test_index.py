@@ -86,3 +86,31 @@ def test_a_large_store_classifies_through_the_approximate_index_like_the_exact_o
     assert not stores["exact"]._compile().index.approximate
     assert (exact.best == ivf.best).mean() >= 0.98
     assert (exact.accepted == ivf.accepted).mean() >= 0.98
+
+
+@pytest.mark.parametrize("approximate_above", [None, 0], ids=["exact", "ivf"])
+def test_rows_rewritten_in_place_are_found_as_a_fresh_index_finds_them(
+    prototypes: np.ndarray, approximate_above: int | None
+) -> None:
+    """``set_rows``, ``truncate`` and ``add`` leave the index holding exactly the new rows:
+    it finds what an index built on them finds (IVF: scanning every list)."""
+    rng = np.random.default_rng(3)
+    rows = prototypes[:3000].copy()
+    index = VectorIndex.build(rows, approximate_above=approximate_above, nprobe=10_000)
+    new = unit(rng, 7)
+    index.set_rows(100, new)
+    rows[100:107] = new
+    index.truncate(2990)
+    index.add(new[:2])
+    rows = np.concatenate([rows[:2990], new[:2]])
+    assert index.size == len(rows) == 2992
+    queries = near(rng, rows[[0, 101, 105, 2989, 2990, 2991]], noise=0.01)
+    fresh = VectorIndex.build(rows)
+    _, ids = index.search(queries, 1)
+    _, expected = fresh.search(queries, 1)
+    np.testing.assert_array_equal(
+        np.einsum("nd,nd->n", queries, rows[ids[:, 0]]),
+        np.einsum("nd,nd->n", queries, rows[expected[:, 0]]),
+    )  # the same rows, or rows equal to them
+    with pytest.raises(ValueError, match="cannot rewrite"):
+        index.set_rows(2990, new[:5])

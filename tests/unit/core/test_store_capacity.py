@@ -96,10 +96,15 @@ def test_a_class_costs_its_exemplars_once_in_memory() -> None:
 
 
 def test_a_snapshot_costs_about_four_bytes_a_value_per_class() -> None:
-    """Vectors go into snapshots as float32 bytes, not 9-byte msgpack floats."""
+    """Vectors go into snapshots as float32 bytes, not 9-byte msgpack floats; so does the
+    metric fit (three ``dim x dim`` matrices: the metric and its two fold metrics)."""
     dim, examples = 384, 64
     store = PrototypeStore(dim, StoreConfig(exemplar_capacity=examples), clock=ManualClock())
     for k in range(5):
         store.learn(f"c{k}", _vectors(k, examples, dim))
-    per_class = len(msgpack.packb(store.snapshot(), use_bin_type=True)) / 5
+    snapshot = store.snapshot()
+    fit = snapshot.pop("metric")
+    per_class = len(msgpack.packb(snapshot, use_bin_type=True)) / 5
     assert per_class < 1.2 * (examples + 1) * dim * 4, per_class
+    assert fit["folds"] is not None
+    assert len(msgpack.packb(fit, use_bin_type=True)) < 1.05 * 3 * (dim + 1) * dim * 4
