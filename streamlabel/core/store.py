@@ -12,7 +12,8 @@ Everything derived (prototype rows, thresholds, FAISS index) is a pure function
 of the class states and the metric fit in force (:func:`~streamlabel.core.compiled.compile_store`),
 kept up to date one class per event by :class:`~streamlabel.core.derived_view.DerivedView`;
 the metric refits on a schedule of versions (:mod:`streamlabel.core.metric_fit`).
-A class's vectors are unpacked and updated by :mod:`streamlabel.core.class_arrays`.
+A class's vectors are unpacked and updated by :mod:`streamlabel.core.class_arrays`;
+the store's snapshot is written and read by :mod:`streamlabel.core.store_snapshot`.
 """
 
 from __future__ import annotations
@@ -39,13 +40,12 @@ from streamlabel.core.derived_view import DerivedView
 from streamlabel.core.metric import Metric
 from streamlabel.core.name_index import NameIndex
 from streamlabel.core.store_config import StoreConfig
-from streamlabel.errors import SnapshotError, StoreError
+from streamlabel.core.store_snapshot import from_snapshot, to_snapshot
+from streamlabel.errors import StoreError
 from streamlabel.schemas import UNKNOWN, ClassEvent, ClassEventKind, ClassState
 from streamlabel.schemas.records import ClassOrigin, ClassStatus
 
-__all__ = ["SNAPSHOT_FORMAT", "Classification", "PrototypeStore", "StoreConfig"]
-
-SNAPSHOT_FORMAT = 1
+__all__ = ["Classification", "PrototypeStore", "StoreConfig"]
 
 
 class PrototypeStore:
@@ -397,22 +397,8 @@ class PrototypeStore:
 
     # -------------------------------------------------------------- snapshot
     def snapshot(self) -> dict[str, Any]:
-        """A plain-data copy of the state, msgpack-able: vectors as float32 bytes, as on the wire.
-
-        :meth:`restore` also reads snapshots whose vectors are lists of floats
-        (the JSON form, which snapshots had before). It keeps the metric fit in force
-        and the refit counters; without them (older snapshots) the metric is fitted
-        on the states.
-        """
-        fit = self._view.settle_fit()
-        return {
-            "format": SNAPSHOT_FORMAT,
-            "dim": self.dim,
-            "version": self._version,
-            "classes": [s.model_dump() for s in self._states.values()],
-            "metric": fit.to_plain(),
-            "refit": self._view.schedule.to_plain(),
-        }
+        """The state as plain data msgpack can pack: vectors as float32 bytes, as on the wire."""
+        return to_snapshot(self)
 
     @classmethod
     def restore(
@@ -423,29 +409,13 @@ class PrototypeStore:
         clock: Callable[[], float],
         use_gpu: bool = False,
     ) -> PrototypeStore:
-        """Rebuilds a store from :meth:`snapshot`.
+        """Rebuilds a store from :meth:`snapshot` (or an older form, see
+        :mod:`~streamlabel.core.store_snapshot`).
 
         Raises:
             SnapshotError: unknown format or inconsistent content.
         """
-        try:
-            if snapshot["format"] != SNAPSHOT_FORMAT:
-                raise SnapshotError(f"snapshot format {snapshot['format']!r} is not supported")
-            store = cls(int(snapshot["dim"]), config, clock=clock, use_gpu=use_gpu)
-            for raw in snapshot["classes"]:
-                state = ClassState.model_validate(raw)
-                store._states[state.class_id] = state
-                store._arrays[state.class_id] = arrays_of(state, store.dim)
-                store._names.add(state)
-            store._version = int(snapshot["version"])
-            store._view.restored(
-                snapshot.get("metric"), snapshot.get("refit") or {}, store._version
-            )
-        except SnapshotError:
-            raise
-        except (KeyError, TypeError, ValueError, StoreError) as exc:
-            raise SnapshotError(f"invalid snapshot: {exc}") from exc
-        return store
+        return from_snapshot(cls, snapshot, config, clock=clock, use_gpu=use_gpu)
 
     # -------------------------------------------------------------- internals
     def _emit(
