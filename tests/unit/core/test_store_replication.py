@@ -19,7 +19,7 @@ from store_world import Blobs, assert_same_classification, make_store, varied_hi
 
 
 # --------------------------------------------------------------- changelog
-def test_replaying_every_event_rebuilds_the_samemake_store() -> None:
+def test_replaying_every_event_rebuilds_the_same_store() -> None:
     """A replica that applies the whole changelog classifies, versions and states alike."""
     blobs = Blobs()
     original, events = varied_history(blobs)
@@ -34,7 +34,7 @@ def test_replaying_every_event_rebuilds_the_samemake_store() -> None:
 
 
 @pytest.mark.parametrize("shuffle", [False, True], ids=["offset-order", "any-order"])
-def test_replaying_only_the_last_event_per_class_rebuilds_the_samemake_store(shuffle: bool) -> None:
+def test_replaying_only_the_last_event_per_class_rebuilds_the_same_store(shuffle: bool) -> None:
     """What log compaction keeps (the last event per class id) is enough to rebuild the store."""
     blobs = Blobs()
     original, events = varied_history(blobs)

@@ -20,7 +20,7 @@ from streamlabel.testing import ManualClock
 from store_world import DIM, Blobs, assert_same_classification, varied_history  # isort: skip  (tests/unit/core)
 
 
-def test_snapshot_restore_gives_the_samemake_store() -> None:
+def test_snapshot_restore_gives_the_same_store() -> None:
     """A snapshot that went through msgpack restores the same states, version and classification."""
     blobs = Blobs()
     original, _ = varied_history(blobs)
@@ -35,7 +35,7 @@ def test_snapshot_restore_gives_the_samemake_store() -> None:
     assert_same_classification(restored.classify(probe), original.classify(probe))
 
 
-def test_a_snapshot_with_vectors_as_float_lists_still_restores_the_samemake_store() -> None:
+def test_a_snapshot_with_vectors_as_float_lists_still_restores_the_same_store() -> None:
     """Snapshots written before vectors were float32 bytes (the JSON form, and before the
     metric fit was kept) restore the same: the metric is fitted on the states."""
     blobs = Blobs()
