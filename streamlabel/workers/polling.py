@@ -24,7 +24,10 @@ from streamlabel.pipeline.output import EngineOutput
 from streamlabel.settings.runtime import RuntimeSettings
 from streamlabel.workers.stats import WorkerStats
 
-__all__ = ["Batch", "Poller", "batch_sizer"]
+__all__ = ["BACKLOG_BATCHES", "Batch", "Poller", "batch_sizer"]
+
+BACKLOG_BATCHES = 4
+"""A backlog of more adaptive batches than this makes a worker poll full batches."""
 
 
 @dataclass
@@ -115,8 +118,20 @@ class Poller(ConsumerRebalanceListener):
         return Batch(messages, polled_at, epoch, poll_s)
 
     def size(self) -> int:
-        """Records per poll: the adaptive size, else ``worker.batch_size``."""
-        return self._sizer.size if self._sizer else self._settings.worker.batch_size
+        """Records per poll: the adaptive size, else ``worker.batch_size``.
+
+        With a backlog of more than :data:`BACKLOG_BATCHES` adaptive batches waiting
+        on this worker's partitions, the latency bound is already lost to the queue:
+        the poll asks for ``worker.batch_size``, whose larger batches embed faster,
+        until the backlog is gone.
+        """
+        full = self._settings.worker.batch_size
+        if self._sizer is None:
+            return full
+        size = self._sizer.size
+        if size < full and sum(lag(self._consumer).values()) > BACKLOG_BATCHES * size:
+            return full
+        return size
 
     def top_up(self, batch: Batch) -> Batch | None:
         """Adds to a prefetched batch what arrived while the model ran (a prefetch

@@ -392,6 +392,38 @@ def test_with_a_latency_target_the_worker_polls_fewer_records_after_a_slow_batch
     assert w.stats()["batch_size"] == consumer.asked[-1]
 
 
+def test_with_a_backlog_waiting_the_worker_polls_full_batches_despite_the_latency_target(
+    rig: Any,
+) -> None:
+    """Latency-bounded polls while the stream keeps up; ``worker.batch_size`` while more
+    than BACKLOG_BATCHES of them wait (the bound is lost to the queue, full batches embed
+    faster); back to the bound once the backlog is gone."""
+
+    class SleepyEmbedder(HashEmbedder):
+        def embed(self, texts: Any) -> Any:
+            time.sleep(0.01 * len(texts))  # 10 ms per item: 5 items fit in 50 ms
+            return super().embed(texts)
+
+    consumer = FakeConsumer(
+        {P0, P1}, polls=[batch_poll(), batch_poll(), {}],
+        highwater={P0: 10, P1: 10}, positions={P0: 10, P1: 10},
+    )  # fmt: skip
+    r = rig(
+        consumer, embedder=SleepyEmbedder(dim=32),
+        batch_size=256, batch_target_ms=50, min_batch_size=2,
+    )  # fmt: skip
+    w = r.start()
+    w.step()  # the first poll asks for worker.batch_size; its cost sets the bound
+    w.step()  # no backlog: the next poll keeps to the bound
+    assert 2 <= consumer.asked[-1] <= 128
+    consumer.high = {P0: 5_000, P1: 5_000}  # thousands behind
+    w.step()
+    assert consumer.asked[-1] == 256
+    consumer.high = {P0: 10, P1: 10}
+    w.step()
+    assert consumer.asked[-1] < 256
+
+
 def test_overlap_is_off_unless_asked_for() -> None:
     def overlap(**worker: Any) -> bool:
         settings = load_runtime_settings(
