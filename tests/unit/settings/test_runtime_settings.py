@@ -282,3 +282,18 @@ def test_settings_are_frozen() -> None:
     s = load_runtime_settings()
     with pytest.raises(ValueError, match="frozen"):
         s.supervisor.workers = 4  # type: ignore[misc]
+
+
+def test_latency_bounded_batches_are_on_by_default_and_off_can_be_said_anywhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An environment variable or a TOML file cannot say null: ``off`` (or ``none``) does."""
+    assert load_runtime_settings().worker.batch_target_ms == 100.0
+    monkeypatch.setenv("STREAMLABEL_WORKER__BATCH_TARGET_MS", "off")
+    assert load_runtime_settings().worker.batch_target_ms is None
+    monkeypatch.delenv("STREAMLABEL_WORKER__BATCH_TARGET_MS")
+    toml = tmp_path / "s.toml"
+    toml.write_text('[worker]\nbatch_target_ms = "none"\n')
+    assert load_runtime_settings(toml).worker.batch_target_ms is None
+    with pytest.raises(SettingsError, match="batch_target_ms"):
+        load_runtime_settings(worker={"batch_target_ms": "soon"})
