@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_gpu_check_script_runs_the_throughput_bench_in_dry_mode(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLABEL_")}
     env.pop("RAY_ADDRESS", None)
+    env["VENV"] = sys.prefix  # the environment running the tests (make's .venv in CI)
     proc = subprocess.run(
         ["bash", "scripts/gpu-check.sh", "--dry-run", "--items", "120", "--out", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
