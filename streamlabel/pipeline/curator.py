@@ -94,9 +94,8 @@ class Curator:
         disc = settings.discovery
         self.buffer = UnknownBuffer(disc.buffer_capacity, embedder.dim)
         self.discoverer = Discoverer(disc.to_config(settings.seed))
-        self.drift = DriftWatch(enabled=settings.drift.enabled, seed=settings.seed, clock=clock,
-                                incarnation=incarnation,
-                                incident_window=settings.drift.incident_window)  # fmt: skip
+        self.drift = DriftWatch.of(settings.drift, seed=settings.seed, clock=clock,
+                                   incarnation=incarnation)  # fmt: skip
         self.pending = PendingFeedback(settings.limits.max_pending_feedback,
                                        wait_s=settings.limits.feedback_wait_s)  # fmt: skip
         self._unknowns_since_run = 0

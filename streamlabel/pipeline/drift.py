@@ -56,6 +56,14 @@ class DriftWatch:
         self.history = RecentRows()
         self.incidents = Incidents(window=incident_window, history=self.history)
 
+    @classmethod
+    def of(
+        cls, settings: DriftSettings, *, seed: int, clock: Callable[[], float], incarnation: str
+    ) -> DriftWatch:
+        """The watch the ``drift`` settings describe."""
+        return cls(enabled=settings.enabled, seed=seed, clock=clock, incarnation=incarnation,
+                   incident_window=settings.incident_window)  # fmt: skip
+
     def watch(self, observed: Observed, store_version: int) -> list[DriftAlert]:
         """Updates every detector with the rows of ``observed`` marked for drift; the
         alerts they raise, in stream order, each opening or updating an incident."""
