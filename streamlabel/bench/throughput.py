@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from streamlabel.bench.console_load import ConsoleLoad
+from streamlabel.bench.cpu_budget import CpuBudget
 from streamlabel.bench.runtime import bare_encode_rate
 from streamlabel.datasets import LabelledTexts
 from streamlabel.errors import StreamlabelError
@@ -209,9 +210,12 @@ def run_throughput_bench(
         # (b) a backlog: first produce to last first label
         p0 = rt.progress()
         batch = [Item(id=f"b-{i}", text=t) for i, t in enumerate(texts)]
+        budget = CpuBudget()
+        budget.start()
         t0 = time.time()
         produce_items(kafka, batch)
         labels.wait_for({i.id for i in batch}, 1800)
+        cpu = budget.stop()
         e2e = len(batch) / (labels.last_read - t0)
         p1 = rt.progress()
         say(f"end to end: {e2e:.1f} items/s with {workers} worker(s) ({e2e / bare:.2f} of bare)")
@@ -256,6 +260,7 @@ def run_throughput_bench(
         "learner_stages": learner,
         "overlap_ms_per_item": overlap,
         "learner_share_of_worker_time": round(learner_s / busy, 4) if busy else 0.0,
+        "cpu_budget": cpu,
         "outside_pipeline_ms_per_item": per_item,
         "latency": {k: v for k, v in latency.items() if k != "load"},
         "latency_curve": curve,
