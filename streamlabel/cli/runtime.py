@@ -148,7 +148,8 @@ def cmd_run(args: Any) -> int:
                     "progress", f"{p.line()}  workers {workers}",
                     items=p.items, items_per_s=round(p.items_per_s, 1), lag=p.lag,
                     unknown_rate=round(p.unknown_rate, 4), classes=p.classes,
-                    store_version=p.store_version, alerts=p.alerts, dead_letters=p.dead_letters,
+                    store_version=p.store_version, alerts=p.alerts, incidents=p.incidents,
+                    dead_letters=p.dead_letters,
                     restarts=p.restarts, broker_resets=p.broker_resets, workers=workers,
                 )  # fmt: skip
     finally:

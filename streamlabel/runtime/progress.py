@@ -31,6 +31,7 @@ class Progress:
     discovered: int
     restarts: int
     broker_resets: int = 0
+    incidents: int = 0
     workers: list[dict[str, Any]] = field(default_factory=list)
     learner: dict[str, Any] = field(default_factory=dict)
 
@@ -44,7 +45,7 @@ class Progress:
         return (
             f"{self.elapsed_s:6.1f}s  items {self.items:>7}  {self.items_per_s:7.1f}/s  "
             f"lag {self.lag:>6}  unknown {self.unknown_rate:6.1%}  classes {self.classes:>3} "
-            f"(+{self.discovered} found)  alerts {self.alerts}  dlq {self.dead_letters}  "
+            f"(+{self.discovered} found)  incidents {self.incidents}  dlq {self.dead_letters}  "
             f"restarts {self.restarts}"
             + (f"  broker resets {self.broker_resets}" if self.broker_resets else "")
         )
@@ -103,6 +104,7 @@ class ProgressMeter:
             classes=learner.get("classes", 0),
             store_version=learner.get("store_version", 0),
             alerts=learner.get("alerts", 0),
+            incidents=learner.get("incidents", 0),
             discovered=learner.get("discovered", 0),
             restarts=restarts,
             broker_resets=broker_resets,

@@ -264,6 +264,7 @@ class Learner(ActorLoop[LearnerStats]):
         s.class_events += len(out.class_events)
         s.revisions += len(out.labels)
         s.alerts += len(out.alerts)
+        s.incidents += sum(1 for a in out.alerts if a.incident_update == 0)
         s.dead_letters += len(out.dead_letters)
         s.commands += len(out.command_results)
         for alert in out.alerts:

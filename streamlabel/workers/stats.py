@@ -91,6 +91,9 @@ class LearnerStats:
     class_events: int = 0
     revisions: int = 0
     alerts: int = 0
+    """Alert records: each drift signal (an incident's opening or update), each broker reset."""
+    incidents: int = 0
+    """Alerts that opened an incident (one drift shift, one broker reset)."""
     alerts_by_kind: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
     commands: int = 0

@@ -15,6 +15,7 @@ def _progress(**fields: object) -> Progress:
 def test_the_console_reads_lag_per_partition_across_workers_and_the_restarts() -> None:
     p = _progress(
         broker_resets=1,
+        incidents=1,
         workers=[{"lag": {"sl.items:0": 3, "sl.items:1": 0}}, {"lag": {"sl.items:2": 4}}, {}],
     )
     assert p.console_readings() == {
@@ -24,3 +25,4 @@ def test_the_console_reads_lag_per_partition_across_workers_and_the_restarts() -
     assert p.unknown_rate == 0.25
     assert "restarts 2" in p.line()
     assert "broker resets 1" in p.line()
+    assert "incidents 1" in p.line()  # one shift reads as one incident, not its signals
