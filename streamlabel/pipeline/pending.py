@@ -61,6 +61,9 @@ class PendingFeedback:
         self.wait_s = wait_s
         self._by_item: dict[str, list[Waiting]] = {}
         self._count = 0
+        # no record is due before this (None: not known, scan); expire() is called every
+        # step and scans only when something may be due
+        self._next_due: float | None = None
 
     def __len__(self) -> int:
         return self._count
@@ -76,6 +79,10 @@ class PendingFeedback:
         if feedback.item_id is not None and self._count < self.capacity and self.wait_s > 0:
             self._by_item.setdefault(feedback.item_id, []).append(Waiting(feedback, raw, now))
             self._count += 1
+            if self._count == 1:
+                self._next_due = now + self.wait_s
+            elif self._next_due is not None:
+                self._next_due = min(self._next_due, now + self.wait_s)
             return
         error = f"item {feedback.item_id!r} is not in the cache"
         if self.wait_s > 0:
@@ -104,6 +111,8 @@ class PendingFeedback:
             dead_letter(out, w.raw, w.feedback, "unresolvable", error)
 
     def _expired(self, now: float) -> list[Waiting]:
+        if not self._by_item or (self._next_due is not None and now < self._next_due):
+            return []
         gone: list[Waiting] = []
         for item_id in list(self._by_item):
             waiting = self._by_item[item_id]
@@ -117,6 +126,8 @@ class PendingFeedback:
             else:
                 del self._by_item[item_id]
         self._count -= len(gone)
+        oldest = min((w.since for ws in self._by_item.values() for w in ws), default=None)
+        self._next_due = None if oldest is None else oldest + self.wait_s
         return sorted(gone, key=lambda w: w.since)
 
     # ------------------------------------------------------------- snapshot
@@ -132,7 +143,7 @@ class PendingFeedback:
             DecodeError: a record does not decode.
             KeyError, TypeError: the state is not a :meth:`state`.
         """
-        self._by_item, self._count = {}, 0
+        self._by_item, self._count, self._next_due = {}, 0, None
         for entry in state[: self.capacity]:
             source = entry["source"]
             raw = None

@@ -9,6 +9,9 @@ the curator's state, so a restored curator applies it (once).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import msgpack
 import pytest
 from topic_world import topic_texts
@@ -150,6 +153,46 @@ def test_pending_feedback_expires_only_what_waited_the_whole_window() -> None:
     pending.expire(10.0, out)
     assert [d.reason for d in out.dead_letters] == ["unresolvable"]
     assert [w.feedback.label for w in pending.take(["a"])] == ["y"]
+
+
+class _CountingDict(dict[str, Any]):
+    """Counts full scans of the waiting records (``list(d)`` iterates the keys)."""
+
+    scans = 0
+
+    def __iter__(self) -> Iterator[str]:
+        _CountingDict.scans += 1
+        return super().__iter__()
+
+
+def test_pending_feedback_scans_for_expired_records_only_when_one_may_be_due() -> None:
+    """expire() runs every learner step: before the oldest record's deadline it does no
+    work; at the deadline it expires that one and knows the next deadline; after a
+    restore it scans once to learn it."""
+    pending = PendingFeedback(10, wait_s=10)
+    out = EngineOutput()
+    pending.hold(Feedback(item_id="a", label="x"), None, now=0.0, out=out)
+    pending.hold(Feedback(item_id="b", label="y"), None, now=4.0, out=out)
+    pending._by_item = _CountingDict(pending._by_item)
+    _CountingDict.scans = 0
+    for now in (1.0, 5.0, 9.9):
+        pending.expire(now, out)
+    assert _CountingDict.scans == 0
+    assert out.dead_letters == []
+    pending.expire(10.0, out)  # a is due
+    assert _CountingDict.scans == 1
+    assert len(out.dead_letters) == 1
+    pending.expire(13.9, out)  # b is due at 14
+    assert _CountingDict.scans == 1
+    pending.expire(14.0, out)
+    assert len(out.dead_letters) == 2
+    assert len(pending) == 0
+    again = PendingFeedback(10, wait_s=10)
+    pending.hold(Feedback(item_id="c", label="z"), None, now=20.0, out=out)
+    again.load(pending.state())
+    again.expire(29.9, out)  # restored: not known yet, one scan learns the deadline
+    again.expire(30.0, out)
+    assert len(out.dead_letters) == 3
 
 
 @pytest.mark.parametrize("raw", [None, raw_feedback(9, Feedback(item_id="a", label="x"))])
