@@ -107,21 +107,15 @@ def _state_row(s: ClassState) -> dict[str, Any]:
 
 def _list(client: Client, args: Any, out: Out) -> int:
     states = [s for s in client.classes().values() if args.all or s.status != "retired"]
-    if args.json:
-        for s in states:
-            out(json.dumps(_state_row(s)))
-        return 0
-    if not states:
-        print(f"no classes on {client.topics.classes!r}", file=sys.stderr)
-        return 0
     rows = [
         [s.class_id, s.name, s.status, s.origin, str(s.count), _num(s.threshold_override),
          ", ".join(s.keywords[:4])]
         for s in states
     ]  # fmt: skip
-    for line in table(["ID", "NAME", "STATUS", "ORIGIN", "COUNT", "THRESHOLD", "KEYWORDS"], rows):
-        out(line)
-    return 0
+    return _listing(
+        args, out, [_state_row(s) for s in states], f"no classes on {client.topics.classes!r}",
+        ["ID", "NAME", "STATUS", "ORIGIN", "COUNT", "THRESHOLD", "KEYWORDS"], rows,
+    )  # fmt: skip
 
 
 def _show(client: Client, args: Any, out: Out) -> int:
@@ -288,20 +282,35 @@ def cmd_unknowns(args: Any, out: Out = print, *, client: Client | None = None) -
 
 def _sample(client: Client, args: Any, out: Out) -> int:
     samples = client.unknowns_sample(args.n)
-    if args.json:
-        for s in samples:
-            out(json.dumps(asdict(s)))
-        return 0
-    if not samples:
-        print(f"no item's current label is unknown on {client.topics.labels!r}", file=sys.stderr)
-        return 0
     # labelled before any class existed: no nearest class, so no score to show
     rows = [
         [s.item_id, f"{s.score:.3f}" if s.nearest else "-", _short(s.text or "-", 60), _nearest(s)]
         for s in samples
     ]
-    for line in table(["ITEM", "SCORE", "TEXT", "NEAREST"], rows):
-        out(line)
+    return _listing(
+        args, out, [asdict(s) for s in samples],
+        f"no item's current label is unknown on {client.topics.labels!r}",
+        ["ITEM", "SCORE", "TEXT", "NEAREST"], rows,
+    )  # fmt: skip
+
+
+def _listing(
+    args: Any,
+    out: Out,
+    records: list[dict[str, Any]],
+    empty: str,
+    headers: list[str],
+    rows: list[list[str]],
+) -> int:
+    """JSON lines with ``--json``, else an aligned table (``empty`` on stderr when none)."""
+    if args.json:
+        for r in records:
+            out(json.dumps(r))
+    elif not rows:
+        print(empty, file=sys.stderr)
+    else:
+        for line in table(headers, rows):
+            out(line)
     return 0
 
 
