@@ -139,8 +139,7 @@ def run_seed(
     def collect(records: list[LabelRecord]) -> None:
         for r in records:
             first.setdefault(r.item_id, r)
-            prev = final.get(r.item_id)
-            if prev is None or r.revision >= prev.revision:
+            if r.supersedes(final.get(r.item_id)):
                 final[r.item_id] = r
 
     for lo in range(0, len(order), batch_size):

@@ -199,8 +199,7 @@ class LabelCollector:
         if r.revision == 0:
             self.first_counts[r.item_id] = self.first_counts.get(r.item_id, 0) + 1
         self.first.setdefault(r.item_id, r)
-        prev = self.final.get(r.item_id)
-        if prev is None or r.revision >= prev.revision:
+        if r.supersedes(self.final.get(r.item_id)):
             self.final[r.item_id] = r
             return True
         return False

@@ -182,8 +182,7 @@ class OpenWorldClassifier:
         _raise_dead_letters(out)
         latest: dict[str, LabelRecord] = {}
         for record in out.labels:
-            seen = latest.get(record.item_id)
-            if seen is None or record.revision >= seen.revision:
+            if record.supersedes(latest.get(record.item_id)):
                 latest[record.item_id] = record
         return [Prediction.of(latest[i]) for i in item_ids]
 

@@ -126,6 +126,11 @@ class LabelRecord(Record):
     )
     emitted_at: float = Field(description="Wall-clock time of emission, epoch seconds.")
 
+    def supersedes(self, current: LabelRecord | None) -> bool:
+        """Whether this record replaces ``current`` as its item's label: it has the
+        higher revision or, of equal revisions, it is the later one read."""
+        return current is None or self.revision >= current.revision
+
 
 class Feedback(Record):
     """A labelled example: teaches the store a class (creating it if new)."""

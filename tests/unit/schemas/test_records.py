@@ -22,6 +22,7 @@ from streamlabel.schemas import (
     to_array,
 )
 from streamlabel.schemas.vectors import MAX_DIM
+from streamlabel.testing.records import label
 
 
 def _state(**update: object) -> ClassState:
@@ -231,3 +232,11 @@ def test_to_array_gives_a_zero_row_matrix_for_an_empty_field() -> None:
     assert arr.shape == (0, 5)
     assert arr.dtype == np.float32
     assert to_array((1.0, 2.0)).dtype == np.float32
+
+
+def test_a_label_supersedes_a_lower_revision_and_an_equal_one_read_earlier() -> None:
+    first, revised = label("i", "a"), label("i", "b", revision=1)
+    assert first.supersedes(None)
+    assert revised.supersedes(first)
+    assert not first.supersedes(revised)
+    assert label("i", "c", revision=1).supersedes(revised)  # a repeat of revision 1: later wins
