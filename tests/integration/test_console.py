@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from run_process import RunProcess, until
 
 from streamlabel.datasets import read_tsv
 from streamlabel.kafka.broker import free_port
@@ -39,92 +36,17 @@ CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 
 
-class Deployment:
-    """``streamlabel run --ui`` in a subprocess, and the CLI pointed at its broker."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.port = free_port()
-        self.ui_port = free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLABEL_")}
-        self.env.pop("RAY_ADDRESS", None)
-        self.env["STREAMLABEL_METRICS__PORT"] = str(free_port())
-        self.env["STREAMLABEL_UI__PORT"] = str(self.ui_port)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlabel.cli", "run", "--workers", "2", "--ui",
-             "--embedded-port", str(self.port)],
-            env=self.env, stdout=subprocess.PIPE, stderr=logs.open("w"), text=True,
-        )  # fmt: skip
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def wait_for(self, prefix: str, timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    tail = self.logs.read_text()[-3000:]
-                    raise AssertionError(f"run exited {self.proc.returncode}:\n{tail}") from None
-                continue
-            if line.startswith(prefix):
-                return line.split(":", 1)[1].strip()
-        raise AssertionError(f"run printed no {prefix!r} line")
-
-    def cli(self, *argv: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "streamlabel.cli", *argv, "--bootstrap-servers",
-             f"127.0.0.1:{self.port}"],
-            env=self.env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert proc.returncode == 0, f"{argv}: exit {proc.returncode}\n{proc.stderr}"
-        return proc
-
-    def json_lines(self, *argv: str) -> list[dict[str, Any]]:
-        out = self.cli(*argv, "--json").stdout
-        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-
-    def latest_labels(self) -> dict[str, dict[str, Any]]:
-        latest: dict[str, dict[str, Any]] = {}
-        for r in self.json_lines("tail", "labels", "--from-beginning", "--idle-exit", "3"):
-            seen = latest.get(r["item_id"])
-            if seen is None or r["revision"] >= seen["revision"]:
-                latest[r["item_id"]] = r
-        return latest
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-def _until(what: str, check: Callable[[], Any], timeout_s: float, every_s: float = 2.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every_s)
-
-
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    d = Deployment(tmp_path_factory.mktemp("run") / "run.log")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunProcess]:
+    ui_port = free_port()
+    d = RunProcess(
+        tmp_path_factory.mktemp("run") / "run.log", ["--ui"],
+        env={"STREAMLABEL_METRICS__PORT": str(free_port()), "STREAMLABEL_UI__PORT": str(ui_port)},
+    )  # fmt: skip
     try:
         d.wait_for("bootstrap:", 300)
         url = d.wait_for("console:", 60)
-        assert url == f"http://127.0.0.1:{d.ui_port}/"
+        assert url == f"http://127.0.0.1:{ui_port}/"
         yield d
     finally:
         d.stop()
@@ -177,12 +99,12 @@ def _wait(driver: Any, condition: Callable[[Any], Any], timeout: float = 30) -> 
 
 
 def test_the_console_follows_and_steers_a_running_deployment(
-    deployment: Deployment, browser: Any, shots: Path, tmp_path: Path
+    deployment: RunProcess, browser: Any, shots: Path, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
 
     d, b = deployment, browser
-    base = f"http://127.0.0.1:{d.ui_port}"
+    base = f"http://127.0.0.1:{d.env['STREAMLABEL_UI__PORT']}"
     snips = read_tsv(SNIPS)
     items = tmp_path / "items.jsonl"
     items.write_text(
@@ -208,7 +130,7 @@ def test_the_console_follows_and_steers_a_running_deployment(
         states = d.json_lines("classes", "list")
         return [s for s in states if s["origin"] == "discovery" and s["status"] != "retired"]
 
-    found = _until("a discovered class", discovered, 400, every_s=5)[0]
+    found = until("a discovered class", discovered, 400, every_s=5)[0]
     cid = found["class_id"]
     b.get(base + "/classes")
     row = _wait(b, lambda dr: dr.find_element(By.CSS_SELECTOR, f"tr[data-class-id='{cid}']"))
@@ -242,7 +164,8 @@ def test_the_console_follows_and_steers_a_running_deployment(
         r = d.latest_labels().get(item_id)
         return r if r and r["revision"] > 0 and r["label"] == cid else None
 
-    assert _until("the taught item's revised label", revised, 120)["class_name"] == "console-named"
+    taught = until("the taught item's revised label", revised, 120, every_s=2)
+    assert taught["class_name"] == "console-named"
 
     # 5. the map renders the points the server projected
     b.get(base + "/map")

@@ -12,19 +12,16 @@ under load, and a learner restarted by a drain re-applies nothing.
 from __future__ import annotations
 
 import json
-import os
-import queue
-import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from run_process import RunProcess, until
 
 from streamlabel.datasets import read_tsv
 from streamlabel.kafka.broker import free_port
@@ -32,98 +29,6 @@ from streamlabel.kafka.broker import free_port
 pytestmark = pytest.mark.integration
 
 SNIPS = Path(__file__).resolve().parents[2] / "data" / "snips" / "test.tsv"
-
-
-class Deployment:
-    """``streamlabel run`` in a subprocess, and the CLI pointed at its broker."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.metrics_port = free_port()
-        self.tmp = tmp
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLABEL_")}
-        self.env.pop("RAY_ADDRESS", None)
-        # the learner's endpoint is metrics.port + 1; a drained learner comes back at once
-        self.env["STREAMLABEL_METRICS__PORT"] = str(self.metrics_port)
-        self.env["STREAMLABEL_SUPERVISOR__DRAINED_NODE_WAIT_S"] = "0"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlabel.cli", "run", "--workers", "2",
-             "--embedded-port", str(self.port)],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def wait_for_bootstrap(self, timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                assert self.proc.poll() is None, f"run exited {self.proc.returncode}"
-                continue
-            if line.startswith("bootstrap:"):
-                return line.split(":", 1)[1].strip()
-        raise AssertionError("run printed no bootstrap line")
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def cli(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "streamlabel.cli", *argv, "--bootstrap-servers",
-             self.bootstrap],
-            env=self.env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        if check:
-            assert proc.returncode == 0, f"{argv}: exit {proc.returncode}\n{proc.stderr}"
-        return proc
-
-    def json_lines(self, *argv: str) -> list[dict[str, Any]]:
-        out = self.cli(*argv, "--json").stdout
-        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-
-    def topic(self, name: str) -> list[dict[str, Any]]:
-        return self.json_lines("tail", name, "--from-beginning", "--idle-exit", "3")
-
-    def latest_labels(self) -> dict[str, dict[str, Any]]:
-        """Each item's label of highest revision."""
-        latest: dict[str, dict[str, Any]] = {}
-        for r in self.topic("labels"):
-            seen = latest.get(r["item_id"])
-            if seen is None or r["revision"] >= seen["revision"]:
-                latest[r["item_id"]] = r
-        return latest
-
-    def versions(self) -> dict[str, int]:
-        """Each class's last store version, every class included."""
-        states = self.json_lines("classes", "list", "--all")
-        return {s["class_id"]: s["updated_version"] for s in states}
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-def _until(what: str, check: Callable[[], Any], timeout_s: float, every_s: float = 3.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every_s)
 
 
 def _store_version(port: int) -> float:
@@ -144,17 +49,29 @@ def _applied(result: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path):
-    d = Deployment(tmp_path)
+def deployment(tmp_path: Path) -> Iterator[RunProcess]:
+    metrics_port = free_port()  # the learner's endpoint is + 1, the workers' + 2 and + 3
+    d = RunProcess(
+        tmp_path / "run.log",
+        # a drained learner comes back at once
+        env={"STREAMLABEL_METRICS__PORT": str(metrics_port),
+             "STREAMLABEL_SUPERVISOR__DRAINED_NODE_WAIT_S": "0"},
+    )  # fmt: skip
     try:
-        assert d.wait_for_bootstrap(300) == d.bootstrap
+        assert d.wait_for("bootstrap:", 300) == d.bootstrap
         yield d
     finally:
         d.stop()
 
 
-def test_the_whole_loop_through_the_command_line(deployment: Deployment, tmp_path: Path) -> None:
+def _versions(d: RunProcess) -> dict[str, int]:
+    """Each class's last store version, every class included."""
+    return {s["class_id"]: s["updated_version"] for s in d.json_lines("classes", "list", "--all")}
+
+
+def test_the_whole_loop_through_the_command_line(deployment: RunProcess, tmp_path: Path) -> None:
     d = deployment
+    metrics_port = int(d.env["STREAMLABEL_METRICS__PORT"])  # the driver's endpoint
     snips = read_tsv(SNIPS)
     truth = {f"s{i}": label for i, label in enumerate(snips.labels)}
     items = tmp_path / "items.jsonl"
@@ -164,7 +81,7 @@ def test_the_whole_loop_through_the_command_line(deployment: Deployment, tmp_pat
 
     # 1. items without labels go in; with no class yet they are unknown
     d.cli("produce", str(items))
-    sample = _until("unknown items", lambda: d.json_lines("unknowns", "sample", "--n", "5"), 240)
+    sample = until("unknown items", lambda: d.json_lines("unknowns", "sample", "--n", "5"), 240)
     assert all(s["item_id"] in truth and s["text"] for s in sample)
 
     # 2. discovery turns the pile into classes
@@ -173,7 +90,7 @@ def test_the_whole_loop_through_the_command_line(deployment: Deployment, tmp_pat
         found = [s for s in states if s["origin"] == "discovery" and s["status"] != "retired"]
         return found if len(found) >= 2 else []
 
-    found = _until("two discovered classes", discovered, 300, every_s=5)
+    found = until("two discovered classes", discovered, 300, every_s=5)
     first, second = found[0]["class_id"], found[1]["class_id"]
     results: list[dict[str, Any]] = []
 
@@ -218,7 +135,7 @@ def test_the_whole_loop_through_the_command_line(deployment: Deployment, tmp_pat
         )
         return latest if done else {}
 
-    latest = _until("revised labels", labels_settled, 120)
+    latest = until("revised labels", labels_settled, 120)
     assert latest[weather_item]["reason"] in {"feedback", "taught", "operator", "retired"} or (
         latest[weather_item]["revision"] > 0
     )
@@ -257,7 +174,7 @@ def test_the_whole_loop_through_the_command_line(deployment: Deployment, tmp_pat
         counts = {s["name"]: s["count"] for s in d.json_lines("classes", "list")}
         return all(counts.get(lab, 0) >= n for lab, n in per_label.items())
 
-    _until("every item's feedback absorbed", every_example_absorbed, 180)
+    until("every item's feedback absorbed", every_example_absorbed, 180)
     assert not [r for r in d.topic("dlq") if "feedback" in json.dumps(r)]
 
     # 7. both stream workers converge: new items are labelled on the final store
@@ -275,10 +192,10 @@ def test_the_whole_loop_through_the_command_line(deployment: Deployment, tmp_pat
         got = [latest[f"a{i}"] for i in range(80) if f"a{i}" in latest]
         return got if len(got) == 80 else []
 
-    labelled = _until("labels of the items sent after the commands", after_labels, 180)
+    labelled = until("labels of the items sent after the commands", after_labels, 180)
     assert all(r["store_version"] >= final_version for r in labelled)
     # each worker's own endpoint (metrics.port + 2, + 3) reports the store it holds
-    for port in (d.metrics_port + 2, d.metrics_port + 3):
+    for port in (metrics_port + 2, metrics_port + 3):
         assert _store_version(port) >= final_version
     assert not any(r["label"] in {second, "weather"} for r in labelled)
 
@@ -287,7 +204,7 @@ def test_the_whole_loop_through_the_command_line(deployment: Deployment, tmp_pat
     versions_before = {
         s["class_id"]: s["updated_version"] for s in d.json_lines("classes", "list", "--all")
     }
-    learner_port = str(d.metrics_port + 1)
+    learner_port = str(metrics_port + 1)
     drain = subprocess.run(
         [sys.executable, "-m", "streamlabel.cli", "drain", "--port", learner_port],
         env=d.env, capture_output=True, text=True, timeout=120,
@@ -302,7 +219,7 @@ def test_the_whole_loop_through_the_command_line(deployment: Deployment, tmp_pat
         )  # fmt: skip
         return check.returncode == 0
 
-    _until("the relaunched learner", learner_back, 180)
+    until("the relaunched learner", learner_back, 180)
     probe = _applied(d.json_lines("classes", "rename", first, "first-intent-2")[0])
     after_restart = d.topic("command_results")
     by_id: dict[str, list[dict[str, Any]]] = {}
