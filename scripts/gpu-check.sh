@@ -45,6 +45,9 @@ if [[ $dry == 1 ]]; then
   [[ $workers == 4 ]] && workers=2
   paced=3 loads=0.5
 else
+  # model.batch_size 32 is the CPU default (less padding for one thread); a GPU
+  # wants its batches large
+  export STREAMLABEL_MODEL__BATCH_SIZE=${STREAMLABEL_MODEL__BATCH_SIZE:-256}
   venv=${VENV:-.venv-gpu}
   if [[ ! -x $venv/bin/python ]]; then
     python3 -m venv "$venv"

@@ -95,7 +95,7 @@ class TextTokenizer:
     """
 
     def __init__(
-        self, model_path: str | None = None, *, batch_size: int = 64, max_seq_length: int = 128
+        self, model_path: str | None = None, *, batch_size: int = 32, max_seq_length: int = 128
     ) -> None:
         self.model_path = model_path or bundled_model_path()
         self.batch_size = batch_size
@@ -186,7 +186,7 @@ class SentenceTransformerEmbedder:
         model_path: str | None = None,
         *,
         device: DeviceSetting = "auto",
-        batch_size: int = 64,
+        batch_size: int = 32,
         max_seq_length: int = 128,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
