@@ -99,6 +99,8 @@ class FakeConsumer:
         self.rewound: list[TopicPartition] = []
         self.commits: list[dict[TopicPartition, Any]] = []
         self.asked: list[int | None] = []  # max_records of each poll
+        self.ends: dict[TopicPartition, int] = {}  # end offsets the broker knows, if ahead
+        self.end_offset_asks = 0
         self.subscribed: list[str] = []
         self.listener: Any = None
         self.closed = False
@@ -115,6 +117,13 @@ class FakeConsumer:
 
     def highwater(self, partition: Any) -> int | None:
         return self.high.get(partition)
+
+    def end_offsets(
+        self, partitions: Sequence[Any], timeout_ms: int | None = None
+    ) -> dict[Any, int | None]:
+        """The broker's end offsets: ``ends`` where set, else the high watermark."""
+        self.end_offset_asks += 1
+        return {tp: self.ends.get(tp, self.high.get(tp)) for tp in partitions}
 
     def position(self, partition: Any) -> int:
         return self.positions[partition]  # KeyError: asked about a partition it should not

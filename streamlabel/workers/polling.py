@@ -24,10 +24,13 @@ from streamlabel.pipeline.output import EngineOutput
 from streamlabel.settings.runtime import RuntimeSettings
 from streamlabel.workers.stats import WorkerStats
 
-__all__ = ["BACKLOG_BATCHES", "Batch", "Poller", "batch_sizer"]
+__all__ = ["BACKLOG_BATCHES", "END_OFFSETS_EVERY_S", "Batch", "Poller", "batch_sizer"]
 
 BACKLOG_BATCHES = 4
 """A backlog of more adaptive batches than this makes a worker poll full batches."""
+
+END_OFFSETS_EVERY_S = 1.0
+"""How often, at most, a worker whose watermarks show no backlog asks the broker."""
 
 
 @dataclass
@@ -90,6 +93,9 @@ class Poller(ConsumerRebalanceListener):
         self._log = log
         self.epoch = 0  # rebalances seen: a batch polled in another epoch is checked
         self._revoked_at: float | None = None
+        self._flowing = False  # the last poll returned records
+        self._ends_at = -END_OFFSETS_EVERY_S  # when the end offsets were last asked for
+        self._ends: dict[Any, int] = {}  # end offsets asked of the broker, this assignment
 
     def poll(self, *, block: bool, size: int | None = None) -> Batch | None:
         """Polls up to ``worker.batch_size`` records (the adaptive size, if set).
@@ -107,6 +113,7 @@ class Poller(ConsumerRebalanceListener):
         polled_at = self._clock()  # kafka-python's max-poll timer restarts inside poll
         timeout = self._settings.worker.poll_timeout_ms if block else 0
         polled = self._consumer.poll(timeout_ms=timeout, max_records=size)
+        self._flowing = any(polled.values())
         # A rebalance inside this poll came before the fetch of what it returned.
         epoch = self.epoch
         messages, recommits = self._tracker.apply_kept([m for b in polled.values() for m in b])
@@ -129,9 +136,47 @@ class Poller(ConsumerRebalanceListener):
         if self._sizer is None:
             return full
         size = self._sizer.size
-        if size < full and sum(lag(self._consumer).values()) > BACKLOG_BATCHES * size:
+        if size < full and self.waiting(BACKLOG_BATCHES * size) > BACKLOG_BATCHES * size:
             return full
         return size
+
+    def waiting(self, enough: int) -> int:
+        """Records waiting on this worker's partitions (a lower bound).
+
+        The consumer's high watermarks go stale: kafka-python fetches no partition
+        while a poll cut short by ``max_records`` leaves records buffered, so a
+        partition not fetched since the backlog arrived still reports its old mark
+        (on 2 partitions, the second's thousand items were invisible until the
+        first's ran dry, and batches shrank to the bound meanwhile). When that
+        count is at most ``enough`` while records flow (the last poll returned
+        some), the broker's end offsets are asked for, with a short timeout, at
+        most every :data:`END_OFFSETS_EVERY_S` and kept until the next rebalance;
+        on tansu they lag by up to one producer batch, still a lower bound.
+        """
+        total = self._behind()
+        now = self._clock()
+        if total > enough or not self._flowing or now - self._ends_at < END_OFFSETS_EVERY_S:
+            return total
+        self._ends_at = now
+        try:
+            ends = self._consumer.end_offsets(
+                list(self._consumer.assignment()), timeout_ms=self._settings.worker.poll_timeout_ms
+            )
+        except Exception:  # a slow or lost broker: the watermarks are all there is
+            return total
+        self._ends = {tp: end for tp, end in ends.items() if end is not None}
+        return self._behind()
+
+    def _behind(self) -> int:
+        """Records behind the newest end known (high watermark or end offset)."""
+        total = 0
+        for tp in self._consumer.assignment():
+            end = max(self._consumer.highwater(tp) or 0, self._ends.get(tp, 0))
+            try:
+                total += max(0, end - self._consumer.position(tp))
+            except Exception:  # no position yet (a fresh assignment)
+                continue
+        return total
 
     def top_up(self, batch: Batch) -> Batch | None:
         """Adds to a prefetched batch what arrived while the model ran (a prefetch
@@ -159,7 +204,10 @@ class Poller(ConsumerRebalanceListener):
 
     def after_idle_poll(self) -> None:
         """An empty poll: checks for recreated partitions, updates the lag."""
-        self._stats.partition_resets += self._tracker.detect_resets()
+        resets = self._tracker.detect_resets()
+        if resets:
+            self._ends = {}  # a recreated partition starts its offsets again
+        self._stats.partition_resets += resets
         self._stats.lag = lag(self._consumer)
 
     # ----------------------------------------------------- rebalance listener
@@ -174,6 +222,7 @@ class Poller(ConsumerRebalanceListener):
 
     def on_partitions_lost(self, lost: Any) -> None:
         """Membership was lost (session expired, broker gone): nothing refused is kept."""
+        self._ends = {}
         self._tracker.forget()
         self.epoch += 1
         self._revoked_at = self._clock()
@@ -182,6 +231,7 @@ class Poller(ConsumerRebalanceListener):
         )
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        self._ends = {}
         self.epoch += 1
         if self._revoked_at is not None:  # revoke -> assign: the time this worker was idle
             self._stats.last_rebalance_s = self._clock() - self._revoked_at

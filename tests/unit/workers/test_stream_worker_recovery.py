@@ -31,6 +31,7 @@ from streamlabel.schemas import Item, encode
 from streamlabel.settings.runtime import load_runtime_settings
 from streamlabel.testing import HashEmbedder, ManualClock
 from streamlabel.testing.kafka import FakeChangelog, FakeConsumer, FakePublisher, consumed
+from streamlabel.workers.polling import END_OFFSETS_EVERY_S
 from streamlabel.workers.stream_worker import StreamWorker
 
 ITEMS = "t.items"
@@ -422,6 +423,64 @@ def test_with_a_backlog_waiting_the_worker_polls_full_batches_despite_the_latenc
     consumer.high = {P0: 10, P1: 10}
     w.step()
     assert consumer.asked[-1] < 256
+
+
+def test_a_backlog_behind_a_stale_high_watermark_is_seen_through_the_end_offsets(
+    rig: Any,
+) -> None:
+    """kafka-python fetches no partition while a cut-short poll leaves records
+    buffered, so a partition's high watermark can be far behind the broker. While
+    records flow and the watermarks show no backlog, the worker asks the broker's end
+    offsets, at most once a second; an idle worker asks nothing."""
+
+    class SleepyEmbedder(HashEmbedder):
+        def embed(self, texts: Any) -> Any:
+            time.sleep(0.01 * len(texts))  # 10 ms per item: 5 items fit in 50 ms
+            return super().embed(texts)
+
+    class FullPolls(FakeConsumer):
+        """Every poll returns as many records as asked for (a backlog), from P1."""
+
+        def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+            self.asked.append(max_records)
+            if self.idle:
+                return {}
+            start = self.positions[P1]
+            n = self.short or max_records or 1
+            self.positions[P1] = start + n
+            return {P1: [msg(1, start + k) for k in range(n)]}
+
+    consumer = FullPolls({P0, P1}, highwater={P0: 10, P1: 10}, positions={P0: 10, P1: 0})
+    consumer.short = 0  # type: ignore[attr-defined]
+    consumer.idle = False  # type: ignore[attr-defined]
+    r = rig(
+        consumer, embedder=SleepyEmbedder(dim=32),
+        batch_size=64, batch_target_ms=50, min_batch_size=2,
+    )  # fmt: skip
+    consumer.ends = {P0: 10, P1: 5_000}  # the broker holds thousands; the mark says 10
+    w = r.start()
+    for _ in range(4):
+        w.step()
+    assert consumer.asked[0] == 64  # the first poll: worker.batch_size; its cost sets the bound
+    assert set(consumer.asked[1:]) == {64}  # the end offsets showed the backlog
+    assert consumer.end_offset_asks >= 1
+    assert consumer.end_offset_asks == 1  # once a second at most (the clock stood still)
+    consumer.positions[P1] = consumer.high[P1] = 5_000  # the backlog is read
+    consumer.short = 1  # type: ignore[attr-defined]  # a trickle now
+    r.clock.advance(END_OFFSETS_EVERY_S)
+    for _ in range(4):
+        w.step()
+    assert consumer.asked[-1] < 64  # no backlog: back to the bound
+    assert consumer.end_offset_asks == 2
+    consumer.idle = True  # type: ignore[attr-defined]
+    for _ in range(2):  # the first idle poll still follows one that returned records
+        r.clock.advance(5 * END_OFFSETS_EVERY_S)
+        w.step()
+    asks = consumer.end_offset_asks
+    for _ in range(3):
+        r.clock.advance(5 * END_OFFSETS_EVERY_S)
+        w.step()
+    assert consumer.end_offset_asks == asks  # an idle worker asks nothing
 
 
 def test_overlap_is_off_unless_asked_for() -> None:
