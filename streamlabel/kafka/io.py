@@ -77,11 +77,15 @@ def make_consumer(
     max_poll_records: int = 500,
     listener: Any = None,
     offset_reset: str = "earliest",
+    label_path: bool = False,
 ) -> KafkaConsumer:
     """A consumer with manual commits (``enable_auto_commit=False``).
 
     With ``topics`` it subscribes (group management); without, the caller assigns.
     ``offset_reset`` is where a group without a committed offset starts.
+    ``label_path``: a stream worker's consumer of items, whose fetches wait at most
+    ``kafka.fetch_max_wait_ms``; every other consumer waits up to
+    ``kafka.background_fetch_max_wait_ms`` (cheaper while idle).
     """
     from kafka import KafkaConsumer
 
@@ -94,7 +98,9 @@ def make_consumer(
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            fetch_max_wait_ms=(
+                settings.fetch_max_wait_ms if label_path else settings.background_fetch_max_wait_ms
+            ),
             # topics are created by ensure_topics with their partitions and configs; a
             # broker that lost them must not get them back from a metadata request
             allow_auto_create_topics=False,

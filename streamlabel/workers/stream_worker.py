@@ -403,6 +403,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
             group_id=s.kafka.group_id,
             max_poll_records=s.worker.batch_size,
             offset_reset=s.kafka.new_group_start,
+            label_path=True,
         )
         self._offsets = OffsetTracker(
             consumer,
