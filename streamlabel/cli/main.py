@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tp.add_argument("--data", default="data/stackoverflow/test.tsv", help="texts to stream (TSV)")
     tp.add_argument("--train", default="data/stackoverflow/train.tsv", help="feedback source")
-    tp.add_argument("--items", type=_positive, default=2000)
+    tp.add_argument("--items", type=_positive, default=6000, help="texts per backlog/bare run")
     tp.add_argument("--workers", type=_positive, default=2)
     tp.add_argument("--paced-s", type=float, default=20.0, help="seconds of each latency stream")
     tp.add_argument(
