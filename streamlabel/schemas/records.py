@@ -127,9 +127,13 @@ class LabelRecord(Record):
     emitted_at: float = Field(description="Wall-clock time of emission, epoch seconds.")
 
     def supersedes(self, current: LabelRecord | None) -> bool:
-        """Whether this record replaces ``current`` as its item's label: it has the
-        higher revision or, of equal revisions, it is the later one read."""
-        return current is None or self.revision >= current.revision
+        """Whether this record replaces ``current`` as its item's label: the higher
+        ``(revision, store_version)`` wins, whatever the order they were read in
+        (a redelivered stream label made with a newer store beats the first, an
+        older one does not); of equal pairs, the later one read."""
+        if current is None:
+            return True
+        return (self.revision, self.store_version) >= (current.revision, current.store_version)
 
 
 class Feedback(Record):

@@ -30,6 +30,7 @@ def label(
     class_id: str,
     *,
     revision: int = 0,
+    store_version: int = 1,
     emitted_at: float = 0.0,
     score: float = 0.5,
     top_k: Sequence[tuple[str, float]] = (),
@@ -39,7 +40,7 @@ def label(
     return LabelRecord(
         item_id=item_id, label=class_id, score=score, margin=0.1,
         top_k=tuple(ScoredClass(class_id=c, score=s) for c, s in top_k),
-        is_unknown=class_id == UNKNOWN, revision=revision, store_version=1,
+        is_unknown=class_id == UNKNOWN, revision=revision, store_version=store_version,
         model_id="hash", emitted_at=emitted_at, **fields,
     )  # fmt: skip
 

@@ -234,9 +234,16 @@ def test_to_array_gives_a_zero_row_matrix_for_an_empty_field() -> None:
     assert to_array((1.0, 2.0)).dtype == np.float32
 
 
-def test_a_label_supersedes_a_lower_revision_and_an_equal_one_read_earlier() -> None:
-    first, revised = label("i", "a"), label("i", "b", revision=1)
+def test_a_label_supersedes_a_lower_revision_and_store_version_in_any_order() -> None:
+    """The guarantee: per item id, the highest ``(revision, store_version)`` wins."""
+    first, revised = label("i", "a", store_version=3), label("i", "b", revision=1, store_version=2)
     assert first.supersedes(None)
     assert revised.supersedes(first)
     assert not first.supersedes(revised)
-    assert label("i", "c", revision=1).supersedes(revised)  # a repeat of revision 1: later wins
+    redelivered_newer = label("i", "c", store_version=5)
+    redelivered_older = label("i", "d", store_version=1)
+    assert redelivered_newer.supersedes(first) and not first.supersedes(redelivered_newer)
+    assert not redelivered_older.supersedes(first)  # read later, made with an older store
+    assert not redelivered_newer.supersedes(revised)  # a stream label never beats a revision
+    again = label("i", "e", revision=1, store_version=2)
+    assert again.supersedes(revised)  # an equal pair: the later one read
