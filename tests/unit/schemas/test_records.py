@@ -242,7 +242,8 @@ def test_a_label_supersedes_a_lower_revision_and_store_version_in_any_order() ->
     assert not first.supersedes(revised)
     redelivered_newer = label("i", "c", store_version=5)
     redelivered_older = label("i", "d", store_version=1)
-    assert redelivered_newer.supersedes(first) and not first.supersedes(redelivered_newer)
+    assert redelivered_newer.supersedes(first)
+    assert not first.supersedes(redelivered_newer)
     assert not redelivered_older.supersedes(first)  # read later, made with an older store
     assert not redelivered_newer.supersedes(revised)  # a stream label never beats a revision
     again = label("i", "e", revision=1, store_version=2)
