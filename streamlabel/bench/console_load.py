@@ -10,11 +10,10 @@ server-sent event stream open and redraws its charts.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from typing import Any
 
-from streamlabel.errors import StreamlabelError
+from streamlabel.testing.browser import headless_chromium
 
 __all__ = ["ConsoleLoad"]
 
@@ -48,7 +47,7 @@ class ConsoleLoad:
         self.url = self._console.url
         self._thread = threading.Thread(target=self._read, name="console-readings", daemon=True)
         self._thread.start()
-        self._browser = _headless_browser()
+        self._browser = headless_chromium(window=(1440, 1000))
         self._browser.get(self.url)
         return self
 
@@ -64,20 +63,3 @@ class ConsoleLoad:
             self._thread.join(timeout=10)
         if self._console is not None:
             self._console.close()
-
-
-def _headless_browser() -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        raise StreamlabelError("--console needs Debian's chromium and chromedriver: make browser")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1440,1000"):  # fmt: skip
-        options.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    browser.set_page_load_timeout(60)
-    return browser

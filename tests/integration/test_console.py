@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -27,13 +26,12 @@ from run_process import RunProcess, until
 
 from streamlabel.datasets import read_tsv
 from streamlabel.kafka.broker import free_port
+from streamlabel.testing.browser import BROWSER_MISSING, browser_available, headless_chromium
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SNIPS = ROOT / "data" / "snips" / "test.tsv"
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
@@ -54,19 +52,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunProcess]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.fail("needs Debian's chromium and chromium-driver: run `make browser`")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1440,1000"):  # fmt: skip
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    if not browser_available():
+        pytest.fail(BROWSER_MISSING)
+    driver = headless_chromium(window=(1440, 1000), console_log=True)
     try:
         yield driver
     finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -19,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from streamlabel.testing.browser import BROWSER_MISSING, browser_available, headless_chromium
+
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
@@ -51,18 +50,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.fail("needs Debian's chromium and chromium-driver: run `make browser`")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM or ""
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER or ""), options=options)
-    driver.set_page_load_timeout(60)
+    if not browser_available():
+        pytest.fail(BROWSER_MISSING)
+    driver = headless_chromium(console_log=True)
     try:
         yield driver
     finally:
