@@ -4,10 +4,10 @@
   it while items flow: nothing is replayed (feedback is not counted twice),
   the new ``dlq`` receives dead letters, nothing is lost.
 * ``crash_loop``: one worker is killed again and again, faster than its
-  restart budget allows: its slot is exhausted and reported while the other
-  worker labels everything; after the window it comes back, and a kill after
-  a healthy window finds its budget whole again. (Minutes long: in the full
-  run, not the quick one.)
+  restart budget allows: its slot is exhausted and reported (one critical
+  ``actor_exhausted`` alert) while the other worker labels everything; after
+  the window it comes back, and a kill after a healthy window finds its
+  budget whole again. (Minutes long: in the full run, not the quick one.)
 * ``unpublishable``: an item whose dead letter is larger than any record the
   publisher sends, between valid items: the dead letter goes out without its
   value (offset and reason intact) and the partition keeps flowing.
@@ -75,6 +75,7 @@ def topic_recreate(h: Harness) -> Verdict:
 def crash_loop(h: Harness) -> Verdict:
     """A worker killed faster than its restart budget, then kills spread over time."""
     ledger = Ledger("loop-")
+    started = time.time()
     settings = h.runtime.settings.supervisor
     victim = h.runtime.workers[-1]
     others = [w for w in h.runtime.workers if w is not victim]
@@ -123,12 +124,17 @@ def crash_loop(h: Harness) -> Verdict:
         except StreamlabelError:
             break
     h.wait_delivered(ledger)
+    alerted = [  # the operators are told on `alerts`, naming the worker
+        a for a in h.read_topic("alerts")
+        if a.kind == "actor_exhausted" and victim.name in a.detail and a.emitted_at >= started
+    ]  # fmt: skip
     v = h.verdict(
         "crash_loop", ledger, max_duplicates=h.per_fault_bound() * (kills + spread + 1),
         kills=kills, exhausted=exhausted_seen, others_kept_running=others_running,
-        came_back=came_back, spread_kills_recovered=spread,
+        came_back=came_back, spread_kills_recovered=spread, exhausted_alerts=len(alerted),
     )  # fmt: skip
-    v.passed = v.passed and exhausted_seen and others_running and came_back and spread == 1
+    v.passed = (v.passed and exhausted_seen and others_running and came_back and spread == 1
+                and len(alerted) == 1)  # fmt: skip
     return v
 
 

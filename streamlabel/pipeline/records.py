@@ -18,6 +18,7 @@ from streamlabel.schemas import UNKNOWN, DriftAlert, LabelRecord, ScoredClass, S
 
 __all__ = [
     "Stamp",
+    "actor_exhausted_alert",
     "broker_reset_alert",
     "drift_alert",
     "label_record",
@@ -202,5 +203,33 @@ def snapshot_fallback_alert(
         severity="critical",
         detail=detail[:4000],
         store_version=store_version,
+        emitted_at=now,
+    )
+
+
+def actor_exhausted_alert(
+    *, actor: str, max_restarts: int, window_s: float, retry_in_s: float, error: str, now: float
+) -> DriftAlert:
+    """The critical alert raised when an actor failed past its restart budget: it is
+    set aside and tried again ``retry_in_s`` later; the other actors keep running."""
+    if actor == "learner":
+        role = "The learner (no feedback, commands, discovery or drift until it is back)"
+    else:
+        role = f"Stream worker {actor} (its partitions move to the other workers)"
+    detail = (
+        f"{role} failed again after {max_restarts} restarts within {window_s:g} s and is "
+        f"set aside; tried again in {retry_in_s:.0f} s. Last error: {error}"
+    )
+    return DriftAlert(
+        alert_id=f"actor-exhausted-{actor}-{int(now)}",
+        kind="actor_exhausted",
+        statistic=float(max_restarts + 1),
+        threshold=float(max_restarts),
+        window=0,
+        reference=0,
+        at_item=0,
+        severity="critical",
+        detail=detail[:4000],
+        store_version=0,
         emitted_at=now,
     )

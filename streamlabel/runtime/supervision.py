@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import time
+from time import time as wall_clock  # epoch seconds (``time`` is replaced in tests)
 from typing import Any
 
 import structlog
 
 from streamlabel.errors import StreamlabelError
+from streamlabel.pipeline.records import actor_exhausted_alert
 from streamlabel.runtime.restarts import RestartPolicy
 from streamlabel.runtime.slots import (
     RELAUNCH_BACKOFF_S,
@@ -28,6 +30,7 @@ from streamlabel.runtime.slots import (
     poll_liveness,
     poll_ready,
 )
+from streamlabel.schemas import DriftAlert
 from streamlabel.settings.runtime import RuntimeSettings
 
 __all__ = ["Supervision"]
@@ -55,6 +58,9 @@ class Supervision:
         raise NotImplementedError
 
     def check_broker(self, *, force: bool = False) -> list[str]:
+        raise NotImplementedError
+
+    def _alert(self, alert: DriftAlert) -> None:
         raise NotImplementedError
 
     def _check_starting(self, now: float) -> list[str]:
@@ -170,6 +176,13 @@ class Supervision:
                 "actor_restarts_exhausted", actor=slot.name, restarts=slot.restarts,
                 max_restarts=self._policy.max_restarts, window_s=self._policy.window_s,
                 retry_in_s=round(retry_at - now, 1), error=error,
+            )  # fmt: skip
+            self._alert(
+                actor_exhausted_alert(
+                    actor=slot.name, max_restarts=self._policy.max_restarts,
+                    window_s=self._policy.window_s, retry_in_s=retry_at - now,
+                    error=error[-500:], now=wall_clock(),
+                )
             )  # fmt: skip
             return
         slot.restarts += 1

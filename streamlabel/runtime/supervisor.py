@@ -34,7 +34,9 @@ import structlog
 from streamlabel.errors import BrokerError
 from streamlabel.kafka.broker import EmbeddedBroker
 from streamlabel.kafka.broker_watch import BrokerWatch, reset_scope
+from streamlabel.kafka.publisher import Publisher
 from streamlabel.kafka.topics import Topics, ensure_topics
+from streamlabel.pipeline.output import EngineOutput
 from streamlabel.runtime.placement import create_embedder, create_learner, create_worker
 from streamlabel.runtime.progress import Observation, ProgressMeter
 from streamlabel.runtime.ray_env import init_ray, ray_address
@@ -49,14 +51,18 @@ from streamlabel.runtime.startup import (
     wait_for_topics,
 )
 from streamlabel.runtime.supervision import Supervision
+from streamlabel.schemas import DriftAlert
 from streamlabel.settings.runtime import RuntimeSettings
 from streamlabel.workers.embedding import RemoteEmbedder
 from streamlabel.workers.learner import Learner
 from streamlabel.workers.stream_worker import StreamWorker
 
-__all__ = ["ActorClasses", "Runtime"]
+__all__ = ["ALERT_FLUSH_S", "ActorClasses", "Runtime"]
 
 log = structlog.get_logger(__name__)
+
+ALERT_FLUSH_S = 2.0
+"""How long the supervisor waits for an operational alert's delivery (it blocks a round)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ class Runtime(Observation, Supervision):
         self.broker_resets = 0
         self.learner_resets = 0  # the resets the learner acts on: its broker generation
         self._policy = RestartPolicy.of(settings.supervisor)
+        self._alerts: Publisher | None = None  # operational alerts (made on first use)
 
     # ------------------------------------------------------------------ start
     def start(self, timeout_s: float = 300.0) -> Runtime:
@@ -286,6 +293,19 @@ class Runtime(Observation, Supervision):
                         slot.handle.broker_reset.remote()
         return changed
 
+    def _alert(self, alert: DriftAlert) -> None:
+        """Publishes an operational alert on ``alerts`` (best effort: the broker may be
+        why actors fail; the supervisor's log and metrics say it too)."""
+        if self.settings.kafka.bootstrap_servers is None:  # not started
+            return
+        try:
+            if self._alerts is None:
+                self._alerts = Publisher(self.settings.kafka, self.topics)
+            self._alerts.publish(EngineOutput(alerts=[alert]))
+            self._alerts.flush(timeout=ALERT_FLUSH_S)
+        except Exception as exc:  # e.g. PublishError, BrokerError
+            log.warning("alert_not_published", alert_id=alert.alert_id, error=str(exc)[:300])
+
     # ------------------------------------------------------------------- stop
     def stop(self) -> None:
         """Graceful shutdown: workers, then learner, then Ray and the embedded broker."""
@@ -316,6 +336,9 @@ class Runtime(Observation, Supervision):
                 ray.shutdown()
         if self._watch is not None:
             self._watch.close()
+        if self._alerts is not None:
+            with contextlib.suppress(Exception):
+                self._alerts.close(timeout=ALERT_FLUSH_S)
         if self.broker is not None:
             self.broker.stop()
         if self._temp_state is not None:

@@ -30,9 +30,12 @@ DriftKind = Literal[
     "confidence",
     "broker_reset",
     "snapshot_fallback",
+    "actor_exhausted",
 ]
-"""Which detector fired; ``broker_reset`` (the broker lost its topics) and
-``snapshot_fallback`` (the learner could not use its newest snapshot) are operational."""
+"""Which detector fired; ``broker_reset`` (the broker lost its topics),
+``snapshot_fallback`` (the learner could not use its newest snapshot) and
+``actor_exhausted`` (an actor failed past its restart budget and is set aside for a
+window) are operational."""
 Severity = Literal["info", "warning", "critical"]
 
 

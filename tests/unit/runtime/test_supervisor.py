@@ -36,11 +36,14 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from streamlabel.errors import PublishError
 from streamlabel.kafka.broker_watch import BrokerWatch
+from streamlabel.pipeline.records import actor_exhausted_alert
 from streamlabel.runtime import supervision, supervisor
 from streamlabel.runtime.progress import Progress
 from streamlabel.runtime.slots import RELAUNCH_BACKOFF_S, Slot, SlotState
 from streamlabel.runtime.supervisor import Runtime
+from streamlabel.schemas import DriftAlert
 from streamlabel.settings.runtime import load_runtime_settings
 from streamlabel.testing import ManualClock
 from streamlabel.testing.kafka import FakeAdmin
@@ -406,13 +409,21 @@ def test_an_exhausted_slot_is_reported_while_the_others_keep_running(
     fake_ray: FakeRay, clock: ManualClock
 ) -> None:
     rt = make_runtime(max_restarts=1, workers=2, restart_window_s=60.0)
+    alerts: list[DriftAlert] = []
+    rt._alert = alerts.append  # type: ignore[method-assign]
     broken, other = rt.workers
     fail(fake_ray, broken)
     rt.check()
+    assert alerts == []  # a restart within the budget raises none
     fail(fake_ray, broken)
     with capture_logs() as logs:
         assert rt.check() == []  # no error raised: the deployment stays up
     assert broken.state is SlotState.EXHAUSTED
+    [alert] = alerts  # one critical operational alert on `alerts`, naming the actor
+    assert (alert.kind, alert.severity) == ("actor_exhausted", "critical")
+    assert "worker-0" in alert.detail
+    assert "60 s" in alert.detail
+    assert "tried again in 60 s" in alert.detail
     assert (other.state, rt.learner and rt.learner.state) == (SlotState.RUNNING,) * 2
     assert [e["log_level"] for e in logs if e["event"] == "actor_restarts_exhausted"] == ["error"]
     stats = rt.supervisor_stats(rt_progress())
@@ -432,6 +443,26 @@ def test_an_exhausted_slot_is_reported_while_the_others_keep_running(
         "exhausted": [],
         "slots": {"learner": "running", "worker-0": "running", "worker-1": "running"},
     }
+
+
+def test_an_alert_the_broker_does_not_take_is_logged_not_raised() -> None:
+    """The broker may be why the actors fail: the supervisor's round goes on."""
+
+    class Refusing:
+        def publish(self, out: Any) -> int:
+            return len(out.alerts)
+
+        def flush(self, timeout: float | None = None) -> int:
+            raise PublishError("1 of 1 records undelivered (sl.alerts: not acknowledged in time)")
+
+    rt = Runtime(load_runtime_settings(None, kafka={"bootstrap_servers": "127.0.0.1:9"}))
+    rt._alerts = Refusing()  # type: ignore[assignment]
+    alert = actor_exhausted_alert(actor="learner", max_restarts=5, window_s=600.0,
+                                  retry_in_s=600.0, error="boom", now=1.0)  # fmt: skip
+    with capture_logs() as logs:
+        rt._alert(alert)
+    assert [e["alert_id"] for e in logs if e["event"] == "alert_not_published"] == [alert.alert_id]
+    assert alert.detail.startswith("The learner (no feedback")
 
 
 def test_an_exhausted_learner_leaves_the_workers_labelling_and_returns_a_window_later(
