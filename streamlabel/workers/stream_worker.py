@@ -399,12 +399,9 @@ class StreamWorker(ActorLoop[WorkerStats]):
                 initargs=(torch_threads(),),
             )  # fmt: skip
         consumer = self._consumer or make_consumer(
-            s.kafka,
-            group_id=s.kafka.group_id,
-            max_poll_records=s.worker.batch_size,
-            offset_reset=s.kafka.new_group_start,
-            label_path=True,
-        )
+            s.kafka, group_id=s.kafka.group_id, max_poll_records=s.worker.batch_size,
+            offset_reset=s.kafka.new_group_start, label_path=True,
+        )  # fmt: skip
         self._offsets = OffsetTracker(
             consumer,
             max_poll_interval_s=s.kafka.max_poll_interval_ms / 1e3,
