@@ -26,8 +26,11 @@ from streamlabel.workers.stats import WorkerStats
 
 __all__ = ["BACKLOG_BATCHES", "END_OFFSETS_EVERY_S", "Batch", "Poller", "batch_sizer"]
 
-BACKLOG_BATCHES = 4
-"""A backlog of more adaptive batches than this makes a worker poll full batches."""
+BACKLOG_BATCHES = 16
+"""A backlog of more adaptive batches than this makes a worker poll full batches. 16,
+not 4: once stale watermarks no longer hid backlogs, 4 turned a passing queue at half
+capacity into a full poll (p99 at half rate, medians of 4-6 runs: 371 ms with 16, 738
+with 4; throughput unchanged)."""
 
 END_OFFSETS_EVERY_S = 1.0
 """How often, at most, a worker whose watermarks show no backlog asks the broker."""
