@@ -27,27 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from streamlabel.bench.scale_events import event_cost
+from streamlabel.bench.scale_events import DIM, cluster, event_cost, synthetic_store, unit_vectors
 from streamlabel.core.discovery import Discoverer, UnknownBuffer
 from streamlabel.core.store import PrototypeStore
 from streamlabel.settings.engine import EngineSettings
 
 __all__ = ["discovery_cost", "run_scale_bench", "store_cost"]
 
-DIM = 384
 APPROXIMATE_FROM = 20_000
 """Class counts from which the IVF index is timed beside the exact one."""
 IVF_NPROBES = (16, 64)
-
-
-def _cluster(rng: np.random.Generator, centre: np.ndarray, n: int, spread: float) -> np.ndarray:
-    x = centre[None, :] + spread * rng.standard_normal((n, centre.shape[0])).astype(np.float32)
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
-    x = rng.standard_normal((n, DIM)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def store_cost(
@@ -60,18 +49,9 @@ def store_cost(
     nearest class and open-set decision agree with the exact index.
     """
     rng = np.random.default_rng(seed)
-    settings = EngineSettings()
-    config = replace(settings.store.to_config(settings.seed), max_classes=None)
-    store = PrototypeStore(DIM, config, clock=time.time)
-    centres = _unit(rng, classes)
-    t0 = time.perf_counter()
-    for k in range(classes):
-        vectors = _cluster(rng, centres[k], examples, 0.05)
-        store.add_class(f"c{k}", f"class {k}", vectors, status="known", origin="feedback")
-    add_s = time.perf_counter() - t0
-    queries = np.vstack(
-        [_cluster(rng, centres[c], 1, 0.2) for c in rng.integers(0, classes, batch)]
-    )
+    store, centres, add_s = synthetic_store(rng, classes, examples)
+    config = store.config
+    queries = np.vstack([cluster(rng, centres[c], 1, 0.2) for c in rng.integers(0, classes, batch)])
     row: dict[str, Any] = {"classes": classes, "add_classes_s": round(add_s, 3)}
     exact = _timed_classify(store, queries, repeats)
     row.update(exact["row"])
@@ -115,13 +95,13 @@ def discovery_cost(buffered: int, *, clusters: int = 8, seed: int = 0) -> dict[s
     rng = np.random.default_rng(seed)
     settings = EngineSettings()
     store = PrototypeStore(DIM, settings.store.to_config(settings.seed), clock=time.time)
-    for k, centre in enumerate(_unit(rng, 20)):
-        store.add_class(f"k{k}", f"known {k}", _cluster(rng, centre, 30, 0.05),
+    for k, centre in enumerate(unit_vectors(rng, 20)):
+        store.add_class(f"k{k}", f"known {k}", cluster(rng, centre, 30, 0.05),
                         status="known", origin="feedback")  # fmt: skip
-    centres = _unit(rng, clusters)
+    centres = unit_vectors(rng, clusters)
     dense = int(buffered * 0.7)
-    rows = [_cluster(rng, centres[k % clusters], 1, 0.05)[0] for k in range(dense)]
-    vectors = np.vstack([np.asarray(rows), _unit(rng, buffered - dense)]).astype(np.float32)
+    rows = [cluster(rng, centres[k % clusters], 1, 0.05)[0] for k in range(dense)]
+    vectors = np.vstack([np.asarray(rows), unit_vectors(rng, buffered - dense)]).astype(np.float32)
     buffer = UnknownBuffer(max(buffered, 10), DIM)
     buffer.add([f"u{i}" for i in range(buffered)], vectors, [""] * buffered)
     discoverer = Discoverer(settings.discovery.to_config(settings.seed))

@@ -33,20 +33,39 @@ from streamlabel.core.store import PrototypeStore
 from streamlabel.schemas import ClassEvent
 from streamlabel.settings.engine import EngineSettings
 
-__all__ = ["event_cost"]
+__all__ = ["DIM", "cluster", "event_cost", "synthetic_store", "unit_vectors"]
 
 DIM = 384
 EXAMPLES = 4
 
 
-def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` random unit vectors of ``DIM`` dimensions."""
     x = rng.standard_normal((n, DIM)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def _around(rng: np.random.Generator, centres: np.ndarray, spread: float) -> np.ndarray:
-    x = centres + spread * rng.standard_normal(centres.shape).astype(np.float32)
+def cluster(rng: np.random.Generator, centre: np.ndarray, n: int, spread: float) -> np.ndarray:
+    """``n`` unit vectors scattered around ``centre``."""
+    x = centre[None, :] + spread * rng.standard_normal((n, centre.shape[0])).astype(np.float32)
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def synthetic_store(
+    rng: np.random.Generator, classes: int, examples: int
+) -> tuple[PrototypeStore, np.ndarray, float]:
+    """A store of ``classes`` known classes of ``examples`` examples each, around random
+    centres, with the default settings and no class cap; returns it, the centres and
+    the seconds adding the classes took."""
+    settings = EngineSettings()
+    config = replace(settings.store.to_config(settings.seed), max_classes=None)
+    store = PrototypeStore(DIM, config, clock=time.time)
+    centres = unit_vectors(rng, classes)
+    t0 = time.perf_counter()
+    for k in range(classes):
+        vectors = cluster(rng, centres[k], examples, 0.05)
+        store.add_class(f"c{k}", f"class {k}", vectors, status="known", origin="feedback")
+    return store, centres, time.perf_counter() - t0
 
 
 def event_cost(classes: int, *, events: int = 40, seed: int = 0) -> dict[str, Any]:
@@ -55,23 +74,16 @@ def event_cost(classes: int, *, events: int = 40, seed: int = 0) -> dict[str, An
 
     faiss.omp_set_num_threads(1)  # as in a stream worker
     rng = np.random.default_rng(seed)
-    settings = EngineSettings()
-    config = replace(settings.store.to_config(settings.seed), max_classes=None)
-    leader = PrototypeStore(DIM, config, clock=time.time)
-    centres = _unit(rng, classes)
-    t0 = time.perf_counter()
-    for k in range(classes):
-        vectors = _around(rng, np.repeat(centres[k : k + 1], EXAMPLES, axis=0), 0.05)
-        leader.add_class(f"c{k}", f"class {k}", vectors, status="known", origin="feedback")
-    build_s = time.perf_counter() - t0
-    probe = _around(rng, centres[rng.integers(0, classes, 1)], 0.2)
+    leader, centres, build_s = synthetic_store(rng, classes, EXAMPLES)
+    config = leader.config
+    probe = cluster(rng, centres[int(rng.integers(0, classes, 1)[0])], 1, 0.2)
     t1 = time.perf_counter()
     leader.classify(probe)
     refit_s = time.perf_counter() - t1
     replica = PrototypeStore.restore(leader.snapshot(), config, clock=time.time)
     replica.classify(probe)
     targets = rng.integers(0, classes, events)
-    batches = [_around(rng, np.repeat(centres[t : t + 1], 2, axis=0), 0.05) for t in targets]
+    batches = [cluster(rng, centres[t], 2, 0.05) for t in targets]
     sent: list[ClassEvent] = []
     leader_ms, leader_refits, leader_derived = _timed(
         leader, [lambda t=t, b=b: sent.append(leader.learn(f"c{t}", b)) for t, b in
