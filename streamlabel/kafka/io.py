@@ -222,11 +222,18 @@ def past_end(consumer: Consumer, tp: Any) -> int | None:
     return None
 
 
-def lag(consumer: Consumer) -> dict[str, int]:
-    """Records behind the high watermark, per assigned partition (``topic:partition``)."""
+def lag(consumer: Consumer, ends: Mapping[Any, int] | None = None) -> dict[str, int]:
+    """Records behind the high watermark, per assigned partition (``topic:partition``).
+
+    ``ends``: end offsets known otherwise (asked of the broker), used where they are
+    ahead of the consumer's watermark (which goes stale for a partition it has not
+    fetched lately).
+    """
     out: dict[str, int] = {}
     for tp in consumer.assignment():
         high = consumer.highwater(tp)
+        if ends is not None and tp in ends:
+            high = max(high or 0, ends[tp])
         if high is None:
             continue
         try:

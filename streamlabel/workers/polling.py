@@ -172,14 +172,7 @@ class Poller(ConsumerRebalanceListener):
 
     def _behind(self) -> int:
         """Records behind the newest end known (high watermark or end offset)."""
-        total = 0
-        for tp in self._consumer.assignment():
-            end = max(self._consumer.highwater(tp) or 0, self._ends.get(tp, 0))
-            try:
-                total += max(0, end - self._consumer.position(tp))
-            except Exception:  # no position yet (a fresh assignment)
-                continue
-        return total
+        return sum(lag(self._consumer, self._ends).values())
 
     def top_up(self, batch: Batch) -> Batch | None:
         """Adds to a prefetched batch what arrived while the model ran (a prefetch
