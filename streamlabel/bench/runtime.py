@@ -27,16 +27,25 @@ from streamlabel.waiting import wait_until
 __all__ = ["run_runtime_bench"]
 
 
-def bare_encode_rate(settings: RuntimeSettings, texts: list[str]) -> float:
-    """Items/s of the bare model on ``texts`` (one call, the model's batch size)."""
+def bare_rates(settings: RuntimeSettings, texts: list[str]) -> tuple[float, float]:
+    """Items/s on ``texts`` of the bare model, in one call each, on this process's threads:
+    sentence-transformers' own ``encode`` (padded batches of the model's batch size), then
+    streamlabel's embedder alone (length-bucketed, packed where uneven). Same model, dtype
+    and batch size as the deployment's."""
     m = settings.model
-    model = SentenceTransformerEmbedder(
-        m.path, device=m.device, batch_size=m.batch_size, max_seq_length=m.max_seq_length
-    )
-    model.embed(texts[: m.batch_size])  # warm-up
+    model = SentenceTransformerEmbedder(m.path, **m.embedder_options())
+    model.reference_encode(texts[: m.batch_size])  # warm-up
     t0 = time.perf_counter()
+    model.reference_encode(texts)
+    t1 = time.perf_counter()
     model.embed(texts)
-    return len(texts) / (time.perf_counter() - t0)
+    t2 = time.perf_counter()
+    return len(texts) / (t1 - t0), len(texts) / (t2 - t1)
+
+
+def bare_encode_rate(settings: RuntimeSettings, texts: list[str]) -> float:
+    """Items/s of sentence-transformers' ``encode`` on ``texts`` (see :func:`bare_rates`)."""
+    return bare_rates(settings, texts)[0]
 
 
 def run_runtime_bench(

@@ -2,10 +2,11 @@
 
 On the same texts and machine:
 
-(a) **bare** ``model.encode`` items/s (the model's batch size, all cores): the
-    ceiling of the system, measured before and again after the end-to-end part
-    (a shared machine's speed drifts; the ratio uses their mean, and both are
-    reported);
+(a) **bare** ``model.encode`` items/s (sentence-transformers' own call at the
+    model's batch size and dtype, all cores) and **the embedder alone**
+    (streamlabel's length-bucketed, packed call on the same model), each measured
+    before and again after the end-to-end part (a shared machine's speed drifts;
+    the ratios use their means, and all are reported);
 (b) **end to end** items/s through the embedded broker, Ray and the actors, from
     the first produce to the broker timestamp of the last first label, for a
     backlog of ``items`` texts;
@@ -39,7 +40,7 @@ import numpy as np
 
 from streamlabel.bench.console_load import ConsoleLoad
 from streamlabel.bench.cpu_budget import CpuBudget
-from streamlabel.bench.runtime import bare_encode_rate
+from streamlabel.bench.runtime import bare_rates
 from streamlabel.datasets import LabelledTexts
 from streamlabel.errors import StreamlabelError
 from streamlabel.kafka.client import TopicReader, produce_feedback, produce_items
@@ -190,8 +191,9 @@ def run_throughput_bench(
     texts = test.texts[:items]
     if len(texts) < items:
         raise StreamlabelError(f"the test file has {len(texts)} texts, fewer than --items {items}")
-    bare = bare_encode_rate(settings, texts)
-    say(f"bare model.encode: {bare:.1f} items/s on {len(texts)} texts")
+    bare, alone = bare_rates(settings, texts)
+    say(f"bare model.encode: {bare:.1f} items/s on {len(texts)} texts "
+        f"(streamlabel's embedder alone: {alone:.1f})")  # fmt: skip
     decode_split = _split_decode(texts)
     embed_split = _split_embed(settings, texts)
     feedback = [Feedback(text=t, label=y) for t, y in zip(train.texts, train.labels, strict=True)]
@@ -217,7 +219,8 @@ def run_throughput_bench(
         cpu = budget.stop()
         e2e = len(batch) / (max(labels.first_ms[i.id] for i in batch) / 1e3 - t0)
         p1 = rt.progress()
-        say(f"end to end: {e2e:.1f} items/s with {workers} worker(s) ({e2e / bare:.2f} of bare)")
+        say(f"end to end: {e2e:.1f} items/s with {workers} worker(s) ({e2e / bare:.2f} of bare, "
+            f"{e2e / alone:.2f} of the embedder alone)")  # fmt: skip
         spent0, spent1 = _summed(p0.workers), _summed(p1.workers)
         stages = stage_table(spent0, spent1, len(batch), WORKER_STAGES)
         overlap = {
@@ -232,7 +235,7 @@ def run_throughput_bench(
         learner_s = sum(v["ms_per_item"] for v in learner.values()) * len(batch) / 1e3
         # (c) latency at shares of the end-to-end rate, one item at a time
         curve = [
-            _paced_latency(labels, kafka, texts, rate=max(e2e * load, 1.0), paced_s=paced_s,
+            _paced_latency(rt, labels, texts, rate=max(e2e * load, 1.0), paced_s=paced_s,
                            tag=f"p{int(load * 100)}")
             | {"load": load}
             for load in loads
@@ -244,15 +247,19 @@ def run_throughput_bench(
         p2 = rt.progress()
         device_memory = rt.embedder_memory()
         labels.close()
-    bare_after = bare_encode_rate(settings, texts)
-    say(f"bare model.encode again: {bare_after:.1f} items/s")
+    bare_after, alone_after = bare_rates(settings, texts)
+    say(f"bare model.encode again: {bare_after:.1f} items/s (embedder alone: {alone_after:.1f})")
     bare_first, bare = bare, (bare + bare_after) / 2
+    alone_first, alone = alone, (alone + alone_after) / 2
     per_item = {k: round(v, 4) for k, v in {**decode_split, **embed_split}.items()}
     result: dict[str, Any] = {
         "encode_items_per_s": round(bare, 1),
         "encode_items_per_s_before_after": [round(bare_first, 1), round(bare_after, 1)],
         "e2e_items_per_s": round(e2e, 1),
         "ratio": round(e2e / bare, 3),
+        "embedder_items_per_s": round(alone, 1),
+        "embedder_items_per_s_before_after": [round(alone_first, 1), round(alone_after, 1)],
+        "ratio_to_embedder": round(e2e / alone, 3),
         "p50_ms": latency["p50_ms"],
         "p99_ms": latency["p99_ms"],
         "stages": stages,
@@ -276,13 +283,18 @@ def run_throughput_bench(
 
 
 def _paced_latency(
-    labels: _Labels, kafka: Any, texts: list[str], *, rate: float, paced_s: float, tag: str
+    rt: Runtime, labels: _Labels, texts: list[str], *, rate: float, paced_s: float, tag: str
 ) -> dict[str, Any]:
-    """Produce-to-label latency of a stream offered at ``rate`` items/s for ``paced_s``."""
+    """Produce-to-label latency of a stream offered at ``rate`` items/s for ``paced_s``,
+    with what the workers' batches were like meanwhile and the CPU budget of the phase."""
     n_paced = max(50, min(len(texts), int(rate * paced_s)))
     sent: dict[str, float] = {}
+    kafka = rt.settings.kafka
     topics = Topics.of(kafka)
     publisher = Publisher(kafka, topics)  # one producer: each send goes out at once
+    before = rt.progress().workers
+    budget = CpuBudget()
+    budget.start()
     try:
         start = time.monotonic()
         for k in range(n_paced):
@@ -295,10 +307,37 @@ def _paced_latency(
             publisher.send(topics.items, item.id.encode(), encode(item))
         publisher.flush()
         offered = n_paced / (time.monotonic() - start)
+        cpu = budget.stop()  # before the labels are read back: that is the bench's own work
     finally:
         publisher.close()
     labels.wait_for(set(sent), 600)
-    return {**latency_percentiles(sent, labels.first_ms), "paced_items_per_s": round(offered, 1)}
+    return {
+        **latency_percentiles(sent, labels.first_ms),
+        "paced_items_per_s": round(offered, 1),
+        "batches": batch_shape(before, rt.progress().workers),
+        "cpu_budget": cpu,
+    }
+
+
+def batch_shape(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, float]:
+    """The workers' batches over a span: how many, their mean size, and the mean
+    milliseconds one batch spent in each stage (``embed_ms``, ``publish_ms``...).
+
+    Example:
+        >>> a = [{"batches": 2, "items": 10, "stage_s": {"embed": 0.1}}]
+        >>> b = [{"batches": 6, "items": 30, "stage_s": {"embed": 0.3}}]
+        >>> batch_shape(a, b)
+        {'batches': 4, 'items_per_batch': 5.0, 'embed_ms': 50.0}
+    """
+    n = sum(w.get("batches", 0) for w in after) - sum(w.get("batches", 0) for w in before)
+    items = sum(w.get("items", 0) for w in after) - sum(w.get("items", 0) for w in before)
+    out: dict[str, float] = {"batches": n, "items_per_batch": round(items / max(n, 1), 2)}
+    spent0, spent1 = _summed(before), _summed(after)
+    for stage in WORKER_STAGES:
+        if stage in spent1:
+            ms = (spent1[stage] - spent0.get(stage, 0.0)) * 1e3 / max(n, 1)
+            out[f"{stage}_ms"] = round(ms, 2)
+    return out
 
 
 def _gpu_peak_gib(device_memory: dict[str, int]) -> float | None:

@@ -72,9 +72,7 @@ def _bench_data(args: argparse.Namespace, say: Callable[[str], None]) -> _BenchD
     settings = load_settings()
     train, test = read_tsv(args.train), read_tsv(args.test)
     m = settings.model
-    embedder = SentenceTransformerEmbedder(
-        m.path, device=m.device, batch_size=m.batch_size, max_seq_length=m.max_seq_length
-    )
+    embedder = SentenceTransformerEmbedder(m.path, **m.embedder_options())
     say(f"embedding {len(train) + len(test)} texts with {embedder.model_id} ...")
     t0 = time.perf_counter()
     train_vectors = embedder.embed(train.texts)

@@ -15,10 +15,19 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from streamlabel.core.tokens import TokenBatch, bucket
+from streamlabel.core.tokens import Packed, Padded, TokenBatch, bucket
 from streamlabel.errors import EmbeddingError
 
 DeviceSetting = Literal["auto", "cpu", "cuda"]
+DtypeSetting = Literal["auto", "float32", "bfloat16"]
+PACK_ABOVE = 1.25
+"""Chunks padded past this ratio run packed (on CPU): a random 8-title poll pads to 1.58."""
+_PROBES = (
+    "a",
+    "segfault in free()",
+    "how do I sort a dictionary by value in python",
+    "what is the difference between git pull and git fetch when I work on a feature branch",
+)
 BUNDLED_MODEL_ID = "all-MiniLM-L6-v2"
 
 
@@ -92,14 +101,23 @@ class TextTokenizer:
         model_path: a local model directory; ``None`` means the bundled MiniLM.
         batch_size: rows per chunk (the model's batch size).
         max_seq_length: tokens kept per text.
+        pack_above: pack chunks whose padding would exceed this ratio (``None``: never;
+            only for a model that runs packed chunks, see
+            :class:`SentenceTransformerEmbedder`).
     """
 
     def __init__(
-        self, model_path: str | None = None, *, batch_size: int = 32, max_seq_length: int = 128
+        self,
+        model_path: str | None = None,
+        *,
+        batch_size: int = 32,
+        max_seq_length: int = 128,
+        pack_above: float | None = None,
     ) -> None:
         self.model_path = model_path or bundled_model_path()
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
+        self.pack_above = pack_above
         self._tokenizer: Any = None
         self._lower = False
 
@@ -142,7 +160,8 @@ class TextTokenizer:
             ids = encoded["input_ids"]
         except Exception as exc:  # tokenizers raise several kinds
             raise EmbeddingError(f"tokenizer failed on a batch of {len(texts)}: {exc}") from exc
-        return bucket(ids, batch_size=self.batch_size, pad_id=int(tok.pad_token_id or 0))
+        pad_id = int(tok.pad_token_id or 0)
+        return bucket(ids, batch_size=self.batch_size, pad_id=pad_id, pack_above=self.pack_above)
 
 
 def _tensor(a: np.ndarray) -> Any:
@@ -151,8 +170,23 @@ def _tensor(a: np.ndarray) -> Any:
     return torch.from_numpy(a) if a.flags.writeable else torch.tensor(a)
 
 
-def resolve_device(device: DeviceSetting) -> tuple[str, Any]:
-    """Picks the torch device and dtype: CUDA with bf16 (fp16 without bf16 support), else CPU fp32.
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there a
+    bf16 model is ~1.7x faster than fp32; elsewhere torch emulates it, slowly."""
+    try:
+        import torch.cpu as tcpu
+
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(tcpu, name, lambda: False)()) for name in checks)
+    except Exception:  # a torch without these probes: assume not
+        return False
+
+
+def resolve_device(device: DeviceSetting, dtype: DtypeSetting = "auto") -> tuple[str, Any]:
+    """Picks the torch device and dtype.
+
+    ``auto``: CUDA with bf16 (fp16 without bf16 support); a CPU with native
+    bfloat16 (:func:`cpu_has_bf16`) in bf16, any other CPU in fp32.
 
     Raises:
         EmbeddingError: ``cuda`` was asked for and no CUDA device is present.
@@ -162,23 +196,35 @@ def resolve_device(device: DeviceSetting) -> tuple[str, Any]:
     has_cuda = torch.cuda.is_available()
     if device == "cuda" and not has_cuda:
         raise EmbeddingError("device 'cuda' requested but no CUDA device is available")
-    if device == "cpu" or not has_cuda:
-        return "cpu", torch.float32
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return "cuda", dtype
+    where = "cpu" if device == "cpu" or not has_cuda else "cuda"
+    if dtype == "float32":
+        return where, torch.float32
+    if dtype == "bfloat16":
+        return where, torch.bfloat16
+    if where == "cuda":
+        return where, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return where, torch.bfloat16 if cpu_has_bf16() else torch.float32
 
 
 class SentenceTransformerEmbedder:
     """A sentence-transformers model, loaded offline, on CUDA when present.
 
-    Batches are sorted by text length (sentence-transformers does it inside
-    ``encode``) so padding is small; the output is L2-normalised float32.
+    A batch is tokenized, sorted by length and cut into chunks
+    (:func:`~streamlabel.core.tokens.bucket`); on a CPU, a chunk of uneven
+    lengths (a short poll) runs *packed*: its texts end to end in one sequence
+    with a block-diagonal attention mask and their own positions, pooled per
+    text, so no compute goes to padding. Packing is used only for a model made
+    of a Transformer with absolute positions, mean or CLS pooling and an optional
+    normalisation, and only after a check at load that packed and padded
+    embeddings agree. The output is L2-normalised float32.
 
     Args:
         model_path: a local model directory; ``None`` means the bundled MiniLM.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        dtype: ``auto`` (see :func:`resolve_device`), ``float32`` or ``bfloat16``.
         batch_size: texts per forward pass.
         max_seq_length: tokens kept per text (longer texts are truncated).
+        packing: run uneven chunks packed on CPU (when the model allows it).
     """
 
     def __init__(
@@ -186,22 +232,25 @@ class SentenceTransformerEmbedder:
         model_path: str | None = None,
         *,
         device: DeviceSetting = "auto",
+        dtype: DtypeSetting = "auto",
         batch_size: int = 32,
         max_seq_length: int = 128,
+        packing: bool = True,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         path = model_path or bundled_model_path()
         if not os.path.isdir(path):
             raise EmbeddingError(f"model path {path!r} is not a directory")
+        import torch
         from sentence_transformers import SentenceTransformer
 
-        self._device, self._dtype = resolve_device(device)
+        self._device, self._dtype = resolve_device(device, dtype)
         try:
             model = SentenceTransformer(path, device=self._device, local_files_only=True)
         except Exception as exc:  # the library raises many kinds on a broken model dir
             raise EmbeddingError(f"cannot load model from {path!r}: {exc}") from exc
-        if self._device == "cuda":
+        if self._dtype != torch.float32:
             model = model.to(self._dtype)
         model.max_seq_length = max_seq_length
         self._model = model
@@ -209,7 +258,8 @@ class SentenceTransformerEmbedder:
         self._path = path
         self._max_seq_length = max_seq_length
         name = BUNDLED_MODEL_ID if model_path is None else os.path.basename(os.path.normpath(path))
-        self._model_id = f"{name}@{self._device}"
+        precision = "" if self._dtype == torch.float32 else "-" + self.dtype.replace("float", "f")
+        self._model_id = f"{name}@{self._device}{precision}"
         get_dim = getattr(model, "get_embedding_dimension", None) or (
             model.get_sentence_embedding_dimension
         )
@@ -217,6 +267,12 @@ class SentenceTransformerEmbedder:
         if dim is None:
             raise EmbeddingError(f"model at {path!r} does not report an embedding dimension")
         self._dim = int(dim)
+        # the in-process tokenizer shares the model's; packing is switched on below
+        self._tokens = TextTokenizer(path, batch_size=batch_size, max_seq_length=max_seq_length)
+        self._tokens._tokenizer, self._tokens._lower = model.tokenizer, transformer_dir(path)[1]
+        self._pooling = packable_pooling(model) if packing and self._device == "cpu" else None
+        if self._pooling is not None and self._packing_agrees():
+            self._tokens.pack_above = PACK_ABOVE
 
     @property
     def dim(self) -> int:
@@ -231,10 +287,23 @@ class SentenceTransformerEmbedder:
         """The torch device in use (``cpu`` or ``cuda``)."""
         return self._device
 
+    @property
+    def dtype(self) -> str:
+        """The model's torch dtype (``float32``, ``bfloat16``...)."""
+        return str(self._dtype).split(".")[-1]
+
+    @property
+    def packs(self) -> bool:
+        """Whether uneven chunks run packed (see the class notes)."""
+        return self._tokens.pack_above is not None
+
     def tokenizer(self) -> TextTokenizer:
         """A tokenizer-only twin of this model, for the processes that feed it tokens."""
         return TextTokenizer(
-            self._path, batch_size=self._batch_size, max_seq_length=self._max_seq_length
+            self._path,
+            batch_size=self._batch_size,
+            max_seq_length=self._max_seq_length,
+            pack_above=self._tokens.pack_above,
         )
 
     def embed_tokens(self, batch: TokenBatch) -> np.ndarray:
@@ -252,14 +321,17 @@ class SentenceTransformerEmbedder:
         outs = []
         try:
             with torch.inference_mode():
-                for ids, mask in batch.chunks:
-                    # arrays from Ray's object store are read-only: torch needs its own
-                    t_ids, t_mask = _tensor(ids), _tensor(mask)
-                    if cuda:
-                        t_ids = t_ids.pin_memory().to(self._device, non_blocking=True)
-                        t_mask = t_mask.pin_memory().to(self._device, non_blocking=True)
-                    features = {"input_ids": t_ids, "attention_mask": t_mask}
-                    emb = self._model(features)["sentence_embedding"].float()
+                for chunk in batch.chunks:
+                    if isinstance(chunk, Packed):
+                        emb = self._forward_packed(chunk)
+                    else:
+                        # arrays from Ray's object store are read-only: torch needs its own
+                        t_ids, t_mask = _tensor(chunk.ids), _tensor(chunk.mask)
+                        if cuda:
+                            t_ids = t_ids.pin_memory().to(self._device, non_blocking=True)
+                            t_mask = t_mask.pin_memory().to(self._device, non_blocking=True)
+                        features = {"input_ids": t_ids, "attention_mask": t_mask}
+                        emb = self._model(features)["sentence_embedding"].float()
                     outs.append(torch.nn.functional.normalize(emb, dim=-1))
                 rows = torch.cat(outs).cpu().numpy()
         except Exception as exc:  # model errors have no common base class
@@ -280,6 +352,11 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
+        return self.embed_tokens(self._tokens.tokenize(texts))
+
+    def reference_encode(self, texts: Sequence[str]) -> np.ndarray:
+        """The same model through sentence-transformers' own ``encode`` (padded batches
+        of ``batch_size``, sorted by characters): the bare model the benchmarks compare with."""
         try:
             out = self._model.encode(
                 list(texts),
@@ -291,3 +368,52 @@ class SentenceTransformerEmbedder:
         except Exception as exc:  # tokenizer/model errors have no common base class
             raise EmbeddingError(f"model failed on a batch of {len(texts)}: {exc}") from exc
         return np.ascontiguousarray(out, dtype=np.float32)
+
+    def _forward_packed(self, chunk: Packed) -> Any:
+        """One packed chunk through the Transformer, pooled per text (float32 rows)."""
+        import torch
+
+        ids = _tensor(chunk.ids)[None]
+        positions = torch.from_numpy(chunk.positions())[None]
+        seg = torch.from_numpy(chunk.segments())
+        mask = (seg[:, None] == seg[None, :])[None, None]  # each text attends to itself
+        transformer: Any = self._model[0].auto_model
+        hidden = transformer(
+            input_ids=ids, position_ids=positions, attention_mask=mask,
+            token_type_ids=torch.zeros_like(ids),
+        ).last_hidden_state[0].float()  # fmt: skip
+        if self._pooling == "cls":
+            starts = np.cumsum(chunk.lengths) - chunk.lengths
+            return hidden[torch.from_numpy(starts)]
+        sums = torch.zeros(chunk.rows, hidden.shape[1]).index_add_(0, seg, hidden)
+        return sums / torch.from_numpy(chunk.lengths).to(sums.dtype)[:, None]
+
+    def _packing_agrees(self) -> bool:
+        """Packed and padded embeddings of a few probe texts agree (cosine >= 0.999):
+        the model takes position ids and a 4-D mask the way packing needs."""
+        padded = self._tokens.tokenize(_PROBES)
+        ids = [c.ids[r, : int(c.mask[r].sum())].tolist()
+               for c in padded.chunks if isinstance(c, Padded) for r in range(c.rows)]  # fmt: skip
+        packed = bucket(ids, batch_size=len(ids), pad_id=0, pack_above=0.0)
+        try:  # embed_tokens answers in its batch's text order: ids are in padded's row order
+            a = self.embed_tokens(padded)
+            b = padded.restore(self.embed_tokens(packed))
+        except EmbeddingError:
+            return False
+        return bool(np.min(np.sum(a * b, axis=1)) >= 0.999)
+
+
+def packable_pooling(model: Any) -> str | None:
+    """``mean`` or ``cls`` when a sentence-transformers model can run packed chunks
+    (a Transformer with absolute positions, that pooling, an optional Normalize), else None."""
+    modules = list(model)
+    if len(modules) not in (2, 3) or not hasattr(modules[0], "auto_model"):
+        return None
+    if len(modules) == 3 and type(modules[2]).__name__ != "Normalize":
+        return None
+    config = getattr(modules[0].auto_model, "config", None)
+    if getattr(config, "position_embedding_type", "absolute") not in (None, "absolute"):
+        return None
+    get = getattr(modules[1], "get_config_dict", None)
+    mode = get().get("pooling_mode") if callable(get) else None
+    return mode if mode in ("mean", "cls") else None

@@ -350,12 +350,7 @@ class OpenWorldClassifier:
 
 def _load_model(model: ModelSettings) -> SentenceTransformerEmbedder:
     """The configured sentence-transformers model, in this process."""
-    return SentenceTransformerEmbedder(
-        model.path,
-        device=model.device,
-        batch_size=model.batch_size,
-        max_seq_length=model.max_seq_length,
-    )
+    return SentenceTransformerEmbedder(model.path, **model.embedder_options())
 
 
 def _raise_dead_letters(out: EngineOutput) -> None:

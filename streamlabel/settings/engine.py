@@ -42,6 +42,29 @@ class ModelSettings(Section):
     max_seq_length: int = Field(
         default=128, ge=8, le=8192, description="Tokens per text; longer texts are truncated."
     )
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="The model's precision. auto = bf16 on a GPU and on a CPU that computes "
+        "bf16 natively (AVX512-BF16 or AMX: 1.7x fp32's speed, cosine to fp32 >= 0.998), "
+        "fp32 on other CPUs (where torch would emulate bf16).",
+    )
+    packing: bool = Field(
+        default=True,
+        description="On CPU, run a chunk of uneven lengths (a short poll) packed: its texts "
+        "end to end in one sequence, no padding (8 titles: 3.0 ms each instead of 4.0). Used "
+        "only for models whose packed and padded embeddings agree at load.",
+    )
+
+    def embedder_options(self) -> dict[str, Any]:
+        """Keyword arguments of
+        :class:`~streamlabel.core.embedder.SentenceTransformerEmbedder` (after the path)."""
+        return {
+            "device": self.device,
+            "dtype": self.dtype,
+            "batch_size": self.batch_size,
+            "max_seq_length": self.max_seq_length,
+            "packing": self.packing,
+        }
 
 
 class StoreSettings(Section):

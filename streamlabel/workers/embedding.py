@@ -53,12 +53,7 @@ def load_embedder(
         import torch
 
         torch.set_num_threads(threads)
-    return SentenceTransformerEmbedder(
-        model.path,
-        device=model.device,
-        batch_size=model.batch_size,
-        max_seq_length=model.max_seq_length,
-    )
+    return SentenceTransformerEmbedder(model.path, **model.embedder_options())
 
 
 def torch_threads() -> int | None:

@@ -23,6 +23,14 @@ def embedder():
 
 
 @pytest.fixture(scope="session")
+def embedder_fp32():
+    """The model in float32 whatever the CPU (``auto`` picks bf16 on one that has it)."""
+    from streamlabel.core.embedder import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
 def small_train() -> Path:
     return DATA / "stackoverflow_small_train.tsv"
 

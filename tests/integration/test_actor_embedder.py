@@ -50,7 +50,7 @@ def test_workers_feed_one_shared_embedder_actor_and_label_everything(
             collector.close()
         workers = rt.progress().workers
     got = {i: collector.first[i] for i in (it.id for it in items)}
-    assert {r.model_id for r in got.values()} == {"all-MiniLM-L6-v2@cpu"}
+    assert {r.model_id for r in got.values()} == {embedder.model_id}
     assert sum(w["items"] for w in workers) >= len(items)
     assert all(w["items"] > 0 for w in workers)  # both workers fed the one actor
     assert all(w["commits"] == w["batches"] for w in workers)  # every batch settled

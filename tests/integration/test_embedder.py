@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from streamlabel.core.embedder import SentenceTransformerEmbedder, resolve_device
+from streamlabel.core.embedder import SentenceTransformerEmbedder, cpu_has_bf16, resolve_device
+from streamlabel.core.tokens import Packed, Padded
 from streamlabel.errors import EmbeddingError
+
+CPU_MODEL_ID = "all-MiniLM-L6-v2@cpu" + ("-bf16" if cpu_has_bf16() else "")
 
 
 def test_bundled_model_gives_unit_float32_vectors_of_dim_384(embedder) -> None:
@@ -15,7 +18,7 @@ def test_bundled_model_gives_unit_float32_vectors_of_dim_384(embedder) -> None:
     assert out.shape == (2, 384)
     assert out.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
-    assert embedder.model_id == "all-MiniLM-L6-v2@cpu"
+    assert embedder.model_id == CPU_MODEL_ID
 
 
 def test_embeddings_are_deterministic_and_order_independent(embedder) -> None:
@@ -57,9 +60,59 @@ def test_device_auto_picks_cuda_with_half_precision_only_when_present() -> None:
         assert device == "cuda"
         assert dtype in {torch.bfloat16, torch.float16}
     else:
-        assert (device, dtype) == ("cpu", torch.float32)
+        # a CPU computes in bf16 only where it does so natively
+        assert (device, dtype) == ("cpu", torch.bfloat16 if cpu_has_bf16() else torch.float32)
         with pytest.raises(EmbeddingError, match="no CUDA device"):
             resolve_device("cuda")
+    assert resolve_device("cpu", "float32") == ("cpu", torch.float32)
+    assert resolve_device("cpu", "bfloat16") == ("cpu", torch.bfloat16)
+
+
+# ------------------------------------------------- packed and bucketed, against encode
+def test_polls_of_any_size_embed_as_sentence_transformers_encode_does(embedder_fp32, so_test):
+    """streamlabel's own call (length-bucketed chunks, uneven ones packed into one
+    unpadded sequence) gives sentence-transformers' ``encode`` vectors, in fp32."""
+    texts = so_test.texts[:400]
+    want = embedder_fp32.reference_encode(texts)
+    assert embedder_fp32.packs
+    for poll in (1, 3, 8, 40, 400):
+        polls = [texts[i : i + poll] for i in range(0, 400, poll)]
+        got = np.concatenate([embedder_fp32.embed(p) for p in polls])
+        np.testing.assert_allclose(got, want, atol=2e-5, err_msg=f"polls of {poll}")
+    kinds = {type(c) for c in embedder_fp32.tokenizer().tokenize(texts[:8]).chunks}
+    assert kinds == {Packed}  # a short poll of uneven titles runs packed...
+    long = embedder_fp32.tokenizer().tokenize(texts)
+    assert Padded in {type(c) for c in long.chunks}  # ...long polls' sorted chunks mostly not
+    assert long.padding_ratio < 1.1
+
+
+def test_bf16_stays_within_a_rounding_of_fp32(embedder_fp32, so_test) -> None:
+    bf16 = SentenceTransformerEmbedder(device="cpu", dtype="bfloat16")
+    assert bf16.dtype == "bfloat16"
+    assert bf16.model_id.endswith("@cpu-bf16")
+    texts = so_test.texts[:300]
+    for poll in (8, 300):
+        a = np.concatenate([bf16.embed(texts[i : i + poll]) for i in range(0, 300, poll)])
+        cos = np.sum(a * embedder_fp32.embed(texts), axis=1)
+        assert cos.min() > 0.998, poll
+        np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+
+
+def test_packing_is_off_when_asked_or_when_the_model_disagrees_at_load(monkeypatch) -> None:
+    off = SentenceTransformerEmbedder(device="cpu", dtype="float32", packing=False)
+    assert not off.packs
+    assert {type(c) for c in off.tokenizer().tokenize(["a", "a much longer one here"]).chunks} == {
+        Padded
+    }
+
+    def wrong(self, chunk):  # a model that ignores position ids or 4-D masks, say
+        return torch.ones(chunk.rows, 384)
+
+    monkeypatch.setattr(SentenceTransformerEmbedder, "_forward_packed", wrong)
+    refused = SentenceTransformerEmbedder(device="cpu", dtype="float32")
+    assert not refused.packs  # the check at load caught it: padded chunks only
+    out = refused.embed(["a", "a much longer title about packing"])
+    assert np.abs(out - off.embed(["a", "a much longer title about packing"])).max() < 1e-5
 
 
 # ------------------------------------------- tokens from the workers (GPU topology)
@@ -73,18 +126,16 @@ TEXTS = [
 ]
 
 
-def test_tokenized_elsewhere_gives_the_same_vectors_as_encode(embedder) -> None:
+def test_tokenized_elsewhere_gives_the_same_vectors_as_encode(embedder_fp32) -> None:
     """What a shared actor computes from a worker's tokens equals model.encode (CPU, fp32)."""
-    tokenizer = embedder.tokenizer()
+    tokenizer = embedder_fp32.tokenizer()
     batch = tokenizer.tokenize(TEXTS * 30)
-    assert [ids.shape[1] for ids, _ in batch.chunks] == sorted(
-        (ids.shape[1] for ids, _ in batch.chunks), reverse=True
-    )  # length-bucketed: the longest chunk first, short ones padded short
-    assert batch.chunks[0][0].shape[1] == 128
-    assert batch.chunks[-1][0].shape[1] < 128
-    got = embedder.embed_tokens(batch)
-    np.testing.assert_allclose(got, embedder.embed(TEXTS * 30), atol=1e-5)
-    assert embedder.embed_tokens(tokenizer.tokenize([])).shape == (0, 384)
+    widths = [c.ids.shape[1] for c in batch.chunks if isinstance(c, Padded)]
+    assert widths == sorted(widths, reverse=True)  # the longest chunk first
+    assert widths[0] == 128  # truncated to max_seq_length
+    got = embedder_fp32.embed_tokens(batch)
+    np.testing.assert_allclose(got, embedder_fp32.reference_encode(TEXTS * 30), atol=2e-5)
+    assert embedder_fp32.embed_tokens(tokenizer.tokenize([])).shape == (0, 384)
 
 
 def test_a_tokenizer_travels_without_its_loaded_state(embedder) -> None:
@@ -95,9 +146,10 @@ def test_a_tokenizer_travels_without_its_loaded_state(embedder) -> None:
     copy = pickle.loads(pickle.dumps(tokenizer))
     assert copy._tokenizer is None  # loaded again where it is used
     a, b = tokenizer.tokenize(TEXTS), copy.tokenize(TEXTS)
-    for (ids_a, mask_a), (ids_b, mask_b) in zip(a.chunks, b.chunks, strict=True):
-        np.testing.assert_array_equal(ids_a, ids_b)
-        np.testing.assert_array_equal(mask_a, mask_b)
+    assert copy.pack_above == tokenizer.pack_above
+    for ca, cb in zip(a.chunks, b.chunks, strict=True):
+        assert type(ca) is type(cb)
+        np.testing.assert_array_equal(ca.ids, cb.ids)
 
 
 def test_the_embedder_actor_embeds_what_the_caller_tokenized(embedder, local_ray) -> None:
@@ -115,7 +167,7 @@ def test_the_embedder_actor_embeds_what_the_caller_tokenized(embedder, local_ray
     try:
         remote = RemoteEmbedder(actor)
         assert remote._tokenizer is not None
-        assert (remote.dim, remote.model_id) == (384, "all-MiniLM-L6-v2@cpu")
+        assert (remote.dim, remote.model_id) == (384, CPU_MODEL_ID)
         np.testing.assert_allclose(remote.embed(TEXTS), embedder.embed(TEXTS), atol=1e-5)
         texts_only = RemoteEmbedder(actor, tokenize=False)
         np.testing.assert_allclose(texts_only.embed(TEXTS), embedder.embed(TEXTS), atol=1e-5)
