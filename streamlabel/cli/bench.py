@@ -178,7 +178,8 @@ def _bench_throughput(args: argparse.Namespace) -> int:
     result = run_throughput_bench(
         settings, read_tsv(args.train), read_tsv(args.data), items=args.items,
         workers=args.workers, paced_s=args.paced_s,
-        loads=tuple(float(x) for x in args.loads.split(",")), console=args.console,
+        loads=tuple(float(x) for x in args.loads.split(",")), tick_ms=args.tick_ms,
+        console=args.console,
     )  # fmt: skip
     if args.json:
         print(json.dumps(result))

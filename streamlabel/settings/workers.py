@@ -84,6 +84,15 @@ class WorkerSettings(Section):
         "forgotten (counted in observations_dropped if never taken): a worker's backlog "
         "covers a learner outage of about this many items. The stream never waits for it.",
     )
+    observation_interval_ms: float = Field(
+        default=200.0,
+        ge=0,
+        le=60_000,
+        description="A worker sends the learner its labelled items at most this often; "
+        "batches labelled meanwhile go in one call. Each call wakes the learner's loop: one "
+        "per small batch (a quiet stream) took it 3x its per-item work. Feedback naming an "
+        "item that has not reached the learner yet waits for it (limits.feedback_wait_s).",
+    )
     publish_retry_s: float = Field(
         default=120.0,
         gt=0,

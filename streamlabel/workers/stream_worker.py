@@ -112,6 +112,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
         self._observations = ObservationSender(
             learner, max_inflight=r.max_inflight_observations, sample=r.drift_sample,
             seed=abs(hash(worker_id)) % (2**32), backlog=r.observation_backlog,
+            min_interval_s=r.observation_interval_ms / 1e3,
         )  # fmt: skip
         stats = WorkerStats(worker_id=worker_id)
         stats.batch_size = self._sizer.size if self._sizer else settings.worker.batch_size
@@ -174,6 +175,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
             cur = poller.poll(block=True)
             if cur is None:
                 self._apply_class_events()  # an idle replica stays current too
+                self._observations.send(None)  # what waited for the interval goes now
                 poller.after_idle_poll()
                 return 0
         t0 = time.perf_counter()

@@ -1,9 +1,9 @@
 """Device and dtype selection of the real embedder, with CUDA's presence faked.
 
 The CUDA branch cannot run on a machine without a GPU; these tests pin what it
-picks: CUDA with bf16 where supported, fp16 otherwise, CPU fp32 when there is
-no GPU or ``cpu`` is asked for, and a clear error when ``cuda`` is asked for
-without one.
+picks: CUDA with bf16 where supported, fp16 otherwise; on a CPU bf16 only where
+it computes bf16 natively (AVX512-BF16/AMX, faked here too), fp32 elsewhere; an
+explicit dtype wins; and a clear error when ``cuda`` is asked for without one.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import streamlabel.core.embedder as embedder_module
 from streamlabel.core.embedder import resolve_device
 from streamlabel.errors import EmbeddingError
 
@@ -31,11 +32,38 @@ def test_a_gpu_without_bf16_runs_the_model_in_fp16(monkeypatch: pytest.MonkeyPat
     assert resolve_device("auto") == ("cuda", torch.float16)
 
 
-def test_cpu_is_fp32_whether_asked_for_or_the_only_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_cpu_bf16(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    monkeypatch.setattr(embedder_module, "cpu_has_bf16", lambda: native)
+
+
+def test_a_cpu_without_native_bf16_runs_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_cpu_bf16(monkeypatch, False)
     fake_cuda(monkeypatch, present=True)
     assert resolve_device("cpu") == ("cpu", torch.float32)
     fake_cuda(monkeypatch, present=False)
     assert resolve_device("auto") == ("cpu", torch.float32)
+
+
+def test_a_cpu_with_native_bf16_runs_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_cpu_bf16(monkeypatch, True)
+    fake_cuda(monkeypatch, present=True)
+    assert resolve_device("cpu") == ("cpu", torch.bfloat16)
+    fake_cuda(monkeypatch, present=False)
+    assert resolve_device("auto") == ("cpu", torch.bfloat16)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_an_explicit_dtype_wins(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    fake_cpu_bf16(monkeypatch, native)
+    fake_cuda(monkeypatch, present=False)
+    assert resolve_device("auto", "float32") == ("cpu", torch.float32)
+    assert resolve_device("cpu", "bfloat16") == ("cpu", torch.bfloat16)
+    fake_cuda(monkeypatch, present=True)
+    assert resolve_device("auto", "float32") == ("cuda", torch.float32)
+
+
+def test_the_cpu_probe_answers_a_bool() -> None:
+    assert isinstance(embedder_module.cpu_has_bf16(), bool)
 
 
 def test_cuda_asked_for_without_a_gpu_fails_at_start(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -159,3 +159,52 @@ def test_drift_marks_a_sample_of_rows_and_keeps_every_row() -> None:
     assert 200 < marked.drift_rows < 300
     assert len(marked.for_drift()) == marked.drift_rows
     assert batch(0, 5).mark_drift(1.0, np.random.default_rng(0)).drift is None
+
+
+def test_batches_labelled_within_the_interval_go_to_the_learner_in_one_call() -> None:
+    clock = ManualClock()
+    learner = SlowLearner(max_rows=10_000)
+    worker = ObservationSender(
+        learner, max_inflight=2, sample=1.0, seed=0, backlog=100_000, poll=poll,
+        min_interval_s=0.2, clock=clock,
+    )  # fmt: skip
+    worker.send(batch(0, 10))  # the first round goes at once
+    for k in range(1, 5):  # a quiet stream: four more small batches by t = 0.15 s
+        clock.advance(0.0375)
+        worker.send(batch(k * 10, 10))
+    assert [len(c.observed) for c in learner.calls] == [10]
+    clock.advance(0.1)
+    worker.send(None)  # the interval is up (an idle worker's step sends too)
+    assert [len(c.observed) for c in learner.calls] == [10, 40]
+    assert learner.calls[1].observed.item_ids == [f"i{k}" for k in range(10, 50)]
+    learner.deliver()
+    learner.drain()
+    assert len(learner.curator.cache) == 50
+
+
+def test_a_merged_call_carries_at_most_merge_rows() -> None:
+    from streamlabel.workers.observations import MERGE_ROWS
+
+    worker = sender(None)
+    for k in range(10):
+        worker.send(batch(k * 300, 300))
+    learner = SlowLearner(max_rows=100_000)
+    worker.retarget(learner)
+    for _ in range(3):
+        worker.send(None)
+        learner.deliver()
+    sizes = [len(c.observed) for c in learner.calls]
+    assert sum(sizes) == 3000
+    assert max(sizes) <= MERGE_ROWS
+
+
+def test_merging_keeps_each_rows_drift_mark() -> None:
+    rng = np.random.default_rng(0)
+    a = batch(0, 4)  # drift None: every row
+    b = batch(4, 6).mark_drift(0.5, rng)
+    merged = a.then(b)
+    assert len(merged) == 10
+    assert merged.drift is not None
+    assert merged.drift[:4].all()
+    assert merged.drift[4:].tolist() == b.drift.tolist()
+    assert a.then(batch(4, 2)).drift is None
