@@ -225,6 +225,7 @@ def run_throughput_bench(
             f"{e2e / alone:.2f} of the embedder alone)")  # fmt: skip
         spent0, spent1 = _summed(p0.workers), _summed(p1.workers)
         stages = stage_table(spent0, spent1, len(batch), WORKER_STAGES)
+        backlog_batches = batch_shape(p0.workers, p1.workers)
         overlap = {
             k: v["ms_per_item"]
             for k, v in stage_table(spent0, spent1, len(batch), OVERLAP_STAGES).items()
@@ -265,6 +266,7 @@ def run_throughput_bench(
         "p50_ms": latency["p50_ms"],
         "p99_ms": latency["p99_ms"],
         "stages": stages,
+        "backlog_batches": backlog_batches,
         "learner_stages": learner,
         "overlap_ms_per_item": overlap,
         "learner_share_of_worker_time": round(learner_s / busy, 4) if busy else 0.0,
@@ -344,18 +346,24 @@ def _paced_latency(
 
 
 def batch_shape(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, float]:
-    """The workers' batches over a span: how many, their mean size, and the mean
-    milliseconds one batch spent in each stage (``embed_ms``, ``publish_ms``...).
+    """The workers' batches over a span: how many, their mean size, the group's
+    rebalances (each pauses the stream for a join), and the mean milliseconds one
+    batch spent in each stage (``embed_ms``, ``publish_ms``...).
 
     Example:
         >>> a = [{"batches": 2, "items": 10, "stage_s": {"embed": 0.1}}]
         >>> b = [{"batches": 6, "items": 30, "stage_s": {"embed": 0.3}}]
         >>> batch_shape(a, b)
-        {'batches': 4, 'items_per_batch': 5.0, 'embed_ms': 50.0}
+        {'batches': 4, 'items_per_batch': 5.0, 'rebalances': 0, 'embed_ms': 50.0}
     """
     n = sum(w.get("batches", 0) for w in after) - sum(w.get("batches", 0) for w in before)
     items = sum(w.get("items", 0) for w in after) - sum(w.get("items", 0) for w in before)
-    out: dict[str, float] = {"batches": n, "items_per_batch": round(items / max(n, 1), 2)}
+    rebalances = sum(w.get("rebalances", 0) for w in after) - sum(
+        w.get("rebalances", 0) for w in before
+    )
+    out: dict[str, float] = {
+        "batches": n, "items_per_batch": round(items / max(n, 1), 2), "rebalances": rebalances,
+    }  # fmt: skip
     spent0, spent1 = _summed(before), _summed(after)
     for stage in WORKER_STAGES:
         if stage in spent1:

@@ -108,14 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--items", type=_positive, default=6000, help="texts per backlog/bare run")
     tp.add_argument("--workers", type=_positive, default=2)
     tp.add_argument("--paced-s", type=float, default=20.0, help="seconds of each latency stream")
-    tp.add_argument(
-        "--tick-ms", type=float, default=10.0,
-        help="the latency stream sends what fell due every this many ms (0: each on its own)",
-    )  # fmt: skip
-    tp.add_argument(
-        "--loads", default="0.5",
-        help="shares of the end-to-end rate to measure latency at, e.g. 0.1,0.5,0.9",
-    )  # fmt: skip
+    tp.add_argument("--tick-ms", type=float, default=10.0, help="latency stream send ticks")
+    tp.add_argument("--loads", default="0.5", help="shares of the e2e rate, e.g. 0.1,0.5,0.9")
     tp.add_argument(
         "--console", action="store_true",
         help="serve the web console with a headless browser on it (what the console costs)",

@@ -10,14 +10,13 @@ read replica of the prototype store by tailing ``classes``. A batch goes through
    applied up to then (so feedback reaches a worker within a step);
 4. send labels, unknowns and dead letters;
 5. wait for every delivery, then commit the batch's offsets (never before);
-6. send what it labelled to the learner's drift detectors (best effort).
+6. send what it labelled to the learner (its item cache, its drift detectors),
+   several batches per call at most every ``worker.observation_interval_ms``.
 
 With ``worker.overlap``, steps 5-6 of the batch before and step 1 of the
-batch after run while the model embeds this one, so the model is never left
-waiting on Kafka. It is off by default: on 2 CPU cores the cores are the
-bottleneck, and overlapping measured no faster and with worse latency (the
-model runs 15-35% slower on a second native thread there). It is meant for a
-model on another device, where Kafka round trips are a real share of a batch.
+batch after run while the model embeds this one. It is off by default: on 2
+CPU cores overlapping measured no faster and with worse latency. It is meant
+for a model on another device, where Kafka round trips are a real share of a batch.
 
 The loop runs inside the actor (``run``); ``stop`` makes it finish the current
 batch, commit and close. The class is plain Python: the supervisor wraps it
@@ -335,6 +334,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
             offsets=offset_ranges(batch.messages),
             unknowns=len(out.unknowns),
             ms=round(batch.busy_s * 1e3, 1),
+            poll_ms=round(batch.poll_s * 1e3, 1),
         )
         if out.dead_letters:
             self._log.warning(
