@@ -51,7 +51,13 @@ from streamlabel.runtime.supervisor import Runtime
 from streamlabel.schemas import Feedback, Item, LabelRecord, decode, encode
 from streamlabel.settings.runtime import RuntimeSettings
 
-__all__ = ["latency_percentiles", "run_throughput_bench", "stage_table"]
+__all__ = [
+    "batch_shape",
+    "latency_percentiles",
+    "run_throughput_bench",
+    "send_ticks",
+    "stage_table",
+]
 
 WORKER_STAGES = STAGES
 LEARNER_STAGES = ("drift", "discovery", "adopt")
@@ -319,16 +325,12 @@ def _paced_latency(
         # the label's broker timestamp minus the due time). Reading them meanwhile
         # took 19% of the 2 cores from the deployment under test.
         start, wall0 = time.monotonic(), time.time()
-        k = 0
-        while k < n_paced:
-            # the next item's moment, then the rest of its tick: what fell due goes together
-            time.sleep(max(0.0, start + k / rate + tick_s - time.monotonic()))
-            now = time.monotonic() - start
-            while k < n_paced and k / rate <= now:
+        for at, ks in send_ticks(n_paced, rate, tick_s):
+            time.sleep(max(0.0, start + at - time.monotonic()))
+            for k in ks:
                 item = Item(id=f"{tag}-{k}", text=texts[k % len(texts)])
                 sent[item.id] = (wall0 + k / rate) * 1e3  # when it fell due
                 publisher.send(topics.items, item.id.encode(), encode(item))
-                k += 1
             if tick_s > 0:
                 publisher.flush()  # out now, not after kafka.linger_ms
         publisher.flush()
@@ -343,6 +345,28 @@ def _paced_latency(
         "batches": batch_shape(before, rt.progress().workers),
         "cpu_budget": cpu,
     }
+
+
+def send_ticks(n: int, rate: float, tick_s: float) -> list[tuple[float, list[int]]]:
+    """When the paced stream sends which items: ``(seconds from the start, items)``.
+
+    Item ``k`` falls due at ``k / rate``; a tick opens at the first item not yet
+    sent and sends, ``tick_s`` later, every item due by then.
+
+    Example:
+        >>> send_ticks(5, 100.0, 0.025)  # items every 10 ms, ticks of 25 ms
+        [(0.025, [0, 1, 2]), (0.055, [3, 4])]
+        >>> send_ticks(2, 10.0, 0.0)
+        [(0.0, [0]), (0.1, [1])]
+    """
+    plan: list[tuple[float, list[int]]] = []
+    k = 0
+    while k < n:
+        at = k / rate + tick_s
+        ks = list(range(k, min(n, int(at * rate + 1e-9) + 1)))
+        plan.append((round(at, 9), ks))
+        k = ks[-1] + 1
+    return plan
 
 
 def batch_shape(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, float]:

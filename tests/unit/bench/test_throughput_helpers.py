@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from streamlabel.bench.throughput import WORKER_STAGES, latency_percentiles, stage_table
+from streamlabel.bench.throughput import (
+    WORKER_STAGES,
+    batch_shape,
+    latency_percentiles,
+    send_ticks,
+    stage_table,
+)
 from streamlabel.errors import StreamlabelError
 
 
@@ -45,3 +51,40 @@ def test_latency_percentiles_use_only_items_seen_at_both_ends() -> None:
 def test_latency_percentiles_without_any_label_is_an_error() -> None:
     with pytest.raises(StreamlabelError, match="no item"):
         latency_percentiles({"a": 1.0}, {"b": 2.0})
+
+
+@pytest.mark.parametrize(("rate", "tick_s"), [(300.0, 0.01), (57.3, 0.01), (1000.0, 0.025)])
+def test_the_paced_stream_sends_every_item_once_within_a_tick_of_its_moment(
+    rate: float, tick_s: float
+) -> None:
+    plan = send_ticks(2000, rate, tick_s)
+    sent = [k for _, ks in plan for k in ks]
+    assert sent == list(range(2000))  # each once, in order
+    for at, ks in plan:
+        for k in ks:
+            assert k / rate <= at + 1e-9  # never before it fell due...
+            assert at - k / rate <= tick_s + 1e-9  # ...and at most a tick after
+    # ticks carry what a tick's worth of the rate brings (one request each)
+    assert len(plan) == pytest.approx(2000 / (int(rate * tick_s) + 1), rel=0.35)
+
+
+def test_without_ticks_each_item_goes_alone_at_its_moment() -> None:
+    plan = send_ticks(4, 200.0, 0.0)
+    assert plan == [(0.0, [0]), (0.005, [1]), (0.01, [2]), (0.015, [3])]
+
+
+def test_batch_shape_counts_batches_items_rebalances_and_stage_time_per_batch() -> None:
+    before = [
+        {"batches": 10, "items": 100, "rebalances": 1, "stage_s": {"embed": 1.0, "poll": 0.1}},
+        {"batches": 5, "items": 40, "rebalances": 1, "stage_s": {"embed": 0.5}},
+    ]
+    after = [
+        {"batches": 20, "items": 150, "rebalances": 2, "stage_s": {"embed": 1.5, "poll": 0.2}},
+        {"batches": 15, "items": 90, "rebalances": 1, "stage_s": {"embed": 1.0}},
+    ]
+    shape = batch_shape(before, after)
+    assert shape["batches"] == 20
+    assert shape["items_per_batch"] == 5.0
+    assert shape["rebalances"] == 1
+    assert shape["embed_ms"] == pytest.approx(50.0)
+    assert shape["poll_ms"] == pytest.approx(5.0)
