@@ -28,7 +28,8 @@ def test_a_backlog_adds_a_worker_and_an_empty_topic_removes_it(
         },
         discovery={"run_every": 100000},
     )  # fmt: skip
-    items = [Item(id=f"a-{i}", text=t) for i, t in enumerate(so_test.texts[:1200])]
+    # a backlog that outlasts a second worker's start-up (~5 s) at one worker's pace
+    items = [Item(id=f"a-{i}", text=t) for i, t in enumerate(so_test.texts[:4000])]
     with Runtime(settings) as rt:
         scaler = LagScaler(rt)
         assert scaler.policy.max_workers == 2
