@@ -215,6 +215,7 @@ def run_throughput_bench(
         kafka = rt.settings.kafka
         produce_feedback(kafka, feedback[:600])
         rt.wait_until_learned(min(600, len(feedback)))
+        rt.wait_until_assigned()
         labels = _Labels(rt)
         # (b) a backlog: first produce to last first label
         p0 = rt.progress()

@@ -189,6 +189,26 @@ class Observation:
             time.sleep(0.2)
         return version
 
+    def wait_until_assigned(self, timeout_s: float = 60.0, quiet_s: float = 1.0) -> None:
+        """Waits until the workers' group is stable: every running worker holds
+        partitions of ``items``, no two the same, and no worker rebalanced for
+        ``quiet_s``. A benchmark starts its clock after this: a join that lands
+        in a measured backlog pauses it for the group's rebalance (seconds)."""
+        deadline = time.monotonic() + timeout_s
+        stable_since, last = time.monotonic(), None
+        while True:
+            workers = self.progress().workers
+            held = [set(w.get("assigned", ())) for w in workers]
+            state = [w.get("rebalances", 0) for w in workers]
+            disjoint = sum(map(len, held)) == len(set().union(*held)) if held else False
+            if state != last:
+                stable_since, last = time.monotonic(), state
+            if disjoint and all(held) and time.monotonic() - stable_since >= quiet_s:
+                return
+            if time.monotonic() > deadline:
+                raise StreamlabelError(f"the workers' partitions did not settle: {held}")
+            time.sleep(0.2)
+
     def settle(self, timeout_s: float = 120.0, quiet_s: float = 1.0) -> bool:
         """Waits until the learner has consumed everything published to it and is idle.
 
