@@ -181,3 +181,16 @@ def test_the_embedder_actor_embeds_what_the_caller_tokenized(embedder, local_ray
         assert remote._tokenizer is None
     finally:
         ray.kill(actor)
+
+
+def test_one_embedder_serves_several_threads_at_once(embedder_fp32, so_test) -> None:
+    """An embedder actor runs up to 4 requests at once on one model and tokenizer:
+    concurrent calls give what the same calls give one by one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    polls = [so_test.texts[i * 7 : i * 7 + 7] for i in range(16)]
+    want = [embedder_fp32.embed(p) for p in polls]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(embedder_fp32.embed, polls))
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
