@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from streamlabel.core.tokens import Packed, Padded, TokenBatch, bucket
+from streamlabel.core.tokens import Packed, TokenBatch, bucket
 from streamlabel.errors import EmbeddingError
 
 DeviceSetting = Literal["auto", "cpu", "cuda"]
@@ -104,6 +104,8 @@ class TextTokenizer:
         pack_above: pack chunks whose padding would exceed this ratio (``None``: never;
             only for a model that runs packed chunks, see
             :class:`SentenceTransformerEmbedder`).
+        loaded: the model's tokenizer, already loaded in this process (else it loads
+            lazily from ``model_path``).
     """
 
     def __init__(
@@ -113,13 +115,14 @@ class TextTokenizer:
         batch_size: int = 32,
         max_seq_length: int = 128,
         pack_above: float | None = None,
+        loaded: Any = None,
     ) -> None:
         self.model_path = model_path or bundled_model_path()
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.pack_above = pack_above
-        self._tokenizer: Any = None
-        self._lower = False
+        self._tokenizer: Any = loaded
+        self._lower = transformer_dir(self.model_path)[1] if loaded is not None else False
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_tokenizer": None}
@@ -148,8 +151,16 @@ class TextTokenizer:
         Raises:
             EmbeddingError: the tokenizer failed on the batch.
         """
+        return self.chunked(self.token_ids(texts), self.pack_above)
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's token ids (unpadded).
+
+        Raises:
+            EmbeddingError: the tokenizer failed on the batch.
+        """
         if not texts:
-            return bucket([], batch_size=self.batch_size, pad_id=0)
+            return []
         tok = self.load()
         clean = [str(t).strip() for t in texts]
         if self._lower:
@@ -157,11 +168,15 @@ class TextTokenizer:
         try:
             encoded = tok(clean, truncation=True, max_length=self.max_seq_length, padding=False,
                           return_attention_mask=False, return_token_type_ids=False)  # fmt: skip
-            ids = encoded["input_ids"]
+            return list(encoded["input_ids"])
         except Exception as exc:  # tokenizers raise several kinds
             raise EmbeddingError(f"tokenizer failed on a batch of {len(texts)}: {exc}") from exc
-        pad_id = int(tok.pad_token_id or 0)
-        return bucket(ids, batch_size=self.batch_size, pad_id=pad_id, pack_above=self.pack_above)
+
+    def chunked(self, ids: Sequence[Sequence[int]], pack_above: float | None) -> TokenBatch:
+        """Token ids cut into the model's chunks (:func:`~streamlabel.core.tokens.bucket`),
+        packing those padded past ``pack_above`` (None: none)."""
+        pad_id = int(self.load().pad_token_id or 0) if ids else 0
+        return bucket(ids, batch_size=self.batch_size, pad_id=pad_id, pack_above=pack_above)
 
 
 def _tensor(a: np.ndarray) -> Any:
@@ -268,8 +283,9 @@ class SentenceTransformerEmbedder:
             raise EmbeddingError(f"model at {path!r} does not report an embedding dimension")
         self._dim = int(dim)
         # the in-process tokenizer shares the model's; packing is switched on below
-        self._tokens = TextTokenizer(path, batch_size=batch_size, max_seq_length=max_seq_length)
-        self._tokens._tokenizer, self._tokens._lower = model.tokenizer, transformer_dir(path)[1]
+        self._tokens = TextTokenizer(
+            path, batch_size=batch_size, max_seq_length=max_seq_length, loaded=model.tokenizer
+        )
         self._pooling = packable_pooling(model) if packing and self._device == "cpu" else None
         if self._pooling is not None and self._packing_agrees():
             self._tokens.pack_above = PACK_ABOVE
@@ -391,13 +407,10 @@ class SentenceTransformerEmbedder:
     def _packing_agrees(self) -> bool:
         """Packed and padded embeddings of a few probe texts agree (cosine >= 0.999):
         the model takes position ids and a 4-D mask the way packing needs."""
-        padded = self._tokens.tokenize(_PROBES)
-        ids = [c.ids[r, : int(c.mask[r].sum())].tolist()
-               for c in padded.chunks if isinstance(c, Padded) for r in range(c.rows)]  # fmt: skip
-        packed = bucket(ids, batch_size=len(ids), pad_id=0, pack_above=0.0)
-        try:  # embed_tokens answers in its batch's text order: ids are in padded's row order
-            a = self.embed_tokens(padded)
-            b = padded.restore(self.embed_tokens(packed))
+        ids = self._tokens.token_ids(_PROBES)
+        try:  # each answers in the probes' order
+            a = self.embed_tokens(self._tokens.chunked(ids, None))
+            b = self.embed_tokens(self._tokens.chunked(ids, 0.0))
         except EmbeddingError:
             return False
         return bool(np.min(np.sum(a * b, axis=1)) >= 0.999)
