@@ -32,20 +32,27 @@ def bare_rates(settings: RuntimeSettings, texts: list[str]) -> tuple[float, floa
     sentence-transformers' own ``encode`` (padded batches of the model's batch size), then
     streamlabel's embedder alone (length-bucketed, packed where uneven). Same model, dtype
     and batch size as the deployment's."""
-    m = settings.model
-    model = SentenceTransformerEmbedder(m.path, **m.embedder_options())
-    model.reference_encode(texts[: m.batch_size])  # warm-up
-    t0 = time.perf_counter()
-    model.reference_encode(texts)
-    t1 = time.perf_counter()
-    model.embed(texts)
-    t2 = time.perf_counter()
-    return len(texts) / (t1 - t0), len(texts) / (t2 - t1)
+    model = _bare_model(settings, texts)
+    return _rate(model.reference_encode, texts), _rate(model.embed, texts)
 
 
 def bare_encode_rate(settings: RuntimeSettings, texts: list[str]) -> float:
     """Items/s of sentence-transformers' ``encode`` on ``texts`` (see :func:`bare_rates`)."""
-    return bare_rates(settings, texts)[0]
+    return _rate(_bare_model(settings, texts).reference_encode, texts)
+
+
+def _bare_model(settings: RuntimeSettings, texts: list[str]) -> SentenceTransformerEmbedder:
+    """The deployment's model in this process, warmed up on the first model batch."""
+    m = settings.model
+    model = SentenceTransformerEmbedder(m.path, **m.embedder_options())
+    model.reference_encode(texts[: m.batch_size])
+    return model
+
+
+def _rate(call: Callable[[list[str]], Any], texts: list[str]) -> float:
+    t0 = time.perf_counter()
+    call(texts)
+    return len(texts) / (time.perf_counter() - t0)
 
 
 def run_runtime_bench(
