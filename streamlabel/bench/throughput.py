@@ -381,13 +381,14 @@ def batch_shape(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> di
         >>> batch_shape(a, b)
         {'batches': 4, 'items_per_batch': 5.0, 'rebalances': 0, 'embed_ms': 50.0}
     """
-    n = sum(w.get("batches", 0) for w in after) - sum(w.get("batches", 0) for w in before)
-    items = sum(w.get("items", 0) for w in after) - sum(w.get("items", 0) for w in before)
-    rebalances = sum(w.get("rebalances", 0) for w in after) - sum(
-        w.get("rebalances", 0) for w in before
-    )
+
+    def grew(counter: str) -> int:
+        return sum(w.get(counter, 0) for w in after) - sum(w.get(counter, 0) for w in before)
+
+    n = grew("batches")
     out: dict[str, float] = {
-        "batches": n, "items_per_batch": round(items / max(n, 1), 2), "rebalances": rebalances,
+        "batches": n, "items_per_batch": round(grew("items") / max(n, 1), 2),
+        "rebalances": grew("rebalances"),
     }  # fmt: skip
     spent0, spent1 = _summed(before), _summed(after)
     for stage in WORKER_STAGES:

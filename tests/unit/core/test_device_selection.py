@@ -36,20 +36,15 @@ def fake_cpu_bf16(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
     monkeypatch.setattr(embedder_module, "cpu_has_bf16", lambda: native)
 
 
-def test_a_cpu_without_native_bf16_runs_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_cpu_bf16(monkeypatch, False)
+@pytest.mark.parametrize(("native", "dtype"), [(False, torch.float32), (True, torch.bfloat16)])
+def test_a_cpu_runs_bf16_only_where_it_computes_it_natively(
+    monkeypatch: pytest.MonkeyPatch, native: bool, dtype: torch.dtype
+) -> None:
+    fake_cpu_bf16(monkeypatch, native)
     fake_cuda(monkeypatch, present=True)
-    assert resolve_device("cpu") == ("cpu", torch.float32)
+    assert resolve_device("cpu") == ("cpu", dtype)
     fake_cuda(monkeypatch, present=False)
-    assert resolve_device("auto") == ("cpu", torch.float32)
-
-
-def test_a_cpu_with_native_bf16_runs_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_cpu_bf16(monkeypatch, True)
-    fake_cuda(monkeypatch, present=True)
-    assert resolve_device("cpu") == ("cpu", torch.bfloat16)
-    fake_cuda(monkeypatch, present=False)
-    assert resolve_device("auto") == ("cpu", torch.bfloat16)
+    assert resolve_device("auto") == ("cpu", dtype)
 
 
 @pytest.mark.parametrize("native", [True, False])
