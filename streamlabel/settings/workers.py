@@ -47,6 +47,18 @@ class WorkerSettings(Section):
             return None
         return value
 
+    batch_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=10_000,
+        description="How long a small batch waits to fill: a poll that returns fewer records "
+        "than the poll size polls again until it is full or its oldest record has waited this "
+        "long since it was produced (its Kafka timestamp; records that already waited that "
+        "long, in a backlog or a busy worker, go at once). Fewer, larger batches: less CPU "
+        "per item on a quiet stream, for up to this much more latency. 0 = label whatever "
+        "one poll returns.",
+    )
+
     min_batch_size: int = Field(
         default=16, ge=1, le=100_000, description="The smallest adaptive poll."
     )

@@ -59,11 +59,13 @@ def consumed(
     value: bytes | None,
     key: bytes | None = None,
     headers: Sequence[tuple[str, bytes]] = (),
+    timestamp: int = -1,
 ) -> Any:
-    """A consumed record, as a consumer's poll returns it (``ConsumerRecord``'s fields)."""
+    """A consumed record, as a consumer's poll returns it (``ConsumerRecord``'s fields;
+    ``timestamp`` in epoch ms, -1 = none)."""
     return SimpleNamespace(
         topic=topic, partition=partition, offset=offset, key=key, value=value,
-        headers=list(headers),
+        headers=list(headers), timestamp=timestamp,
     )  # fmt: skip
 
 
@@ -99,6 +101,7 @@ class FakeConsumer:
         self.rewound: list[TopicPartition] = []
         self.commits: list[dict[TopicPartition, Any]] = []
         self.asked: list[int | None] = []  # max_records of each poll
+        self.timeouts: list[int] = []  # timeout_ms of each poll
         self.ends: dict[TopicPartition, int] = {}  # end offsets the broker knows, if ahead
         self.end_offset_asks = 0
         self.subscribed: list[str] = []
@@ -144,6 +147,7 @@ class FakeConsumer:
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Mapping[Any, list[Any]]:
         self.asked.append(max_records)
+        self.timeouts.append(timeout_ms)
         return self.polls.pop(0) if self.polls else {}
 
     def commit(self, offsets: Mapping[Any, Any]) -> None:

@@ -24,7 +24,7 @@ from streamlabel.pipeline.output import EngineOutput
 from streamlabel.settings.runtime import RuntimeSettings
 from streamlabel.workers.stats import WorkerStats
 
-__all__ = ["BACKLOG_BATCHES", "END_OFFSETS_EVERY_S", "Batch", "Poller", "batch_sizer"]
+__all__ = ["BACKLOG_BATCHES", "END_OFFSETS_EVERY_S", "Batch", "Poller", "batch_sizer", "waited_s"]
 
 BACKLOG_BATCHES = 16
 """A backlog of more adaptive batches than this makes a worker poll full batches. 16,
@@ -63,6 +63,23 @@ def batch_sizer(settings: RuntimeSettings) -> BatchSizer | None:
     )
 
 
+def waited_s(messages: list[Any], bound_s: float, now: float) -> float:
+    """Seconds the oldest of ``messages`` has waited since it was produced, within
+    ``[0, bound_s]`` (0 for records without a timestamp, or stamped ahead of ``now``).
+
+    Example:
+        >>> from types import SimpleNamespace as R
+        >>> waited_s([R(timestamp=99_970), R(timestamp=99_990)], 0.05, 100.0)
+        0.03
+        >>> waited_s([R(timestamp=90_000)], 0.05, 100.0), waited_s([R(timestamp=-1)], 0.05, 100.0)
+        (0.05, 0.0)
+    """
+    stamps = [t for m in messages if (t := getattr(m, "timestamp", None)) is not None and t > 0]
+    if not stamps:
+        return 0.0
+    return round(min(max(now - min(stamps) / 1e3, 0.0), bound_s), 6)
+
+
 class Poller(ConsumerRebalanceListener):
     """Polls batches of ``items`` for one stream worker; listens to its rebalances.
 
@@ -74,6 +91,7 @@ class Poller(ConsumerRebalanceListener):
         sizer: the adaptive batch size, or None.
         clock: monotonic seconds.
         log: the worker's bound logger.
+        wall: wall-clock seconds (the records' timestamps' clock).
     """
 
     def __init__(
@@ -86,6 +104,7 @@ class Poller(ConsumerRebalanceListener):
         sizer: BatchSizer | None,
         clock: Clock,
         log: Any,
+        wall: Clock = time.time,
     ) -> None:
         self._consumer = consumer
         self._tracker = tracker
@@ -93,6 +112,7 @@ class Poller(ConsumerRebalanceListener):
         self._stats = stats
         self._sizer = sizer
         self._clock = clock
+        self._wall = wall
         self._log = log
         self.epoch = 0  # rebalances seen: a batch polled in another epoch is checked
         self._revoked_at: float | None = None
@@ -100,7 +120,9 @@ class Poller(ConsumerRebalanceListener):
         self._ends_at = -END_OFFSETS_EVERY_S  # when the end offsets were last asked for
         self._ends: dict[Any, int] = {}  # end offsets asked of the broker, this assignment
 
-    def poll(self, *, block: bool, size: int | None = None) -> Batch | None:
+    def poll(
+        self, *, block: bool, size: int | None = None, timeout_ms: int | None = None
+    ) -> Batch | None:
         """Polls up to ``worker.batch_size`` records (the adaptive size, if set).
 
         ``block``: wait up to ``worker.poll_timeout_ms`` for the first records;
@@ -108,13 +130,17 @@ class Poller(ConsumerRebalanceListener):
         (the prefetch while the model runs: one short call, so this thread does
         not compete with the model for the cores and the GIL; polling in slices
         until the model was done made batches 35% slower to embed and p50
-        latency 3x worse on 2 cores).
+        latency 3x worse on 2 cores). ``timeout_ms`` replaces the blocking wait.
         """
         if size is None:
             size = self.size()
         t0 = time.perf_counter()
         polled_at = self._clock()  # kafka-python's max-poll timer restarts inside poll
-        timeout = self._settings.worker.poll_timeout_ms if block else 0
+        timeout = (
+            (self._settings.worker.poll_timeout_ms if timeout_ms is None else timeout_ms)
+            if block
+            else 0
+        )
         polled = self._consumer.poll(timeout_ms=timeout, max_records=size)
         self._flowing = any(polled.values())
         # A rebalance inside this poll came before the fetch of what it returned.
@@ -183,8 +209,44 @@ class Poller(ConsumerRebalanceListener):
         if len(batch.messages) >= size:
             return batch
         more = self.poll(block=False, size=size - len(batch.messages))
-        if more is None:
+        return batch if more is None else self._extend(batch, more)
+
+    def poll_filled(self) -> Batch | None:
+        """A blocking :meth:`poll` whose batch then waits to fill (:meth:`fill`)."""
+        batch = self.poll(block=True)
+        return None if batch is None else self.fill(batch)
+
+    def fill(self, batch: Batch) -> Batch | None:
+        """Waits for a small batch to fill (``worker.batch_wait_ms``).
+
+        Polls again until the batch has the poll size or its oldest record has
+        waited ``worker.batch_wait_ms`` since it was produced (its Kafka
+        timestamp; a record without one, or stamped in the future by a skewed
+        clock, counts from now). Records that already waited that long (a
+        backlog, a busy worker) go at once; a trickle is labelled in batches of
+        what arrives meanwhile rather than one fetch at a time, whose fixed costs
+        would take the cores. A poll that comes back empty ends the wait (it
+        waited out the rest of the bound); a rebalance discards the batch as in
+        :meth:`top_up`.
+        """
+        size = self.size()
+        wait_s = self._settings.worker.batch_wait_ms / 1e3
+        if wait_s <= 0 or len(batch.messages) >= size:
             return batch
+        deadline = self._clock() + wait_s - waited_s(batch.messages, wait_s, self._wall())
+        while len(batch.messages) < size:
+            left_ms = round((deadline - self._clock()) * 1e3)
+            if left_ms <= 0:
+                return batch
+            more = self.poll(block=True, size=size - len(batch.messages), timeout_ms=left_ms)
+            if more is None:
+                return batch
+            if self._extend(batch, more) is None:
+                return None
+        return batch
+
+    def _extend(self, batch: Batch, more: Batch) -> Batch | None:
+        """``batch`` with ``more``'s records; None (both rewound) if a rebalance came between."""
         if more.epoch != batch.epoch:
             self._tracker.rewind(batch.messages + more.messages)
             return None

@@ -171,7 +171,7 @@ class StreamWorker(ActorLoop[WorkerStats]):
             cur = poller.top_up(cur)
         if cur is None:
             self._settle()
-            cur = poller.poll(block=True)
+            cur = poller.poll_filled()
             if cur is None:
                 self._apply_class_events()  # an idle replica stays current too
                 self._observations.send(None)  # what waited for the interval goes now

@@ -61,7 +61,7 @@ class Rig:
         settings = load_runtime_settings(
             None,
             kafka={"topic_prefix": "t.", "max_poll_interval_ms": LIMIT_MS},
-            worker={"batch_size": 16, "overlap": True, **worker},
+            worker={"batch_size": 16, "overlap": True, "batch_wait_ms": 0, **worker},
             logging={"level": "warning"},
             metrics={"enabled": False},
         )
