@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from streamlabel.core.cpu_forward import CpuForward, packable_pooling
 from streamlabel.core.tokens import Packed, TokenBatch, bucket
 from streamlabel.errors import EmbeddingError
 
@@ -240,6 +241,7 @@ class SentenceTransformerEmbedder:
         batch_size: texts per forward pass.
         max_seq_length: tokens kept per text (longer texts are truncated).
         packing: run uneven chunks packed on CPU (when the model allows it).
+        lean: run a BERT encoder as plain torch ops on CPU (:mod:`~streamlabel.core.lean_bert`).
     """
 
     def __init__(
@@ -251,6 +253,7 @@ class SentenceTransformerEmbedder:
         batch_size: int = 32,
         max_seq_length: int = 128,
         packing: bool = True,
+        lean: bool = True,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -286,8 +289,11 @@ class SentenceTransformerEmbedder:
         self._tokens = TextTokenizer(
             path, batch_size=batch_size, max_seq_length=max_seq_length, loaded=model.tokenizer
         )
-        self._pooling = packable_pooling(model) if packing and self._device == "cpu" else None
-        if self._pooling is not None and self._packing_agrees():
+        pooling = packable_pooling(model) if self._device == "cpu" else None
+        self._cpu = CpuForward(model, pooling, lean=lean) if pooling is not None else None
+        if self._cpu is not None and self._cpu.lean is not None and not self._lean_agrees():
+            self._cpu.lean = None
+        if self._cpu is not None and packing and self._packing_agrees():
             self._tokens.pack_above = PACK_ABOVE
 
     @property
@@ -313,6 +319,11 @@ class SentenceTransformerEmbedder:
         """Whether uneven chunks run packed (see the class notes)."""
         return self._tokens.pack_above is not None
 
+    @property
+    def lean(self) -> bool:
+        """Whether the model runs as plain torch ops (:mod:`~streamlabel.core.lean_bert`)."""
+        return self._cpu is not None and self._cpu.lean is not None
+
     def tokenizer(self) -> TextTokenizer:
         """A tokenizer-only twin of this model, for the processes that feed it tokens."""
         return TextTokenizer(
@@ -322,12 +333,13 @@ class SentenceTransformerEmbedder:
             pack_above=self._tokens.pack_above,
         )
 
-    def embed_tokens(self, batch: TokenBatch) -> np.ndarray:
+    def embed_tokens(self, batch: TokenBatch, *, lean: bool = True) -> np.ndarray:
         """Embeds texts tokenized elsewhere (:class:`TextTokenizer`), in their order.
 
         On CUDA each chunk is copied from pinned host memory without blocking, the
         model runs in its half-precision dtype, and the whole batch comes back in
-        one device-to-host copy.
+        one device-to-host copy. ``lean=False``: padded chunks through the model's
+        own forward even where the lean one is in use (the check at load).
         """
         import torch
 
@@ -339,7 +351,11 @@ class SentenceTransformerEmbedder:
             with torch.inference_mode():
                 for chunk in batch.chunks:
                     if isinstance(chunk, Packed):
-                        emb = self._forward_packed(chunk)
+                        assert self._cpu is not None  # packed chunks only where it runs them
+                        emb = self._cpu.packed(chunk)
+                    elif lean and self.lean:
+                        assert self._cpu is not None
+                        emb = self._cpu.padded(chunk)
                     else:
                         # arrays from Ray's object store are read-only: torch needs its own
                         t_ids, t_mask = _tensor(chunk.ids), _tensor(chunk.mask)
@@ -385,24 +401,15 @@ class SentenceTransformerEmbedder:
             raise EmbeddingError(f"model failed on a batch of {len(texts)}: {exc}") from exc
         return np.ascontiguousarray(out, dtype=np.float32)
 
-    def _forward_packed(self, chunk: Packed) -> Any:
-        """One packed chunk through the Transformer, pooled per text (float32 rows)."""
-        import torch
-
-        ids = _tensor(chunk.ids)[None]
-        positions = torch.from_numpy(chunk.positions())[None]
-        seg = torch.from_numpy(chunk.segments())
-        mask = (seg[:, None] == seg[None, :])[None, None]  # each text attends to itself
-        transformer: Any = self._model[0].auto_model
-        hidden = transformer(
-            input_ids=ids, position_ids=positions, attention_mask=mask,
-            token_type_ids=torch.zeros_like(ids),
-        ).last_hidden_state[0].float()  # fmt: skip
-        if self._pooling == "cls":
-            starts = np.cumsum(chunk.lengths) - chunk.lengths
-            return hidden[torch.from_numpy(starts)]
-        sums = torch.zeros(chunk.rows, hidden.shape[1]).index_add_(0, seg, hidden)
-        return sums / torch.from_numpy(chunk.lengths).to(sums.dtype)[:, None]
+    def _lean_agrees(self) -> bool:
+        """The lean forward's embeddings of a few probe texts agree with the model's
+        own (cosine >= 0.999)."""
+        batch = self._tokens.chunked(self._tokens.token_ids(_PROBES), None)
+        try:
+            a, b = self.embed_tokens(batch), self.embed_tokens(batch, lean=False)
+        except EmbeddingError:
+            return False
+        return bool(np.min(np.sum(a * b, axis=1)) >= 0.999)
 
     def _packing_agrees(self) -> bool:
         """Packed and padded embeddings of a few probe texts agree (cosine >= 0.999):
@@ -414,19 +421,3 @@ class SentenceTransformerEmbedder:
         except EmbeddingError:
             return False
         return bool(np.min(np.sum(a * b, axis=1)) >= 0.999)
-
-
-def packable_pooling(model: Any) -> str | None:
-    """``mean`` or ``cls`` when a sentence-transformers model can run packed chunks
-    (a Transformer with absolute positions, that pooling, an optional Normalize), else None."""
-    modules = list(model)
-    if len(modules) not in (2, 3) or not hasattr(modules[0], "auto_model"):
-        return None
-    if len(modules) == 3 and type(modules[2]).__name__ != "Normalize":
-        return None
-    config = getattr(modules[0].auto_model, "config", None)
-    if getattr(config, "position_embedding_type", "absolute") not in (None, "absolute"):
-        return None
-    get = getattr(modules[1], "get_config_dict", None)
-    mode = get().get("pooling_mode") if callable(get) else None
-    return mode if mode in ("mean", "cls") else None

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from streamlabel.core.cpu_forward import CpuForward
 from streamlabel.core.embedder import SentenceTransformerEmbedder, cpu_has_bf16, resolve_device
+from streamlabel.core.lean_bert import LeanBert
 from streamlabel.core.tokens import Packed, Padded
 from streamlabel.errors import EmbeddingError
 
@@ -71,10 +73,12 @@ def test_device_auto_picks_cuda_with_half_precision_only_when_present() -> None:
 # ------------------------------------------------- packed and bucketed, against encode
 def test_polls_of_any_size_embed_as_sentence_transformers_encode_does(embedder_fp32, so_test):
     """streamlabel's own call (length-bucketed chunks, uneven ones packed into one
-    unpadded sequence) gives sentence-transformers' ``encode`` vectors, in fp32."""
+    unpadded sequence, the lean BERT forward) gives sentence-transformers' ``encode``
+    vectors, in fp32."""
     texts = so_test.texts[:400]
     want = embedder_fp32.reference_encode(texts)
     assert embedder_fp32.packs
+    assert embedder_fp32.lean
     for poll in (1, 3, 8, 40, 400):
         polls = [texts[i : i + poll] for i in range(0, 400, poll)]
         got = np.concatenate([embedder_fp32.embed(p) for p in polls])
@@ -108,11 +112,30 @@ def test_packing_is_off_when_asked_or_when_the_model_disagrees_at_load(monkeypat
     def wrong(self, chunk):  # a model that ignores position ids or 4-D masks, say
         return torch.ones(chunk.rows, 384)
 
-    monkeypatch.setattr(SentenceTransformerEmbedder, "_forward_packed", wrong)
+    monkeypatch.setattr(CpuForward, "packed", wrong)
     refused = SentenceTransformerEmbedder(device="cpu", dtype="float32")
     assert not refused.packs  # the check at load caught it: padded chunks only
     out = refused.embed(["a", "a much longer title about packing"])
     assert np.abs(out - off.embed(["a", "a much longer title about packing"])).max() < 1e-5
+
+
+def test_the_lean_forward_is_off_when_asked_or_when_it_disagrees_at_load(
+    monkeypatch, embedder_fp32
+) -> None:
+    texts = ["a", "segfault", "a much longer title about the lean forward pass"]
+    off = SentenceTransformerEmbedder(device="cpu", dtype="float32", lean=False)
+    assert not off.lean
+    assert off.packs
+    np.testing.assert_allclose(off.embed(texts), embedder_fp32.embed(texts), atol=2e-5)
+
+    def wrong(self, ids, positions, mask):  # a BERT variant it misreads, say
+        return torch.zeros(*ids.shape, 384)
+
+    monkeypatch.setattr(LeanBert, "__call__", wrong)
+    refused = SentenceTransformerEmbedder(device="cpu", dtype="float32")
+    assert not refused.lean
+    assert refused.packs
+    np.testing.assert_allclose(refused.embed(texts), off.embed(texts), atol=1e-6)
 
 
 # ------------------------------------------- tokens from the workers (GPU topology)
