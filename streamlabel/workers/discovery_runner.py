@@ -2,12 +2,16 @@
 
 The learner's loop starts a run when it is due, goes on consuming while the
 run clusters, and collects the run on a later step to adopt what it found on
-the loop's own thread (the curator stays single-threaded).
+the loop's own thread (the curator stays single-threaded). The thread runs at
+a lower scheduling priority (``learner.discovery_nice``): a run is a burst of
+CPU that, on cores the stream workers share, held labels back (half-rate p99
+on 2 cores 248-324 ms with discovery, 134 ms without it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,7 +21,16 @@ from typing import Any
 from streamlabel.core.discovery import DiscoveryReport
 from streamlabel.pipeline.curator import Curator, DiscoveryJob
 
-__all__ = ["BackgroundDiscovery", "FinishedRun"]
+__all__ = ["BackgroundDiscovery", "FinishedRun", "lower_thread_priority"]
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Raises the calling thread's niceness to ``nice`` (Linux keeps one per thread;
+    never lowers it; a platform without per-thread priorities keeps it as it is)."""
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError, AttributeError):
+        if nice > os.getpriority(os.PRIO_PROCESS, tid):
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
 
 
 @dataclass(frozen=True)
@@ -35,11 +48,15 @@ class BackgroundDiscovery:
 
     Args:
         log: where a failed run is reported.
+        nice: the thread's niceness (:func:`lower_thread_priority`; 0 = the learner's).
     """
 
-    def __init__(self, log: Any) -> None:
+    def __init__(self, log: Any, *, nice: int = 0) -> None:
         self._log = log
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="discovery")
+        self._pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="discovery",
+            initializer=lower_thread_priority, initargs=(nice,),
+        )  # fmt: skip
         self._job: tuple[DiscoveryJob, Future[DiscoveryReport]] | None = None
         self._started = 0.0
         self._buffered = 0.0

@@ -95,7 +95,7 @@ class Learner(ActorLoop[LearnerStats]):
         self._inbox = ObservationInbox(max_rows=max(settings.limits.max_item_cache, 1))
         self._init_loop(settings, LearnerStats(), role="learner", actor="learner",
                         families=learner_families)  # fmt: skip
-        self._discovery = BackgroundDiscovery(self._log)
+        self._discovery = BackgroundDiscovery(self._log, nice=settings.learner.discovery_nice)
         self._snapshot_wanted = threading.Event()
         self._generation = broker_generation  # broker resets the supervisor has seen
         self._reset_lock = threading.Lock()
