@@ -136,12 +136,9 @@ class Poller(ConsumerRebalanceListener):
             size = self.size()
         t0 = time.perf_counter()
         polled_at = self._clock()  # kafka-python's max-poll timer restarts inside poll
-        timeout = (
-            (self._settings.worker.poll_timeout_ms if timeout_ms is None else timeout_ms)
-            if block
-            else 0
-        )
-        polled = self._consumer.poll(timeout_ms=timeout, max_records=size)
+        if timeout_ms is None:
+            timeout_ms = self._settings.worker.poll_timeout_ms
+        polled = self._consumer.poll(timeout_ms=timeout_ms if block else 0, max_records=size)
         self._flowing = any(polled.values())
         # A rebalance inside this poll came before the fetch of what it returned.
         epoch = self.epoch
