@@ -8,6 +8,7 @@ from streamlabel.bench.throughput import (
     WORKER_STAGES,
     batch_shape,
     latency_percentiles,
+    overdue,
     send_ticks,
     stage_table,
 )
@@ -66,6 +67,15 @@ def test_the_paced_stream_sends_every_item_once_within_a_tick_of_its_moment(
             assert at - k / rate <= tick_s + 1e-9  # ...and at most a tick after
     # ticks carry what a tick's worth of the rate brings (one request each)
     assert len(plan) == pytest.approx(2000 / (int(rate * tick_s) + 1), rel=0.35)
+
+
+def test_a_late_tick_takes_every_tick_already_due_with_it() -> None:
+    plan = send_ticks(10, 100.0, 0.005)  # one item a tick: at 5, 15, 25... ms
+    assert [ks for _, ks in plan] == [[k] for k in range(10)]
+    assert overdue(plan, 0, 0.005) == ([0], 1)  # on time: its own items only
+    items, nxt = overdue(plan, 2, 0.0655)  # tick 2 (due at 25 ms) runs 40 ms late
+    assert (items, nxt) == ([2, 3, 4, 5, 6], 7)
+    assert overdue(plan, 9, 5.0) == ([9], 10)  # the last tick ends the plan
 
 
 def test_without_ticks_each_item_goes_alone_at_its_moment() -> None:
