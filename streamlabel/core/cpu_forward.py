@@ -26,7 +26,15 @@ import numpy as np
 from streamlabel.core.lean_bert import LeanBert, lean_bert
 from streamlabel.core.tokens import Packed, Padded
 
-__all__ = ["CpuForward", "packable_pooling"]
+__all__ = ["CpuForward", "as_tensor", "packable_pooling"]
+
+
+def as_tensor(a: np.ndarray) -> Any:
+    """``a`` as a torch tensor: shared when writable, copied when not (arrays from
+    Ray's object store are read-only, and torch needs its own)."""
+    import torch
+
+    return torch.from_numpy(a) if a.flags.writeable else torch.tensor(a)
 
 
 class CpuForward:
@@ -59,7 +67,7 @@ class CpuForward:
         """One packed chunk, pooled per text (float32 rows, not normalised)."""
         import torch
 
-        ids = torch.from_numpy(np.array(chunk.ids))[None]
+        ids = as_tensor(chunk.ids)[None]
         positions = torch.from_numpy(chunk.positions())[None]
         seg = torch.from_numpy(chunk.segments())
         mask = (seg[:, None] == seg[None, :])[None, None]  # each text attends to itself
@@ -74,7 +82,7 @@ class CpuForward:
         """One padded chunk, pooled per text (float32 rows, not normalised)."""
         import torch
 
-        ids, keep = torch.from_numpy(np.array(chunk.ids)), torch.from_numpy(np.array(chunk.mask))
+        ids, keep = as_tensor(chunk.ids), as_tensor(chunk.mask)
         positions = torch.arange(ids.shape[1])[None].expand_as(ids)
         hidden = self.hidden(ids, positions, keep.bool()[:, None, None, :])
         if self._pooling == "cls":

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from streamlabel.core.cpu_forward import CpuForward, packable_pooling
+from streamlabel.core.cpu_forward import CpuForward, as_tensor, packable_pooling
 from streamlabel.core.tokens import Packed, TokenBatch, bucket
 from streamlabel.errors import EmbeddingError
 
@@ -178,12 +178,6 @@ class TextTokenizer:
         packing those padded past ``pack_above`` (None: none)."""
         pad_id = int(self.load().pad_token_id or 0) if ids else 0
         return bucket(ids, batch_size=self.batch_size, pad_id=pad_id, pack_above=pack_above)
-
-
-def _tensor(a: np.ndarray) -> Any:
-    import torch
-
-    return torch.from_numpy(a) if a.flags.writeable else torch.tensor(a)
 
 
 def cpu_has_bf16() -> bool:
@@ -357,8 +351,7 @@ class SentenceTransformerEmbedder:
                         assert self._cpu is not None
                         emb = self._cpu.padded(chunk)
                     else:
-                        # arrays from Ray's object store are read-only: torch needs its own
-                        t_ids, t_mask = _tensor(chunk.ids), _tensor(chunk.mask)
+                        t_ids, t_mask = as_tensor(chunk.ids), as_tensor(chunk.mask)
                         if cuda:
                             t_ids = t_ids.pin_memory().to(self._device, non_blocking=True)
                             t_mask = t_mask.pin_memory().to(self._device, non_blocking=True)
@@ -402,22 +395,23 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def _lean_agrees(self) -> bool:
-        """The lean forward's embeddings of a few probe texts agree with the model's
-        own (cosine >= 0.999)."""
-        batch = self._tokens.chunked(self._tokens.token_ids(_PROBES), None)
-        try:
-            a, b = self.embed_tokens(batch), self.embed_tokens(batch, lean=False)
-        except EmbeddingError:
-            return False
-        return bool(np.min(np.sum(a * b, axis=1)) >= 0.999)
+        """The lean forward's embeddings of the probe texts agree with the model's own."""
+        padded = self._tokens.chunked(self._tokens.token_ids(_PROBES), None)
+        return self._probes_agree(padded, padded, second_lean=False)
 
     def _packing_agrees(self) -> bool:
-        """Packed and padded embeddings of a few probe texts agree (cosine >= 0.999):
-        the model takes position ids and a 4-D mask the way packing needs."""
+        """Packed and padded embeddings of the probe texts agree: the model takes
+        position ids and a 4-D mask the way packing needs."""
         ids = self._tokens.token_ids(_PROBES)
-        try:  # each answers in the probes' order
-            a = self.embed_tokens(self._tokens.chunked(ids, None))
-            b = self.embed_tokens(self._tokens.chunked(ids, 0.0))
+        return self._probes_agree(self._tokens.chunked(ids, None), self._tokens.chunked(ids, 0.0))
+
+    def _probes_agree(
+        self, first: TokenBatch, second: TokenBatch, *, second_lean: bool = True
+    ) -> bool:
+        """Two ways of embedding the probe texts give the same rows (cosine >= 0.999
+        each; both answer in the probes' order); a model error is a disagreement."""
+        try:
+            a, b = self.embed_tokens(first), self.embed_tokens(second, lean=second_lean)
         except EmbeddingError:
             return False
         return bool(np.min(np.sum(a * b, axis=1)) >= 0.999)
