@@ -210,13 +210,14 @@ class Poller(ConsumerRebalanceListener):
 
     def poll_filled(self) -> Batch | None:
         """A blocking :meth:`poll` whose batch then waits to fill (:meth:`fill`)."""
-        batch = self.poll(block=True)
-        return None if batch is None else self.fill(batch)
+        size = self.size()
+        batch = self.poll(block=True, size=size)
+        return None if batch is None else self.fill(batch, size)
 
-    def fill(self, batch: Batch) -> Batch | None:
+    def fill(self, batch: Batch, size: int) -> Batch | None:
         """Waits for a small batch to fill (``worker.batch_wait_ms``).
 
-        Polls again until the batch has the poll size or its oldest record has
+        Polls again until the batch has ``size`` records or its oldest record has
         waited ``worker.batch_wait_ms`` since it was produced (its Kafka
         timestamp; a record without one, or stamped in the future by a skewed
         clock, counts from now). Records that already waited that long (a
@@ -226,7 +227,6 @@ class Poller(ConsumerRebalanceListener):
         waited out the rest of the bound); a rebalance discards the batch as in
         :meth:`top_up`.
         """
-        size = self.size()
         wait_s = self._settings.worker.batch_wait_ms / 1e3
         if wait_s <= 0 or len(batch.messages) >= size:
             return batch
