@@ -7,10 +7,12 @@ token and each Python layer costs the one thread a worker has,
 :class:`CpuForward` runs
 
 * a :class:`~streamlabel.core.tokens.Packed` chunk as one unpadded sequence
-  (texts end to end, their own position ids, a block-diagonal attention mask),
-  pooled per text;
-* with :class:`~streamlabel.core.lean_bert.LeanBert` (a BERT encoder), any
-  chunk through the model's weights as plain torch ops.
+  (texts end to end, their own position ids), pooled per text: through
+  ``transformers`` with a block-diagonal attention mask, or with
+  :class:`~streamlabel.core.lean_bert.LeanBert` (a BERT encoder) ragged, with
+  no mask at all (:meth:`~streamlabel.core.lean_bert.LeanBert.ragged`);
+* with a ``LeanBert``, padded chunks too through the model's weights as plain
+  torch ops.
 
 Both apply to models with mean or CLS pooling (:func:`packable_pooling`); the
 embedder checks each against the model's own forward at load and drops what
@@ -67,11 +69,14 @@ class CpuForward:
         """One packed chunk, pooled per text (float32 rows, not normalised)."""
         import torch
 
-        ids = as_tensor(chunk.ids)[None]
-        positions = torch.from_numpy(chunk.positions())[None]
+        ids = as_tensor(chunk.ids)
+        positions = torch.from_numpy(chunk.positions())
         seg = torch.from_numpy(chunk.segments())
-        mask = (seg[:, None] == seg[None, :])[None, None]  # each text attends to itself
-        hidden = self.hidden(ids, positions, mask)[0]
+        if self.lean is not None:  # no mask: attention per run of equal lengths
+            hidden = self.lean.ragged(ids, positions, chunk.lengths.tolist()).float()
+        else:
+            mask = (seg[:, None] == seg[None, :])[None, None]  # each text attends to itself
+            hidden = self.hidden(ids[None], positions[None], mask)[0]
         if self._pooling == "cls":
             starts = np.cumsum(chunk.lengths) - chunk.lengths
             return hidden[torch.from_numpy(starts)]

@@ -8,6 +8,13 @@ fused QKV projection, PyTorch's scaled-dot-product attention, layer norms);
 8 titles 19.6 vs 14.4 ms. At the small batches of a quiet stream that is a
 quarter of the model's time.
 
+:meth:`LeanBert.ragged` runs texts of different lengths laid end to end with
+no padding and no mask: every linear layer sees all of their tokens as one
+matrix, and attention runs once per run of equal-length texts (a batch sorted
+by length has a few dozen). A 256-title poll took 1.9 ms a title that way
+against 2.3 ms packed under a block-diagonal mask (whose attention grows with
+the square of the packed length) and 5.6 ms padded.
+
 :func:`lean_bert` builds one only for a model it can read whole (a
 ``BertModel`` encoder with absolute positions, a GELU activation, no
 cross-attention); the embedder uses it only where its embeddings agree with
@@ -18,6 +25,8 @@ in bf16).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = ["LeanBert", "lean_bert"]
@@ -77,21 +86,56 @@ class LeanBert:
         ``positions`` (both batch x tokens); ``mask`` is boolean, True where a
         token may attend: (batch, 1, 1, tokens) for padding, (batch, 1, tokens,
         tokens) for packed texts."""
+        batch, tokens = ids.shape
+        return self._encode(ids, positions, lambda qkv: _attend(qkv, batch, tokens, mask))
+
+    def ragged(self, ids: Any, positions: Any, lengths: Sequence[int]) -> Any:
+        """The last hidden states (tokens, hidden) of texts laid end to end:
+        ``ids`` and ``positions`` hold every text's tokens in turn (1-D),
+        ``lengths`` each text's token count. Each text attends to itself only,
+        with no mask: attention runs once per run of equal ``lengths``."""
+        runs, start = [], 0
+        for length, group in itertools.groupby(lengths):
+            rows = sum(1 for _ in group)
+            runs.append((start, rows, length))
+            start += rows * length
+        if start != len(ids):
+            raise ValueError(f"lengths sum to {start} tokens, ids hold {len(ids)}")
+
+        def attend(qkv: Any) -> Any:
+            import torch
+
+            parts = [_attend(qkv[s : s + n * t], n, t, None) for s, n, t in runs]
+            return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+        return self._encode(ids, positions, attend)
+
+    def _encode(self, ids: Any, positions: Any, attend: Callable[[Any], Any]) -> Any:
+        """Embeddings, then each layer; ``attend`` maps the fused QKV projection
+        (..., 3 x hidden) to the attention context (..., hidden)."""
         from torch.nn import functional as f
 
         x = f.embedding(ids, self._word) + f.embedding(positions, self._position)
         x = f.layer_norm(x + self._token_type, x.shape[-1:], *self._norm[:2], eps=self._norm[2])
-        batch, tokens, width = x.shape
-        heads = self._heads
+        width = x.shape[-1]
         for wqkv, bqkv, wo, bo, norm1, wi, bi, wo2, bo2, norm2 in self._layers:
-            qkv = f.linear(x, wqkv, bqkv).view(batch, tokens, 3, heads, width // heads)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4)
-            ctx = f.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-            ctx = ctx.transpose(1, 2).reshape(batch, tokens, width)
+            ctx = attend(f.linear(x, wqkv, bqkv).view(*x.shape[:-1], 3, self._heads, -1))
             x = f.layer_norm(x + f.linear(ctx, wo, bo), (width,), *norm1[:2], eps=norm1[2])
             h = f.gelu(f.linear(x, wi, bi), approximate=self._gelu)
             x = f.layer_norm(x + f.linear(h, wo2, bo2), (width,), *norm2[:2], eps=norm2[2])
         return x
+
+
+def _attend(qkv: Any, batch: int, tokens: int, mask: Any) -> Any:
+    """Scaled-dot-product attention of ``batch`` rows of ``tokens`` each, from their
+    fused QKV projection (batch x tokens or their flat run, then 3, heads, head dim);
+    the context comes back in the same leading shape as ``qkv``."""
+    from torch.nn import functional as f
+
+    lead = qkv.shape[:-3]
+    q, k, v = qkv.reshape(batch, tokens, *qkv.shape[-3:]).permute(2, 0, 3, 1, 4)
+    ctx = f.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return ctx.transpose(1, 2).reshape(*lead, -1)
 
 
 def _norm(layer: Any) -> tuple[Any, Any, float]:

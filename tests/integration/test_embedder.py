@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from streamlabel.core.cpu_forward import CpuForward
-from streamlabel.core.embedder import SentenceTransformerEmbedder, cpu_has_bf16, resolve_device
+from streamlabel.core.embedder import (
+    RAGGED_PACK,
+    SentenceTransformerEmbedder,
+    cpu_has_bf16,
+    resolve_device,
+)
 from streamlabel.core.lean_bert import LeanBert
 from streamlabel.core.tokens import Packed, Padded
 from streamlabel.errors import EmbeddingError
@@ -83,11 +88,15 @@ def test_polls_of_any_size_embed_as_sentence_transformers_encode_does(embedder_f
         polls = [texts[i : i + poll] for i in range(0, 400, poll)]
         got = np.concatenate([embedder_fp32.embed(p) for p in polls])
         np.testing.assert_allclose(got, want, atol=2e-5, err_msg=f"polls of {poll}")
-    kinds = {type(c) for c in embedder_fp32.tokenizer().tokenize(texts[:8]).chunks}
-    assert kinds == {Packed}  # a short poll of uneven titles runs packed...
-    long = embedder_fp32.tokenizer().tokenize(texts)
-    assert Padded in {type(c) for c in long.chunks}  # ...long polls' sorted chunks mostly not
-    assert long.padding_ratio < 1.1
+    tokenizer = embedder_fp32.tokenizer()
+    # ragged (the lean forward): every chunk with any padding runs packed, in pieces of
+    # up to RAGGED_PACK's tokens, so no position goes to padding; equal lengths stay padded
+    assert (tokenizer.pack_above, tokenizer.pack_tokens) == RAGGED_PACK
+    assert {type(c) for c in tokenizer.tokenize(texts[:8]).chunks} == {Packed}
+    long = tokenizer.tokenize(texts)
+    assert {type(c) for c in long.chunks} == {Packed}
+    assert long.padding_ratio == 1.0
+    assert {type(c) for c in tokenizer.tokenize(["same title"] * 5).chunks} == {Padded}
 
 
 def test_bf16_stays_within_a_rounding_of_fp32(embedder_fp32, so_test) -> None:
@@ -153,7 +162,8 @@ def test_tokenized_elsewhere_gives_the_same_vectors_as_encode(embedder_fp32) -> 
     """What a shared actor computes from a worker's tokens equals model.encode (CPU, fp32)."""
     tokenizer = embedder_fp32.tokenizer()
     batch = tokenizer.tokenize(TEXTS * 30)
-    widths = [c.ids.shape[1] for c in batch.chunks if isinstance(c, Padded)]
+    widths = [c.ids.shape[1] if isinstance(c, Padded) else int(c.lengths.max())
+              for c in batch.chunks]  # fmt: skip
     assert widths == sorted(widths, reverse=True)  # the longest chunk first
     assert widths[0] == 128  # truncated to max_seq_length
     got = embedder_fp32.embed_tokens(batch)
@@ -169,7 +179,7 @@ def test_a_tokenizer_travels_without_its_loaded_state(embedder) -> None:
     copy = pickle.loads(pickle.dumps(tokenizer))
     assert copy._tokenizer is None  # loaded again where it is used
     a, b = tokenizer.tokenize(TEXTS), copy.tokenize(TEXTS)
-    assert copy.pack_above == tokenizer.pack_above
+    assert (copy.pack_above, copy.pack_tokens) == (tokenizer.pack_above, tokenizer.pack_tokens)
     for ca, cb in zip(a.chunks, b.chunks, strict=True):
         assert type(ca) is type(cb)
         np.testing.assert_array_equal(ca.ids, cb.ids)

@@ -1,7 +1,8 @@
 """The lean BERT forward against transformers' own, on small random BERT models.
 
-* padded batches and packed sequences (block-diagonal masks, own position ids)
-  give transformers' last hidden states;
+* padded batches, packed sequences (block-diagonal masks, own position ids)
+  and ragged ones (no mask, attention per run of equal lengths) give
+  transformers' last hidden states;
 * a model it cannot read whole (another activation, relative positions, a
   decoder, not a BERT) gets no lean forward.
 """
@@ -58,6 +59,28 @@ def test_a_packed_sequence_gives_each_text_its_own_hidden_states() -> None:
         torch.testing.assert_close(
             got[4:], model(input_ids=b).last_hidden_state[0], atol=1e-5, rtol=1e-4
         )
+
+
+@pytest.mark.parametrize("lengths", [[6, 6, 4, 1], [3, 5, 3], [7]])
+def test_ragged_texts_each_give_their_own_hidden_states(lengths: list[int]) -> None:
+    """Runs of equal lengths share one attention call; an unsorted order still works."""
+    model = bert()
+    lean = lean_bert(model)
+    assert lean is not None
+    texts = [torch.randint(1, 50, (1, n)) for n in lengths]
+    ids = torch.cat(texts, dim=1)[0]
+    positions = torch.cat([torch.arange(n) for n in lengths])
+    with torch.inference_mode():
+        got = lean.ragged(ids, positions, lengths)
+        want = torch.cat([model(input_ids=t).last_hidden_state[0] for t in texts])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_ragged_lengths_must_cover_the_ids() -> None:
+    lean = lean_bert(bert())
+    assert lean is not None
+    with pytest.raises(ValueError, match="sum to 5 tokens, ids hold 6"):
+        lean.ragged(torch.ones(6, dtype=torch.long), torch.arange(6), [3, 2])
 
 
 @pytest.mark.parametrize(
