@@ -28,8 +28,8 @@ RAGGED_PACK = (1.0, 4096)
 """``pack_above`` and ``pack_tokens`` where packed chunks run ragged (the lean
 forward: no mask, attention per run of equal lengths, so no cost grows with a
 piece's square): every chunk with any padding packs, in pieces of up to 4,096
-tokens. One thread, bf16, StackOverflow titles: a 256-title poll 2.33 → 1.83-1.97
-ms a title, 64 titles 2.38 → 1.88-2.02, 16 titles 2.39 → 2.04-2.14."""
+tokens. One thread, bf16, StackOverflow titles, ms a title: polls of 38-512
+titles 2.39-2.52 → 1.92-1.96, 16 titles 2.40 → 2.13 (docs/benchmarks.md)."""
 _PROBES = (
     "a",
     "segfault in free()",
