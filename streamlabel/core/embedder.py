@@ -416,8 +416,9 @@ class SentenceTransformerEmbedder:
         return self._probes_agree(padded, padded, second_lean=False)
 
     def _packing_agrees(self) -> bool:
-        """Packed and padded embeddings of the probe texts agree: the model takes
-        position ids and a 4-D mask the way packing needs."""
+        """Packed and padded embeddings of the probe texts agree: the lean forward's
+        ragged call, or else the model taking position ids and a 4-D mask the way
+        packing needs."""
         ids = self._tokens.token_ids(_PROBES)
         return self._probes_agree(self._tokens.chunked(ids, None), self._tokens.chunked(ids, 0.0))
 

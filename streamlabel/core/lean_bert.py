@@ -86,7 +86,7 @@ class LeanBert:
         """The last hidden states (batch, tokens, hidden) of token ``ids`` at
         ``positions`` (both batch x tokens); ``mask`` is boolean, True where a
         token may attend: (batch, 1, 1, tokens) for padding, (batch, 1, tokens,
-        tokens) for packed texts."""
+        tokens) for a block-diagonal mask (packed texts run :meth:`ragged` instead)."""
         batch, tokens = ids.shape
         return self._encode(ids, positions, lambda qkv: _attend(qkv, batch, tokens, mask))
 
